@@ -1,0 +1,313 @@
+"""The `trendfinder` command line.
+
+Exit codes: 0 success, 1 the run finished but something failed (a source, a delivery),
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from daemon import logs
+from daemon.config import Config, ConfigError, config_path, load_config
+from daemon.runner import Report, Runner
+from daemon.store import Store, StoreError
+from sources.model import FetchOutcome
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("trendfinder")
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trendfinder",
+        description="Watch feeds and sites, find what matters, and deliver a short ranked digest.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TRENDFINDER_CONFIG, else ./config.yaml)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log line format"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="run the daemon (or one cycle with --once)")
+    run.add_argument(
+        "--once", action="store_true", help="one cycle: collect, digest, deliver, exit"
+    )
+    run.add_argument("--all", action="store_true", help="with --once: everything, due or not")
+    run.set_defaults(handler=cmd_run)
+
+    collect = commands.add_parser("collect", help="collect every source now")
+    collect.add_argument("--source", action="append", help="only this source (repeatable)")
+    collect.set_defaults(handler=cmd_collect)
+
+    digest = commands.add_parser("digest", help="build digests now, due or not")
+    digest.add_argument("--profile", help="only this digest profile")
+    digest.add_argument("--dry-run", action="store_true", help="print, store and send nothing")
+    digest.add_argument("--format", choices=["md", "json"], default="md", help="with --dry-run")
+    digest.set_defaults(handler=cmd_digest)
+
+    check = commands.add_parser("check", help="validate the config and show what would run")
+    check.set_defaults(handler=cmd_check)
+
+    status = commands.add_parser("status", help="what the daemon did and what is waiting")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    sources = commands.add_parser("sources", help="work with sources")
+    sources_commands = sources.add_subparsers(
+        dest="sources_command", metavar="COMMAND", required=True
+    )
+    test = sources_commands.add_parser("test", help="fetch and parse one URL, show what it yields")
+    test.add_argument("url")
+    test.add_argument("--kind", choices=["feed", "site"], default="feed")
+    test.set_defaults(handler=cmd_sources_test, needs_config=False)
+
+    digests = commands.add_parser("digests", help="stored digests")
+    digests_commands = digests.add_subparsers(
+        dest="digests_command", metavar="COMMAND", required=True
+    )
+    listing = digests_commands.add_parser("list", help="list stored digests, newest first")
+    listing.add_argument("--profile")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(handler=cmd_digests_list)
+    show = digests_commands.add_parser("show", help="render one stored digest")
+    show.add_argument("id")
+    show.add_argument("--format", choices=["md", "json", "html"], default="md")
+    show.set_defaults(handler=cmd_digests_show)
+
+    demo = commands.add_parser("demo", help="the whole pipeline offline, on bundled sample feeds")
+    demo.add_argument("--keep", metavar="DIR", help="keep the demo's store and digests in DIR")
+    demo.set_defaults(handler=cmd_demo, needs_config=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.setup(verbose=args.verbose, json_format=args.log_format == "json")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as error:
+        print(f"trendfinder: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, KeyError) as error:
+        message = error.args[0] if error.args else str(error)
+        print(f"trendfinder: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as error:
+        print(f"trendfinder: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+@contextmanager
+def _runner(args: argparse.Namespace) -> Iterator[Runner]:
+    config = _config(args)
+    with Store.open(config.storage.database) as store:
+        yield Runner(config, store)
+
+
+def _progress() -> tuple[Callable[[int], None], Callable[[FetchOutcome], None], Callable[[], None]]:
+    """A rich progress bar on a terminal; nothing extra (just log lines) otherwise."""
+    if not sys.stderr.isatty():
+        return (lambda total: None), (lambda outcome: None), (lambda: None)
+    from rich.progress import Progress
+
+    progress = Progress(transient=True)
+    task: list[Any] = []
+
+    def start(total: int) -> None:
+        progress.start()
+        task.append(progress.add_task("collecting", total=total))
+
+    def advance(outcome: FetchOutcome) -> None:
+        progress.advance(task[0])
+
+    return start, advance, progress.stop
+
+
+def _print_report(report: Report) -> None:
+    parts = [
+        f"{report.sources_ok} sources ok",
+        f"{report.sources_unchanged} unchanged",
+        f"{report.sources_failed} failed",
+        f"{report.new_items} new items",
+    ]
+    if report.digests:
+        parts.append(f"digests: {', '.join(report.digests)}")
+    if report.deliveries_sent or report.deliveries_failed:
+        parts.append(f"{report.deliveries_sent} delivered, {report.deliveries_failed} failed")
+    print("; ".join(parts), file=sys.stderr)
+    for error in report.errors:
+        print(f"  failed: {error}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.once:
+        from daemon.scheduler import run_forever
+
+        return run_forever(config_path(args.config))
+    with _runner(args) as runner:
+        start, advance, stop = _progress()
+        try:
+            report = runner.run_once(everything=args.all, on_outcome=advance, on_start=start)
+        finally:
+            stop()
+    _print_report(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    with _runner(args) as runner:
+        start, advance, stop = _progress()
+        try:
+            report = runner.collect(
+                due_only=False, names=args.source, on_outcome=advance, on_start=start
+            )
+        finally:
+            stop()
+        report.grouped_items = runner.group()
+    _print_report(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from digests import render
+
+    with _runner(args) as runner:
+        profiles = [runner.config.profile(args.profile)] if args.profile else runner.config.digests
+        if not profiles:
+            raise UsageError("no digest profiles are configured")
+        runner.group()
+        for profile in profiles:
+            built = runner.digest(profile, dry_run=args.dry_run)
+            if built is None:
+                print(f"{profile.name}: no new items; no digest", file=sys.stderr)
+            elif args.dry_run:
+                text = (
+                    render.json_text(built.digest)
+                    if args.format == "json"
+                    else render.markdown(built.digest)
+                )
+                sys.stdout.write(text)
+        if args.dry_run:
+            return EXIT_OK
+        report = runner.deliver()
+    _print_report(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from daemon.runner import next_fire_time
+
+    with Store.open(config.storage.database) as store:
+        version = store.schema_version
+    print(f"config ok: {config_path(args.config)}")
+    print(f"store: {config.storage.database} (schema version {version})")
+    analyzer = f"model {config.llm.model}" if config.llm.api_key else "offline (no OPENAI_API_KEY)"
+    print(f"analyzer: {analyzer}")
+    extractor = "Firecrawl" if config.firecrawl.enabled else "built-in extractor"
+    print(f"sources: {len(config.sources)} (site pages through the {extractor})")
+    for source in config.sources:
+        state = "" if source.enabled else " [disabled]"
+        print(f"  - {source.name} ({source.kind}, every {source.interval}){state}: {source.url}")
+    print(f"digests: {len(config.digests)}")
+    for profile in config.digests:
+        targets = ", ".join(target.label for target in profile.deliver)
+        print(
+            f"  - {profile.name}: '{profile.schedule}' {profile.timezone}, "
+            f"{len(config.sources_for(profile))} sources, up to {profile.max_trends} trends, "
+            f"to {targets}; next at {next_fire_time(profile):%Y-%m-%d %H:%M %Z}"
+        )
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from daemon.status import gather, render_text
+
+    with _runner(args) as runner:
+        info = gather(runner.config, runner.store, runner.clock())
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(render_text(info))
+    return EXIT_OK
+
+
+def cmd_sources_test(args: argparse.Namespace) -> int:
+    from daemon.clock import utcnow
+    from daemon.config import CollectConfig
+    from sources.collect import FetchRequest, collect
+
+    config = _config(args).collect if _has_config(args) else CollectConfig()
+    request = FetchRequest(name=args.url, kind=args.kind, url=args.url)
+    (outcome,) = collect([request], config, utcnow())
+    if outcome.status == "error":
+        print(f"{args.url}: {outcome.error}")
+        return EXIT_FAILED
+    print(f"{args.url}: {len(outcome.items)} items")
+    for warning in outcome.warnings:
+        print(f"  warning: {warning}")
+    for item in outcome.items[:20]:
+        print(f"- {item.published:%Y-%m-%d %H:%M} {item.title}\n  {item.url}")
+    return EXIT_OK
+
+
+def _has_config(args: argparse.Namespace) -> bool:
+    return config_path(args.config).exists()
+
+
+def cmd_digests_list(args: argparse.Namespace) -> int:
+    with _runner(args) as runner:
+        summaries = runner.store.digest_summaries(args.profile, args.limit)
+    if not summaries:
+        print("no digests yet")
+    for summary in summaries:
+        print(
+            f"{summary.id}  {summary.created_at:%Y-%m-%d %H:%M}  {summary.trends:>3} trends  "
+            f"{summary.analyzer}"
+        )
+    return EXIT_OK
+
+
+def cmd_digests_show(args: argparse.Namespace) -> int:
+    from digests import render
+
+    with _runner(args) as runner:
+        digest = runner.store.digest(args.id)
+    if args.format == "json":
+        sys.stdout.write(render.json_text(digest))
+    elif args.format == "html":
+        sys.stdout.write(render.html(digest))
+    else:
+        sys.stdout.write(render.markdown(digest))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.demo import run_demo
+
+    return run_demo(Path(args.keep) if args.keep else None)

@@ -1,0 +1,456 @@
+"""The configuration model: config.yaml parsed with PyYAML and validated with pydantic.
+
+Every error names the path of the offending key (``digests[0].deliver[1].port``) and
+what was expected. Secrets never live in the file: string values may use ``${VAR}``
+and ``${VAR:-default}``, resolved from the environment at load time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV = "TRENDFINDER_CONFIG"
+DEFAULT_CONFIG_NAME = "config.yaml"
+USER_AGENT = "trendfinder/0.1 (+https://github.com/trendfinder/trendfinder)"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; each problem names where it is."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = [f"invalid configuration in {self.source}:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$")
+_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept 90, "90s", "30m", "6h", "2d", "1w" (a bare number is seconds)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30m, 6h or 2d")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        number, unit = match.groups()
+        return timedelta(seconds=float(number) * _DURATION_UNITS[unit or "s"])
+    raise ValueError(f"expected a duration such as 30m, 6h or 2d, got {value!r}")
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_state_dir() -> Path:
+    """systemd's StateDirectory when it set one, else the XDG state directory."""
+    if state := os.environ.get("STATE_DIRECTORY"):
+        return Path(state.split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "trendfinder"
+
+
+class StorageConfig(_Model):
+    path: Path | None = Field(
+        default=None, description="SQLite database file; default <state dir>/trendfinder.db"
+    )
+
+    @property
+    def database(self) -> Path:
+        return self.path or default_state_dir() / "trendfinder.db"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.database.parent
+
+
+class SourceConfig(_Model):
+    name: str = Field(min_length=1)
+    kind: Literal["feed", "site"] = "feed"
+    url: str
+    tags: tuple[str, ...] = ()
+    interval: Duration = timedelta(minutes=30)
+    weight: float = Field(default=1.0, ge=0)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, url: str) -> str:
+        if not re.match(r"^(https?|file)://", url, re.IGNORECASE):
+            raise ValueError(f"expected an http://, https:// or file:// URL, got {url!r}")
+        return url
+
+
+class CollectConfig(_Model):
+    concurrency: int = Field(default=64, ge=1, le=1024)
+    per_host: int = Field(default=4, ge=1, le=64)
+    timeout: float = Field(default=20.0, gt=0, description="seconds per request, in total")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_bytes: int = Field(default=10_000_000, ge=1024, description="after decompression")
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_items_per_source: int = Field(default=500, ge=1)
+    max_text_chars: int = Field(default=20_000, ge=200)
+    user_agent: str = USER_AGENT
+    allow_private_networks: bool = Field(
+        default=False, description="let links discovered on site pages reach private addresses"
+    )
+
+
+class FirecrawlConfig(_Model):
+    api_key: str | None = None
+    api_url: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key or self.api_url)
+
+
+class Price(_Model):
+    """US dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    cached_input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class LLMConfig(_Model):
+    model: str = "o1"
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = "medium"
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, description="default: $OPENAI_API_KEY")
+    timeout: Duration = timedelta(minutes=5)
+    run_budget: Duration = Field(
+        default=timedelta(minutes=15), description="all model calls of one digest, retries included"
+    )
+    max_output_tokens: int = Field(default=16_000, ge=256)
+    context_window: int | None = Field(default=None, ge=1000, description="override the table")
+    daily_spend_cap: float | None = Field(default=None, ge=0, description="US dollars")
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _key_from_environment(self) -> LLMConfig:
+        if self.api_key is None and (key := os.environ.get("OPENAI_API_KEY")):
+            object.__setattr__(self, "api_key", key)
+        if self.api_key == "":
+            object.__setattr__(self, "api_key", None)
+        return self
+
+
+class FileTarget(_Model):
+    kind: Literal["file"]
+    name: str | None = None
+    directory: Path | None = Field(default=None, description="default: <state dir>/digests")
+
+    @property
+    def label(self) -> str:
+        return self.name or "file"
+
+
+class EmailTarget(_Model):
+    kind: Literal["email"]
+    name: str | None = None
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    sender: str
+    to: tuple[str, ...] = Field(min_length=1)
+    timeout: float = Field(default=30.0, gt=0)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"email:{','.join(self.to)}"
+
+
+class SlackTarget(_Model):
+    kind: Literal["slack"]
+    name: str | None = None
+    webhook_url: str
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        if not re.match(r"^https?://", url):
+            raise ValueError("expected the https:// URL of a Slack incoming webhook")
+        return url
+
+    @property
+    def label(self) -> str:
+        # The webhook URL is a secret, so it never becomes the label.
+        return self.name or "slack"
+
+
+Target = Annotated[FileTarget | EmailTarget | SlackTarget, Field(discriminator="kind")]
+
+
+def _cron(expression: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression)
+    except ValueError as error:
+        raise ValueError(
+            f"expected a 5-field cron expression, got {expression!r}: {error}"
+        ) from None
+    return expression
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {name!r} (use an IANA name such as Europe/Paris)"
+        ) from None
+    return name
+
+
+class DigestProfile(_Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    focus: str = Field(min_length=1, description="who reads this digest and what they care about")
+    sources: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    schedule: Annotated[str, AfterValidator(_cron)] = "0 7 * * *"
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    max_trends: int = Field(default=8, ge=1, le=100)
+    lookback: Duration = timedelta(days=1)
+    split_when_too_large: bool = Field(
+        default=False, description="ask in chunks and merge, instead of dropping the tail"
+    )
+    deliver: tuple[Target, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_target_labels(self) -> DigestProfile:
+        labels = [target.label for target in self.deliver]
+        if len(labels) != len(set(labels)):
+            raise ValueError("two targets share a name; give each a distinct `name`")
+        return self
+
+
+class DeliveryConfig(_Model):
+    max_attempts: int = Field(default=8, ge=1)
+    backoff: Duration = Field(default=timedelta(minutes=1), description="first retry delay")
+
+
+class Config(_Model):
+    storage: StorageConfig = StorageConfig()
+    collect: CollectConfig = CollectConfig()
+    firecrawl: FirecrawlConfig = FirecrawlConfig()
+    llm: LLMConfig = LLMConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    sources: tuple[SourceConfig, ...] = Field(min_length=1)
+    digests: tuple[DigestProfile, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [source.name for source in self.sources]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        profiles = [profile.name for profile in self.digests]
+        if len(profiles) != len(set(profiles)):
+            raise ValueError("digest profile names must be unique")
+        tags = {tag for source in self.sources for tag in source.tags}
+        for profile in self.digests:
+            unknown = [name for name in profile.sources if name not in names]
+            if unknown:
+                raise ValueError(
+                    f"digest {profile.name!r} names unknown sources: {', '.join(unknown)}"
+                )
+            unknown_tags = [tag for tag in profile.tags if tag not in tags]
+            if unknown_tags:
+                raise ValueError(
+                    f"digest {profile.name!r} names tags no source has: {', '.join(unknown_tags)}"
+                )
+        return self
+
+    def sources_for(self, profile: DigestProfile) -> tuple[SourceConfig, ...]:
+        """The profile's sources: those it names, those carrying its tags, or all of them."""
+        if not profile.sources and not profile.tags:
+            return self.sources
+        return tuple(
+            source
+            for source in self.sources
+            if source.name in profile.sources or set(source.tags) & set(profile.tags)
+        )
+
+    def profile(self, name: str) -> DigestProfile:
+        for profile in self.digests:
+            if profile.name == name:
+                return profile
+        known = ", ".join(p.name for p in self.digests) or "none"
+        raise KeyError(f"no digest profile named {name!r} (configured: {known})")
+
+
+_SECTIONS = frozenset({"storage", "collect", "firecrawl", "llm", "delivery"})
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: str, problems: list[str], env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _interpolate(value, _join(path, str(key)), problems, env)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(value, f"{path}[{i}]", problems, env) for i, value in enumerate(node)]
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '(top level)'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REFERENCE.sub(substitute, node)
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in {"file", "email", "slack"} and text.endswith("]"):
+            # pydantic adds the discriminator value to the path of a tagged union member
+            continue
+        else:
+            text = _join(text, part)
+    return text or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    location = _location(tuple(error["loc"]))
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"{location}: unknown key"
+    if kind == "missing":
+        return f"{location}: required key is missing"
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    got = error.get("input")
+    if kind not in {"value_error", "union_tag_invalid"} and not isinstance(got, dict | list):
+        return f"{location}: {message} (got {got!r})"
+    return f"{location}: {message}"
+
+
+def parse_config(
+    text: str,
+    source: str = "<config>",
+    env: dict[str, str] | None = None,
+    base: Path | None = None,
+) -> Config:
+    """Parse and validate YAML text; raise ConfigError naming every problem.
+
+    Relative paths are taken relative to `base` (the config file's folder), not to
+    the working directory, so a service and a shell agree on where things are.
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(source, [f"YAML syntax error at {where}{problem}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the top level must be a mapping of sections"])
+    # A section left with only comments under it means "all defaults".
+    raw = {key: {} if value is None and key in _SECTIONS else value for key, value in raw.items()}
+    problems: list[str] = []
+    resolved = _interpolate(raw, "", problems, dict(os.environ) if env is None else env)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as error:
+        raise ConfigError(source, [_describe(e) for e in error.errors()]) from None
+    return _anchor_paths(config, base or Path.cwd())
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config, else $TRENDFINDER_CONFIG, else ./config.yaml."""
+    if explicit:
+        return Path(explicit)
+    if from_env := os.environ.get(CONFIG_ENV):
+        return Path(from_env)
+    return Path(DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path), ["file not found (use --config or TRENDFINDER_CONFIG)"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [f"cannot read: {error}"]) from None
+    return parse_config(text, str(path), base=path.resolve().parent)
+
+
+def _anchor_paths(config: Config, base: Path) -> Config:
+    def absolute(path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else base / path
+
+    storage = config.storage
+    if storage.path is not None:
+        storage = storage.model_copy(update={"path": absolute(storage.path)})
+
+    def anchored(target: Target) -> Target:
+        if not isinstance(target, FileTarget):
+            return target
+        directory = absolute(target.directory) if target.directory else None
+        return target.model_copy(update={"directory": directory or storage.state_dir / "digests"})
+
+    digests = tuple(
+        profile.model_copy(update={"deliver": tuple(anchored(t) for t in profile.deliver)})
+        for profile in config.digests
+    )
+    return config.model_copy(update={"storage": storage, "digests": digests})

@@ -1,0 +1,323 @@
+"""One cycle of the daemon: collect, group, digest, deliver. Each step is usable on its own.
+
+The runner owns orchestration and state changes; sources and digests only compute.
+Every step records what it did in the store, and a failure in one source, profile or
+target never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from daemon.clock import utcnow
+from daemon.config import Config, DigestProfile, Target
+from daemon.store import Store, TokenUsage
+from digests.build import BuiltDigest, build_offline
+from digests.deliver import DeliveryError, send
+from digests.group import GroupInput, assign_stories
+from digests.model import StoredItem
+from digests.select import select
+from sources.collect import FetchRequest, collect
+from sources.model import FetchOutcome
+from sources.policy import next_attempt
+
+log = logging.getLogger("trendfinder")
+
+# How far back items anchor story grouping: tomorrow's item joins a story seen this week.
+ANCHOR_WINDOW = timedelta(days=3)
+
+
+@dataclass
+class Report:
+    """What a run did, for the log, the exit code and the runs table."""
+
+    sources_ok: int = 0
+    sources_unchanged: int = 0
+    sources_failed: int = 0
+    new_items: int = 0
+    updated_items: int = 0
+    grouped_items: int = 0
+    digests: list[str] = field(default_factory=list)
+    deliveries_sent: int = 0
+    deliveries_failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "sources_ok": self.sources_ok,
+            "sources_unchanged": self.sources_unchanged,
+            "sources_failed": self.sources_failed,
+            "new_items": self.new_items,
+            "updated_items": self.updated_items,
+            "grouped_items": self.grouped_items,
+            "digests": self.digests,
+            "deliveries_sent": self.deliveries_sent,
+            "deliveries_failed": self.deliveries_failed,
+        }
+
+
+class Runner:
+    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime] = utcnow):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        store.sync_sources((s.name, s.kind, s.url) for s in config.sources if s.enabled)
+
+    # Collect -----------------------------------------------------------------------------
+
+    def collect(
+        self,
+        *,
+        due_only: bool = True,
+        names: Sequence[str] | None = None,
+        on_outcome: Callable[[FetchOutcome], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> Report:
+        report = Report()
+        now = self.clock()
+        configs = {s.name: s for s in self.config.sources if s.enabled}
+        states = {state.name: state for state in self.store.source_states()}
+        requests = []
+        for name, source in configs.items():
+            state = states[name]
+            if names is not None and name not in names:
+                continue
+            if state.disabled_reason:
+                continue
+            if due_only and state.next_fetch_at and state.next_fetch_at > now:
+                continue
+            requests.append(
+                FetchRequest(
+                    name=name,
+                    kind=source.kind,
+                    url=state.fetch_url,
+                    etag=state.etag,
+                    last_modified=state.last_modified,
+                    body_hash=state.body_hash,
+                )
+            )
+        if on_start:
+            on_start(len(requests))
+        run_id = self.store.start_run("collect", now)
+
+        def store_outcome(outcome: FetchOutcome) -> None:
+            source = configs[outcome.source]
+            failures = states[outcome.source].failures
+            finished = self.clock()
+            with self.store.transaction():
+                added = self.store.add_items(outcome.source, outcome.items, finished)
+                self.store.record_fetch(
+                    outcome, finished, next_attempt(outcome, source.interval, failures, finished)
+                )
+            if outcome.status == "error":
+                report.sources_failed += 1
+                report.errors.append(f"source {outcome.source}: {outcome.error}")
+                log.warning("source %s failed: %s", outcome.source, outcome.error)
+            elif outcome.status == "unchanged":
+                report.sources_unchanged += 1
+                log.info("source %s unchanged", outcome.source)
+            else:
+                report.sources_ok += 1
+                log.info(
+                    "source %s: %d new, %d updated, %d seen",
+                    outcome.source,
+                    added.new,
+                    added.updated,
+                    added.seen,
+                )
+            report.new_items += added.new
+            report.updated_items += added.updated
+            for warning in outcome.warnings:
+                log.info("source %s: %s", outcome.source, warning)
+            if on_outcome:
+                on_outcome(outcome)
+
+        collect(requests, self.config.collect, now, on_outcome=store_outcome)
+        self.store.finish_run(
+            run_id, self.clock(), _status(report), report.summary(), report.errors
+        )
+        return report
+
+    # Group -------------------------------------------------------------------------------
+
+    def group(self) -> int:
+        """Assign every ungrouped item to a story, once per run for all profiles."""
+        now = self.clock()
+        new = self.store.ungrouped_items()
+        if not new:
+            return 0
+        anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW)
+        assignment = assign_stories(
+            [_group_input(item) for item in new],
+            [(_group_input(item), item.story_id or "") for item in anchors],
+        )
+        self.store.assign_stories(assignment, now)
+        log.info("grouped %d new items into stories", len(assignment))
+        return len(assignment)
+
+    # Digest ------------------------------------------------------------------------------
+
+    def due_profiles(self, now: datetime) -> list[DigestProfile]:
+        """Profiles whose latest scheduled time has passed since their last digest."""
+        due = []
+        for profile in self.config.digests:
+            last = self.store.last_digest(profile.name)
+            scheduled = last_fire_time(profile, now)
+            if last is None or (scheduled is not None and scheduled > last.created_at):
+                due.append(profile)
+        return due
+
+    def digest(self, profile: DigestProfile, *, dry_run: bool = False) -> BuiltDigest | None:
+        """Build (and unless dry_run, store and queue) one digest for `profile`.
+
+        None when nothing new arrived for it: an empty digest would only be noise.
+        """
+        now = self.clock()
+        selection = select(self.store, self.config, profile, now)
+        if not selection.items:
+            log.info("digest %s: no new items since the last digest; nothing to send", profile.name)
+            return None
+        built = build_offline(selection, now, notes=self._analyzer_notes())
+        if dry_run:
+            return built
+        run_id = self.store.start_run(f"digest:{profile.name}", now)
+        self.store.save_digest(
+            built.digest,
+            built.covered,
+            [target.label for target in profile.deliver],
+            TokenUsage(),
+            run_id,
+        )
+        self.store.finish_run(
+            run_id,
+            self.clock(),
+            "ok",
+            {
+                "digest": built.digest.id,
+                "trends": len(built.digest.trends),
+                "items": len(built.covered),
+            },
+            [],
+        )
+        log.info(
+            "digest %s: %d trends from %d items (analyzer: %s)",
+            built.digest.id,
+            len(built.digest.trends),
+            built.digest.stats.items,
+            built.digest.analyzer,
+        )
+        return built
+
+    def _analyzer_notes(self) -> tuple[str, ...]:
+        if self.config.llm.api_key:
+            return ("The model analyzer is not available in this version; ranked offline.",)
+        return ("Ranked by the offline analyzer (no OPENAI_API_KEY set).",)
+
+    # Deliver -----------------------------------------------------------------------------
+
+    def deliver(self) -> Report:
+        """Attempt every due delivery; record each outcome before the next one starts."""
+        report = Report()
+        targets = {
+            (profile.name, target.label): target
+            for profile in self.config.digests
+            for target in profile.deliver
+        }
+        for delivery in self.store.deliveries_due(self.clock()):
+            digest = self.store.digest(delivery.digest_id)
+            target: Target | None = targets.get((digest.profile, delivery.target))
+            try:
+                if target is None:
+                    raise DeliveryError(
+                        f"target {delivery.target!r} is no longer in the profile's config"
+                    )
+                where = send(digest, target)
+            except DeliveryError as error:
+                attempts = delivery.attempts + 1
+                retry = None
+                if attempts < self.config.delivery.max_attempts:
+                    retry = self.clock() + self.config.delivery.backoff * (2 ** (attempts - 1))
+                self.store.record_delivery_failed(delivery.id, str(error), retry)
+                report.deliveries_failed += 1
+                verdict = "will retry" if retry else "giving up"
+                report.errors.append(f"delivery {digest.id} to {delivery.target}: {error}")
+                log.warning(
+                    "delivery of %s to %s failed (%s): %s",
+                    digest.id,
+                    delivery.target,
+                    verdict,
+                    error,
+                )
+            else:
+                self.store.record_delivery_sent(delivery.id, self.clock())
+                report.deliveries_sent += 1
+                log.info("delivered %s to %s: %s", digest.id, delivery.target, where)
+        return report
+
+    # One cycle ---------------------------------------------------------------------------
+
+    def run_once(
+        self,
+        *,
+        everything: bool = False,
+        on_outcome: Callable[[FetchOutcome], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> Report:
+        report = self.collect(due_only=not everything, on_outcome=on_outcome, on_start=on_start)
+        report.grouped_items = self.group()
+        profiles = self.config.digests if everything else self.due_profiles(self.clock())
+        for profile in profiles:
+            if built := self.digest(profile):
+                report.digests.append(built.digest.id)
+        delivered = self.deliver()
+        report.deliveries_sent = delivered.deliveries_sent
+        report.deliveries_failed = delivered.deliveries_failed
+        report.errors += delivered.errors
+        return report
+
+
+def last_fire_time(profile: DigestProfile, now: datetime) -> datetime | None:
+    """The most recent time at or before `now` that the profile's cron schedule names."""
+    zone = ZoneInfo(profile.timezone)
+    trigger = CronTrigger.from_crontab(profile.schedule, timezone=zone)
+    # Walk forward from a week back; cron schedules fire at least weekly in practice,
+    # and a yearly one simply reports its last time within the walk or None.
+    moment = trigger.get_next_fire_time(None, now - timedelta(days=7))
+    last = None
+    for _ in range(20_000):
+        if moment is None or moment > now:
+            break
+        last = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return last
+
+
+def next_fire_time(profile: DigestProfile, now: datetime | None = None) -> datetime:
+    trigger = CronTrigger.from_crontab(profile.schedule, timezone=ZoneInfo(profile.timezone))
+    now = now or utcnow()
+    moment: datetime = trigger.get_next_fire_time(None, now)
+    return moment
+
+
+def _group_input(item: StoredItem) -> GroupInput:
+    return GroupInput(
+        item_id=item.id,
+        title=item.title,
+        text=item.text,
+        source=item.sources[0] if item.sources else "",
+        published=item.published,
+    )
+
+
+def _status(report: Report) -> str:
+    return "failed" if report.failed else "ok"

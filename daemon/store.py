@@ -1,0 +1,664 @@
+"""The SQLite store: one file, WAL mode, forward migrations, and every query the daemon makes.
+
+All state lives here (sources' fetch state, items, stories, runs, digests, deliveries), so
+a restart, a second process or an operator's `sqlite3` session sees the same truth.
+Times are fixed-width ISO-8601 UTC text (see daemon.clock), so they sort as text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from daemon.clock import from_text, to_text
+from digests.model import Digest, StoredItem
+from sources.model import FetchOutcome, NewItem
+
+# Each entry upgrades the schema by one version; never edit a released entry, append one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sources (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        fetch_url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        last_attempt_at TEXT,
+        last_success_at TEXT,
+        next_fetch_at TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error TEXT,
+        disabled_reason TEXT
+    );
+    CREATE TABLE items (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        published TEXT NOT NULL,
+        fetched TEXT NOT NULL,
+        updated TEXT,
+        content_hash TEXT NOT NULL,
+        story_id TEXT
+    );
+    CREATE INDEX items_fetched ON items (fetched);
+    CREATE INDEX items_story ON items (story_id);
+    CREATE INDEX items_ungrouped ON items (fetched) WHERE story_id IS NULL;
+    CREATE TABLE item_sources (
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        PRIMARY KEY (item_id, source)
+    ) WITHOUT ROWID;
+    CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
+    CREATE TABLE stories (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        summary TEXT NOT NULL DEFAULT '{}',
+        errors TEXT NOT NULL DEFAULT '[]',
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_kind ON runs (kind, started_at);
+    CREATE TABLE digests (
+        id TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        analyzer TEXT NOT NULL,
+        window_from TEXT NOT NULL,
+        window_to TEXT NOT NULL,
+        body TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        run_id INTEGER REFERENCES runs (id)
+    );
+    CREATE INDEX digests_by_profile ON digests (profile, created_at);
+    CREATE TABLE digest_items (
+        profile TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        digest_id TEXT NOT NULL REFERENCES digests (id),
+        role TEXT NOT NULL,
+        PRIMARY KEY (profile, item_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX digest_items_by_digest ON digest_items (digest_id);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        digest_id TEXT NOT NULL REFERENCES digests (id),
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt_at TEXT NOT NULL,
+        sent_at TEXT,
+        UNIQUE (digest_id, target)
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class SourceState:
+    name: str
+    kind: str
+    url: str
+    fetch_url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    next_fetch_at: datetime | None
+    failures: int
+    last_status: int | None
+    last_error: str | None
+    disabled_reason: str | None
+
+
+@dataclass(frozen=True)
+class AddedItems:
+    new: int
+    updated: int
+    seen: int
+
+
+@dataclass(frozen=True)
+class DigestSummary:
+    id: str
+    profile: str
+    created_at: datetime
+    analyzer: str
+    trends: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    digest_id: str
+    target: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input: int = 0
+    cached: int = 0
+    reasoning: int = 0
+    output: int = 0
+    cost: float = 0.0
+
+
+def _time(value: str | None) -> datetime | None:
+    return from_text(value) if value else None
+
+
+class Store:
+    """The one interface to the database. Open with `Store.open(path)`; close when done."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # A generous busy timeout: a second process (an operator's `status`) waits, not fails.
+            conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            store = cls(db, path)
+            store._migrate()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot open the store at {path}: {error}") from error
+        except OSError as error:
+            raise StoreError(f"cannot open the store at {path}: {error.strerror}") from error
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {self.path} has schema version {version}, newer than this "
+                f"trendfinder understands ({SCHEMA_VERSION}); upgrade trendfinder"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.db.atomic():
+                for statement in _statements(script):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    # Sources -----------------------------------------------------------------------------
+
+    def sync_sources(self, sources: Iterable[tuple[str, str, str]]) -> None:
+        """Make the sources table match the config: (name, kind, url) for each source.
+
+        A changed URL in the config resets the fetch state, since it is a different feed.
+        """
+        with self.db.atomic():
+            for name, kind, url in sources:
+                row = self._rows("SELECT url FROM sources WHERE name = ?", [name])
+                if not row:
+                    self.db.execute(
+                        "INSERT INTO sources (name, kind, url, fetch_url) VALUES (?, ?, ?, ?)",
+                        [name, kind, url, url],
+                    )
+                elif row[0]["url"] != url:
+                    self.db.execute(
+                        "UPDATE sources SET kind = ?, url = ?, fetch_url = ?, etag = NULL, "
+                        "last_modified = NULL, body_hash = NULL, failures = 0, "
+                        "next_fetch_at = NULL, disabled_reason = NULL WHERE name = ?",
+                        [kind, url, url, name],
+                    )
+
+    def source_state(self, name: str) -> SourceState:
+        rows = self._rows("SELECT * FROM sources WHERE name = ?", [name])
+        if not rows:
+            raise KeyError(name)
+        return _source_state(rows[0])
+
+    def source_states(self) -> list[SourceState]:
+        return [_source_state(row) for row in self._rows("SELECT * FROM sources ORDER BY name")]
+
+    def record_fetch(self, outcome: FetchOutcome, now: datetime, next_fetch_at: datetime) -> None:
+        """Store what an attempt learned about its source (not its items: see add_items)."""
+        updates: dict[str, Any] = {
+            "last_attempt_at": to_text(now),
+            "next_fetch_at": to_text(next_fetch_at),
+            "last_status": outcome.http_status,
+        }
+        if outcome.status == "error":
+            updates["last_error"] = outcome.error
+        else:
+            updates.update(last_error=None, last_success_at=to_text(now))
+            if outcome.status == "ok":
+                updates.update(
+                    etag=outcome.etag,
+                    last_modified=outcome.last_modified,
+                    body_hash=outcome.body_hash,
+                )
+        if outcome.permanent_url:
+            updates["fetch_url"] = outcome.permanent_url
+        if outcome.disable_reason:
+            updates["disabled_reason"] = outcome.disable_reason
+        assignments = ", ".join(f"{column} = ?" for column in updates)
+        failures = "failures + 1" if outcome.status == "error" else "0"
+        with self.db.atomic():
+            self.db.execute(
+                f"UPDATE sources SET {assignments}, failures = {failures} WHERE name = ?",
+                [*updates.values(), outcome.source],
+            )
+
+    # Items -------------------------------------------------------------------------------
+
+    def add_items(self, source: str, items: Sequence[NewItem], now: datetime) -> AddedItems:
+        """Store a source's items: new ones inserted, changed ones updated, all linked to it.
+
+        An item already stored (by id) is not new again, even from another source; it only
+        gains that source. A changed content hash is an update, not a new item.
+        """
+        new = updated = seen = 0
+        stamp = to_text(now)
+        with self.db.atomic():
+            for item in items:
+                existing = self.db.execute(
+                    "SELECT content_hash FROM items WHERE id = ?", [item.id]
+                ).fetchone()
+                if existing is None:
+                    self.db.execute(
+                        "INSERT INTO items (id, url, title, text, published, fetched, "
+                        "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            item.id,
+                            item.url,
+                            item.title,
+                            item.text,
+                            to_text(item.published),
+                            stamp,
+                            item.content_hash,
+                        ],
+                    )
+                    new += 1
+                elif existing[0] != item.content_hash:
+                    self.db.execute(
+                        "UPDATE items SET title = ?, text = ?, content_hash = ?, updated = ? "
+                        "WHERE id = ?",
+                        [item.title, item.text, item.content_hash, stamp, item.id],
+                    )
+                    updated += 1
+                else:
+                    seen += 1
+                self.db.execute(
+                    "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) "
+                    "VALUES (?, ?, ?)",
+                    [item.id, source, stamp],
+                )
+        return AddedItems(new=new, updated=updated, seen=seen)
+
+    def _items(self, where: str, params: Sequence[Any]) -> list[StoredItem]:
+        rows = self._rows(
+            "SELECT i.*, (SELECT group_concat(source, char(31)) FROM item_sources s "
+            f"WHERE s.item_id = i.id) AS source_names FROM items i WHERE {where}",
+            params,
+        )
+        return [_stored_item(row) for row in rows]
+
+    def items_by_id(self, ids: Sequence[str]) -> list[StoredItem]:
+        found: list[StoredItem] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            found += self._items(f"i.id IN ({','.join('?' * len(chunk))})", chunk)
+        return found
+
+    def ungrouped_items(self) -> list[StoredItem]:
+        return self._items("i.story_id IS NULL ORDER BY i.fetched, i.id", [])
+
+    def grouped_items_since(self, since: datetime) -> list[StoredItem]:
+        """Recently grouped items: the anchors that let new items join existing stories."""
+        return self._items(
+            "i.story_id IS NOT NULL AND i.fetched >= ? ORDER BY i.fetched, i.id", [to_text(since)]
+        )
+
+    def assign_stories(self, assignment: Mapping[str, str], now: datetime) -> None:
+        stamp = to_text(now)
+        with self.db.atomic():
+            for item_id, story_id in assignment.items():
+                self.db.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
+                self.db.execute(
+                    "INSERT INTO stories (id, title, first_seen, last_seen) "
+                    "SELECT ?, title, ?, ? FROM items WHERE id = ? "
+                    "ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+                    [story_id, stamp, stamp, item_id],
+                )
+
+    def pending_items(
+        self, profile: str, sources: Sequence[str], since: datetime
+    ) -> list[StoredItem]:
+        """Items of these sources first seen since `since` that no digest of `profile` covered."""
+        if not sources:
+            return []
+        marks = ",".join("?" * len(sources))
+        return self._items(
+            "i.id IN (SELECT s.item_id FROM item_sources s "
+            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? "
+            "AND NOT EXISTS (SELECT 1 FROM digest_items d "
+            "WHERE d.profile = ? AND d.item_id = s.item_id)) "
+            "ORDER BY i.fetched, i.id",
+            [*sources, to_text(since), profile],
+        )
+
+    def count_pending(self, profile: str, sources: Sequence[str]) -> int:
+        if not sources:
+            return 0
+        marks = ",".join("?" * len(sources))
+        row = self.db.execute(
+            "SELECT count(DISTINCT s.item_id) FROM item_sources s "
+            f"WHERE s.source IN ({marks}) AND NOT EXISTS (SELECT 1 FROM digest_items d "
+            "WHERE d.profile = ? AND d.item_id = s.item_id)",
+            [*sources, profile],
+        ).fetchone()
+        return int(row[0])
+
+    def reported_stories(self, profile: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT DISTINCT i.story_id FROM digest_items d JOIN items i ON i.id = d.item_id "
+            "WHERE d.profile = ? AND d.role = 'cited' AND i.story_id IS NOT NULL",
+            [profile],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    # Digests and deliveries ----------------------------------------------------------------
+
+    def save_digest(
+        self,
+        digest: Digest,
+        covered: Mapping[str, str],
+        targets: Sequence[str],
+        usage: TokenUsage,
+        run_id: int | None = None,
+    ) -> None:
+        """Store a digest, mark the items it covered, and queue one delivery per target.
+
+        All in one transaction: covered items are marked only if the digest is stored, and a
+        stored digest always has its deliveries queued, so a crash loses neither.
+        """
+        created = to_text(digest.created_at)
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO digests (id, profile, created_at, analyzer, window_from, window_to, "
+                "body, input_tokens, cached_tokens, reasoning_tokens, output_tokens, cost, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    digest.id,
+                    digest.profile,
+                    created,
+                    digest.analyzer,
+                    to_text(digest.window.from_),
+                    to_text(digest.window.to),
+                    digest.to_json(),
+                    usage.input,
+                    usage.cached,
+                    usage.reasoning,
+                    usage.output,
+                    usage.cost,
+                    run_id,
+                ],
+            )
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO digest_items (profile, item_id, digest_id, role) "
+                "VALUES (?, ?, ?, ?)",
+                [(digest.profile, item_id, digest.id, role) for item_id, role in covered.items()],
+            )
+            self.db.conn.executemany(
+                "INSERT INTO deliveries (digest_id, target, status, next_attempt_at) "
+                "VALUES (?, ?, 'pending', ?)",
+                [(digest.id, target, created) for target in targets],
+            )
+
+    def digest(self, digest_id: str) -> Digest:
+        rows = self._rows("SELECT body FROM digests WHERE id = ?", [digest_id])
+        if not rows:
+            raise KeyError(f"no digest with id {digest_id!r}")
+        return Digest.model_validate_json(rows[0]["body"])
+
+    def last_digest(self, profile: str) -> Digest | None:
+        rows = self._rows(
+            "SELECT body FROM digests WHERE profile = ? ORDER BY created_at DESC LIMIT 1", [profile]
+        )
+        return Digest.model_validate_json(rows[0]["body"]) if rows else None
+
+    def recent_digests(self, profile: str, limit: int) -> list[Digest]:
+        rows = self._rows(
+            "SELECT body FROM digests WHERE profile = ? ORDER BY created_at DESC LIMIT ?",
+            [profile, limit],
+        )
+        return [Digest.model_validate_json(row["body"]) for row in rows]
+
+    def digest_summaries(self, profile: str | None = None, limit: int = 50) -> list[DigestSummary]:
+        where, params = ("WHERE profile = ?", [profile]) if profile else ("", [])
+        rows = self._rows(
+            "SELECT id, profile, created_at, analyzer, "
+            "json_array_length(body, '$.trends') AS trends FROM digests "
+            f"{where} ORDER BY created_at DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            DigestSummary(
+                id=row["id"],
+                profile=row["profile"],
+                created_at=from_text(row["created_at"]),
+                analyzer=row["analyzer"],
+                trends=int(row["trends"] or 0),
+            )
+            for row in rows
+        ]
+
+    def deliveries_due(self, now: datetime) -> list[Delivery]:
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id",
+            [to_text(now)],
+        )
+        return [_delivery(row) for row in rows]
+
+    def deliveries(self, status: str | None = None) -> list[Delivery]:
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self._rows(f"SELECT * FROM deliveries {where} ORDER BY id", params)
+        return [_delivery(row) for row in rows]
+
+    def record_delivery_sent(self, delivery_id: int, now: datetime) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, "
+                "last_error = NULL WHERE id = ?",
+                [to_text(now), delivery_id],
+            )
+
+    def record_delivery_failed(
+        self, delivery_id: int, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """A failed attempt: retried at `next_attempt_at`, or given up when that is None."""
+        with self.db.atomic():
+            if next_attempt_at is None:
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
+                    "last_error = ? WHERE id = ?",
+                    [error, delivery_id],
+                )
+            else:
+                self.db.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
+                    "next_attempt_at = ? WHERE id = ?",
+                    [error, to_text(next_attempt_at), delivery_id],
+                )
+
+    # Runs --------------------------------------------------------------------------------
+
+    def start_run(self, kind: str, now: datetime) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO runs (kind, started_at, status) VALUES (?, ?, 'running')",
+                [kind, to_text(now)],
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(
+        self,
+        run_id: int,
+        now: datetime,
+        status: str,
+        summary: Mapping[str, Any],
+        errors: Sequence[str],
+        usage: TokenUsage = TokenUsage(),
+    ) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary = ?, errors = ?, "
+                "input_tokens = ?, cached_tokens = ?, reasoning_tokens = ?, output_tokens = ?, "
+                "cost = ? WHERE id = ?",
+                [
+                    to_text(now),
+                    status,
+                    json.dumps(summary, default=str),
+                    json.dumps(list(errors)),
+                    usage.input,
+                    usage.cached,
+                    usage.reasoning,
+                    usage.output,
+                    usage.cost,
+                    run_id,
+                ],
+            )
+
+    def last_runs(self) -> list[dict[str, Any]]:
+        """The latest run of each kind, as stored."""
+        return self._rows(
+            "SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY kind) ORDER BY kind"
+        )
+
+    def spend_since(self, since: datetime) -> float:
+        row = self.db.execute(
+            "SELECT coalesce(sum(cost), 0) FROM digests WHERE created_at >= ?", [to_text(since)]
+        ).fetchone()
+        return float(row[0])
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("sources", "items", "stories", "digests", "deliveries", "runs")
+        }
+
+    def size_bytes(self) -> int:
+        return sum(
+            candidate.stat().st_size
+            for candidate in (self.path, Path(f"{self.path}-wal"))
+            if candidate.exists()
+        )
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+def _source_state(row: dict[str, Any]) -> SourceState:
+    return SourceState(
+        name=row["name"],
+        kind=row["kind"],
+        url=row["url"],
+        fetch_url=row["fetch_url"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        last_attempt_at=_time(row["last_attempt_at"]),
+        last_success_at=_time(row["last_success_at"]),
+        next_fetch_at=_time(row["next_fetch_at"]),
+        failures=row["failures"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def _stored_item(row: dict[str, Any]) -> StoredItem:
+    names = row.get("source_names") or ""
+    return StoredItem(
+        id=row["id"],
+        url=row["url"],
+        title=row["title"],
+        text=row["text"],
+        published=from_text(row["published"]),
+        fetched=from_text(row["fetched"]),
+        sources=tuple(sorted(names.split("\x1f"))) if names else (),
+        story_id=row["story_id"],
+    )
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        digest_id=row["digest_id"],
+        target=row["target"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=from_text(row["next_attempt_at"]),
+        sent_at=_time(row["sent_at"]),
+    )

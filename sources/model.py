@@ -1,0 +1,41 @@
+"""What sources hand to the store: small frozen values, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """One entry as a source saw it, already normalised to plain text and a canonical URL."""
+
+    id: str
+    url: str
+    title: str
+    text: str
+    published: datetime
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """What one attempt at one source produced: items, or a readable reason it did not.
+
+    `status` is "ok" (parsed), "unchanged" (304 or same body: nothing to parse) or "error".
+    The caching and politeness fields are what the next attempt needs.
+    """
+
+    source: str
+    status: Literal["ok", "unchanged", "error"]
+    items: tuple[NewItem, ...] = ()
+    error: str | None = None
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    permanent_url: str | None = None
+    retry_after: datetime | None = None
+    disable_reason: str | None = None
+    warnings: tuple[str, ...] = field(default=())

@@ -1,0 +1,124 @@
+"""The store: migrations forward from any older version, de-duplication, and coverage."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, TokenUsage
+from digests.model import Digest, DigestStats, Window
+from sources.model import FetchOutcome, NewItem
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def item(n: int, url: str | None = None, text: str = "body") -> NewItem:
+    return NewItem(
+        id=f"it_{n}",
+        url=url or f"https://news.example/{n}",
+        title=f"Story {n}",
+        text=text,
+        published=NOW - timedelta(hours=n),
+        content_hash=f"hash-{n}-{text}",
+    )
+
+
+def schema(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+
+
+def test_a_new_store_is_at_the_current_schema_in_wal_mode(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION + 1))
+def test_a_store_from_any_older_version_migrates_and_keeps_its_data(tmp_path, version):
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        for number, script in enumerate(MIGRATIONS[:version], start=1):
+            conn.executescript(script)
+            conn.execute(f"PRAGMA user_version = {number}")
+        if version >= 1:
+            conn.execute(
+                "INSERT INTO sources (name, kind, url, fetch_url) VALUES ('s', 'feed', 'u', 'u')"
+            )
+    with Store.open(old) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        if version >= 1:
+            assert [s.name for s in store.source_states()] == ["s"]
+    with Store.open(tmp_path / "fresh.db"):
+        pass
+    assert schema(old) == schema(tmp_path / "fresh.db")
+
+
+def test_a_store_from_a_newer_trendfinder_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this trendfinder"):
+        Store.open(path)
+
+
+def test_an_unusable_file_is_a_store_error_naming_the_path(tmp_path):
+    path = tmp_path / "t.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=str(path)):
+        Store.open(path)
+
+
+def test_items_are_stored_once_updated_in_place_and_shared_between_sources(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        store.sync_sources([("a", "feed", "u1"), ("b", "feed", "u2")])
+        assert store.add_items("a", [item(1), item(2)], NOW).new == 2
+        again = store.add_items("a", [item(1), item(2, text="corrected")], NOW)
+        assert (again.new, again.updated, again.seen) == (0, 1, 1)
+        from_b = store.add_items("b", [item(1)], NOW)
+        assert from_b.new == 0
+        [shared] = store.items_by_id(["it_1"])
+        assert shared.sources == ("a", "b")
+        [updated] = store.items_by_id(["it_2"])
+        assert updated.text == "corrected"
+
+
+def test_pending_items_exclude_what_a_digest_of_that_profile_covered(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        store.sync_sources([("a", "feed", "u1")])
+        store.add_items("a", [item(1), item(2), item(3)], NOW)
+        since = NOW - timedelta(days=1)
+        assert len(store.pending_items("daily", ["a"], since)) == 3
+        digest = Digest(
+            id="daily-1",
+            profile="daily",
+            created_at=NOW,
+            analyzer="offline",
+            window=Window(from_=since, to=NOW),
+            trends=(),
+            stats=DigestStats(items=2, sources=1),
+        )
+        store.save_digest(digest, {"it_1": "cited", "it_2": "considered"}, ["file"], TokenUsage())
+        assert [i.id for i in store.pending_items("daily", ["a"], since)] == ["it_3"]
+        assert len(store.pending_items("weekly", ["a"], since)) == 3
+        assert store.count_pending("daily", ["a"]) == 1
+        [delivery] = store.deliveries_due(NOW)
+        assert (delivery.digest_id, delivery.target, delivery.status) == ("daily-1", "file", "pending")
+        assert store.digest("daily-1") == digest
+
+
+def test_fetch_state_records_failures_and_resets_on_success(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        store.sync_sources([("a", "feed", "u1")])
+        failed = FetchOutcome(source="a", status="error", error="HTTP 500", http_status=500)
+        store.record_fetch(failed, NOW, NOW + timedelta(minutes=5))
+        store.record_fetch(failed, NOW, NOW + timedelta(minutes=10))
+        state = store.source_state("a")
+        assert (state.failures, state.last_error) == (2, "HTTP 500")
+        ok = FetchOutcome(source="a", status="ok", etag='"v1"', http_status=200)
+        store.record_fetch(ok, NOW, NOW + timedelta(minutes=30))
+        state = store.source_state("a")
+        assert (state.failures, state.last_error, state.etag) == (0, None, '"v1"')

@@ -125,13 +125,13 @@ def discover_links(html: str | bytes, base_url: str, *, same_site: bool = True) 
     tree = _parse(html)
     if tree is None:
         return []
-    base = _document_base(tree, base_url)
-    own = _without_fragment(base_url)
-    site = _site(base_url)
     boilerplate: dict[HtmlElement, bool] = {}
     seen: set[str] = set()
     links: list[str] = []
     try:
+        base = _document_base(tree, base_url)
+        own = _without_fragment(base_url)
+        site = _site(base_url)
         for anchor in tree.iter("a"):
             href = anchor.get("href")
             if not href or _REL_SKIP & set((anchor.get("rel") or "").lower().split()):
@@ -157,10 +157,10 @@ def discover_feeds(html: str | bytes, base_url: str) -> list[FeedLink]:
     tree = _parse(html)
     if tree is None:
         return []
-    base = _document_base(tree, base_url)
     seen: set[str] = set()
     feeds: list[FeedLink] = []
     try:
+        base = _document_base(tree, base_url)
         for element in tree.iter("link"):
             if "alternate" not in (element.get("rel") or "").lower().split():
                 continue
@@ -243,10 +243,12 @@ def _parse(html: str | bytes) -> HtmlElement | None:
 
 
 def _document_base(tree: HtmlElement, base_url: str) -> str:
+    """The page's <base href> if usable, else the URL it was fetched from."""
     for base in tree.iter("base"):
         href = base.get("href")
         if href:
-            return str(urljoin(base_url, href.strip()))
+            resolved = _absolute(base_url, href)
+            return resolved if resolved is not None else base_url
     return base_url
 
 

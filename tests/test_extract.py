@@ -273,3 +273,17 @@ def test_benchmark_sample_f1_stays_above_floor() -> None:
     scores = score(matches)
     assert len(pages) > 25
     assert scores.f1 > BENCHMARK_SAMPLE_F1_FLOOR, scores
+
+
+def test_malformed_base_url_gives_empty_lists_and_bad_base_href_is_ignored() -> None:
+    bad_base = INDEX_PAGE.replace(
+        '<base href="https://acme.example/">', '<base href="http://[::1">'
+    )
+    feed = '<link rel="alternate" type="application/rss+xml" href="/f">'
+
+    assert discover_links(INDEX_PAGE, "http://[bad") == []
+    assert discover_feeds(feed, "http://[x") == []
+    # Relative links then resolve against the page's own URL.
+    assert "https://acme.example/blog/news/quarterly-results-are-in" in discover_links(
+        bad_base, "https://acme.example/blog/"
+    )

@@ -252,8 +252,12 @@ def _document_base(tree: HtmlElement, base_url: str) -> str:
     return base_url
 
 
+_TRACKING_PARAM = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_cid|mc_eid)$", re.IGNORECASE)
+
+
 def _absolute(base: str, href: str) -> str | None:
-    """Absolute http(s) URL without fragment, or None (mailto:, javascript:, bad URL...)."""
+    """Absolute http(s) URL without fragment and tracking parameters, or None (mailto:,
+    javascript:, bad URL...)."""
     try:
         joined = urljoin(base, href.strip())
         parts = urlsplit(joined)
@@ -261,7 +265,11 @@ def _absolute(base: str, href: str) -> str | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
-    return urlunsplit(parts._replace(fragment=""))
+    # Tracking parameters make one article look like several; other parameters stay as written.
+    query = "&".join(
+        p for p in parts.query.split("&") if p and not _TRACKING_PARAM.match(p.split("=", 1)[0])
+    )
+    return urlunsplit(parts._replace(query=query, fragment=""))
 
 
 def _without_fragment(url: str) -> str | None:

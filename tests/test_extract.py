@@ -129,7 +129,8 @@ INDEX_PAGE = """<!doctype html>
     <a href="/images/chart-of-the-quarter.png">Chart</a>
   </article>
   <a href="https://acme.example/2023/11/05/a-dated-post">Dated</a>
-  <a href="https://acme.example/news/quarterly-results-are-in">Results again</a>
+  <a href="https://acme.example/news/quarterly-results-are-in?utm_source=rss#top">Again</a>
+  <a href="/blog/a-post-with-a-query-string?id=7&utm_medium=x&lang=en">Query</a>
   <a href="https://other.example/blog/someone-elses-great-post">Elsewhere</a>
   <a href="https://www.acme.example/blog/on-the-www-host-too">Same site</a>
   <a href="/blog/page/2">Older posts</a>
@@ -151,6 +152,7 @@ def test_index_page_yields_article_links_absolute_deduplicated_in_order() -> Non
         "https://acme.example/blog/2024/03/acme-ships-frobnicator-2",
         "https://acme.example/news/quarterly-results-are-in",
         "https://acme.example/2023/11/05/a-dated-post",
+        "https://acme.example/blog/a-post-with-a-query-string?id=7&lang=en",
         "https://www.acme.example/blog/on-the-www-host-too",
     ]
 

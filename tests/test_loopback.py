@@ -176,6 +176,18 @@ def test_openai_rate_limit_and_retry(openai_server: OpenAIServer) -> None:
     assert [r.status for r in openai_server.chat_requests] == [429, 503, 200]
 
 
+def test_openai_streaming_and_default(openai_server: OpenAIServer) -> None:
+    openai_server.set_default(lambda req: f"echo {req.user_text}")
+    stream = client(openai_server).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "a fairly long question"}],
+        stream=True, stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo a fairly long question"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
 def test_openai_unscripted_fails_fast(openai_server: OpenAIServer) -> None:
     with pytest.raises(openai.InternalServerError):
         openai.OpenAI(base_url=openai_server.base_url, api_key="k").chat.completions.create(

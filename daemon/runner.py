@@ -161,9 +161,13 @@ class Runner:
             [_group_input(item) for item in new],
             [(_group_input(item), item.story_id or "") for item in anchors],
         )
-        self.store.assign_stories(assignment, now)
-        log.info("grouped %d new items into stories", len(assignment))
-        return len(assignment)
+        self.store.assign_stories(assignment.stories, assignment.merged, now)
+        log.info(
+            "grouped %d new items into stories, merged %d stories",
+            len(assignment.stories),
+            len(assignment.merged),
+        )
+        return len(assignment.stories)
 
     # Digest ------------------------------------------------------------------------------
 

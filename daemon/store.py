@@ -377,10 +377,27 @@ class Store:
             "i.story_id IS NOT NULL AND i.fetched >= ? ORDER BY i.fetched, i.id", [to_text(since)]
         )
 
-    def assign_stories(self, assignment: Mapping[str, str], now: datetime) -> None:
+    def assign_stories(
+        self, stories: Mapping[str, str], merged: Mapping[str, str], now: datetime
+    ) -> None:
+        """Record a grouping run: `stories` maps new items to story ids, `merged` maps each story
+        folded into another to the survivor. One transaction, so every item stays in a story
+        that exists, and a story an earlier digest cited counts as reported under the survivor.
+        """
         stamp = to_text(now)
         with self.db.atomic():
-            for item_id, story_id in assignment.items():
+            for old, survivor in merged.items():
+                self.db.execute("UPDATE items SET story_id = ? WHERE story_id = ?", [survivor, old])
+                self.db.execute(
+                    "UPDATE stories SET first_seen = min(first_seen, "
+                    "coalesce((SELECT first_seen FROM stories WHERE id = :old), first_seen)), "
+                    "last_seen = max(last_seen, "
+                    "coalesce((SELECT last_seen FROM stories WHERE id = :old), last_seen)) "
+                    "WHERE id = :survivor",
+                    {"old": old, "survivor": survivor},
+                )
+                self.db.execute("DELETE FROM stories WHERE id = ?", [old])
+            for item_id, story_id in stories.items():
                 self.db.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
                 self.db.execute(
                     "INSERT INTO stories (id, title, first_seen, last_seen) "

@@ -16,6 +16,12 @@ Candidate pairs come from a sparse matrix product computed in row blocks, so mem
 proportional to the pairs that are actually similar rather than to all pairs. The merge pass
 runs in rounds; each round recomputes the group vectors exactly, so a similarity dropped below
 the candidate floor in one round is seen again in the next.
+
+The daemon groups incrementally: each run brings new items plus the last days' items with their
+story ids (anchors). Both are grouped afresh, as if they had arrived at once, and the groups are
+then reconciled with the existing stories, which may merge but are never split. Grouping afresh
+rather than growing the old stories keeps an early, thin story from locking in: on the UCI file
+fed in batches of 50 this lifts BCubed F1 from 0.79 to the all-at-once 0.85-0.87.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,18 +80,34 @@ class GroupingSettings:
     story_id_prefix: str = "st_"
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """What one grouping run decided.
+
+    `stories` maps every new item id to its story id. `merged` maps each anchor story that the
+    run folded into another to the story id that survives (never itself a merged story); every
+    item of a merged story, in the anchors or older, now belongs to the survivor.
+    """
+
+    stories: Mapping[str, str]
+    merged: Mapping[str, str]
+
+
 def assign_stories(
     new: Sequence[GroupInput],
     anchors: Sequence[tuple[GroupInput, str]] = (),
     *,
     settings: GroupingSettings = GroupingSettings(),
-) -> dict[str, str]:
-    """Map every new item_id to a story id.
+) -> Assignment:
+    """Group new items, joining them to the anchors' stories where they belong.
 
-    `anchors` are recently grouped items with their existing story ids: a new item that belongs
-    to an anchor's story gets that story id; otherwise new items form new stories, whose ids are
-    'st_' plus a short hash of the smallest member id. Anchors of different stories are never
-    merged. The result does not depend on the order of `new` or `anchors`.
+    `anchors` are recently grouped items with their story ids. New items and anchors are
+    grouped together from scratch, as if they had all arrived at once, and the groups are then
+    reconciled with the anchors' stories (see `_reconcile`): a story whose first items arrived
+    in different collection runs comes together once the evidence is there, instead of staying
+    split for good. New items that join no anchor story form new stories, whose ids are 'st_'
+    plus a short hash of the smallest new member id. The result does not depend on the order
+    of `new` or `anchors`.
     """
     new_ids = {item.item_id for item in new}
     # Sorting by id makes every later step, including float summation order, order-independent.
@@ -95,29 +117,69 @@ def assign_stories(
         key=lambda entry: entry[0].item_id,
     )
     if not entries:
-        return {}
+        return Assignment(stories={}, merged={})
     items = [item for item, _ in entries]
     stories = [story for _, story in entries]
 
     vectors = _tfidf([_term_counts(item, settings) for item in items], settings)
-    labels = _near_duplicate_labels(items, stories, vectors, settings)
+    labels = _near_duplicate_labels(items, vectors, settings)
     for _ in range(settings.max_merge_rounds):
-        merged = _merge_round(vectors, labels, stories, settings)
+        merged = _merge_round(vectors, labels, settings)
         if np.array_equal(merged, labels):
             break
         labels = merged
+    return _reconcile(items, stories, labels.tolist(), settings)
+
+
+def _reconcile(
+    items: list[GroupInput],
+    stories: list[str | None],
+    labels: list[int],
+    settings: GroupingSettings,
+) -> Assignment:
+    """Turn fresh groups over anchors and new items into story ids and story merges.
+
+    A group is the home of every anchor story that has more than half of its anchors in it
+    (so a story has at most one home). The stories at home in one group merge; the oldest
+    survives (earliest published anchor, then the larger, then the smaller id), so a story a
+    reader has already seen keeps its id. New items take the story at home in their group;
+    failing that, the story with the most anchors in it; failing that, a new story. A story
+    never loses items: anchors are only ever relabelled through a merge.
+    """
+    sizes: Counter[str] = Counter()
+    first_published: dict[str, datetime] = {}
+    for item, story in zip(items, stories, strict=True):
+        if story is not None:
+            sizes[story] += 1
+            first_published[story] = min(first_published.get(story, item.published), item.published)
+
+    def seniority(story: str) -> tuple[datetime, int, str]:
+        return first_published[story], -sizes[story], story
 
     members: dict[int, list[int]] = {}
-    for index, label in enumerate(labels.tolist()):
+    for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
-    result: dict[str, str] = {}
-    for group in members.values():
-        anchor_story = next((stories[i] for i in group if stories[i] is not None), None)
-        story_id = anchor_story or _new_story_id(items[group[0]].item_id, settings)
-        for index in group:
-            if stories[index] is None:
-                result[items[index].item_id] = story_id
-    return result
+    merged: dict[str, str] = {}
+    group_story: dict[int, str] = {}
+    for label, group in members.items():
+        counts = Counter(story for story in (stories[i] for i in group) if story is not None)
+        homes = [story for story, count in counts.items() if 2 * count > sizes[story]]
+        if homes:
+            survivor = min(homes, key=seniority)
+            group_story[label] = survivor
+            merged.update((story, survivor) for story in homes if story != survivor)
+        elif counts:
+            group_story[label] = min(counts, key=lambda story: (-counts[story], seniority(story)))
+
+    assigned: dict[str, str] = {}
+    for label, group in members.items():
+        new_members = [items[i].item_id for i in group if stories[i] is None]
+        if not new_members:
+            continue
+        story_id = group_story.get(label) or _new_story_id(min(new_members), settings)
+        for item_id in new_members:
+            assigned[item_id] = merged.get(story_id, story_id)
+    return Assignment(stories=assigned, merged=merged)
 
 
 def _new_story_id(smallest_member_id: str, settings: GroupingSettings) -> str:
@@ -272,18 +334,9 @@ def _similar_pairs(
 
 
 def _near_duplicate_labels(
-    items: list[GroupInput],
-    stories: list[str | None],
-    vectors: sp.csr_matrix,
-    settings: GroupingSettings,
+    items: list[GroupInput], vectors: sp.csr_matrix, settings: GroupingSettings
 ) -> NDArray[np.int64]:
-    groups = _StoryUnion(stories)
-    # Anchors already grouped into the same story start as one group.
-    first_of_story: dict[str, int] = {}
-    for index, story in enumerate(stories):
-        if story is not None:
-            groups.union(first_of_story.setdefault(story, index), index)
-
+    groups = _UnionFind(len(items))
     first_with_key: dict[str, int] = {}
     for index, item in enumerate(items):
         text_key = _fold(" ".join(item.text.split()))[: settings.text_fingerprint_chars]
@@ -302,12 +355,9 @@ def _near_duplicate_labels(
     return np.array([groups.find(index) for index in range(len(items))], dtype=np.int64)
 
 
-class _StoryUnion:
-    """Union-find that refuses to join groups holding anchors of different stories."""
-
-    def __init__(self, stories: list[str | None]) -> None:
-        self._parent = list(range(len(stories)))
-        self._story = list(stories)
+class _UnionFind:
+    def __init__(self, count: int) -> None:
+        self._parent = list(range(count))
 
     def find(self, index: int) -> int:
         root = index
@@ -319,12 +369,7 @@ class _StoryUnion:
 
     def union(self, first: int, second: int) -> None:
         first, second = self.find(first), self.find(second)
-        story_a, story_b = self._story[first], self._story[second]
-        if first == second or (story_a and story_b and story_a != story_b):
-            return
-        first, second = min(first, second), max(first, second)
-        self._parent[second] = first
-        self._story[first] = story_a or story_b
+        self._parent[max(first, second)] = min(first, second)
 
 
 # --- pass 2: centroid merging ----------------------------------------------------------------
@@ -333,7 +378,6 @@ class _StoryUnion:
 def _merge_round(
     vectors: sp.csr_matrix,
     labels: NDArray[np.int64],
-    stories: list[str | None],
     settings: GroupingSettings,
 ) -> NDArray[np.int64]:
     """One round of agglomerative merging of the current groups; returns the new labels."""
@@ -348,14 +392,9 @@ def _merge_round(
     firsts, seconds, cosines = _similar_pairs(
         _normalise_rows(sums), settings.candidate_similarity, settings.block_rows
     )
-    group_story: list[str | None] = [None] * group_count
-    for index, story in enumerate(stories):
-        if story is not None:
-            group_story[group_of_item[index]] = story
     merged_into = _agglomerate(
         sizes=np.bincount(group_of_item, minlength=group_count).tolist(),
         self_similarity=(norms**2).tolist(),
-        stories=group_story,
         links=zip(
             firsts.tolist(),
             seconds.tolist(),
@@ -371,7 +410,6 @@ def _agglomerate(
     *,
     sizes: list[int],
     self_similarity: list[float],
-    stories: list[str | None],
     links: Iterable[tuple[int, int, float]],
     settings: GroupingSettings,
 ) -> list[int]:
@@ -397,15 +435,11 @@ def _agglomerate(
         needed = settings.merge_similarity + span / max(sizes[first], sizes[second])
         return cosine - needed
 
-    def compatible(first: int, second: int) -> bool:
-        story_a, story_b = stories[first], stories[second]
-        return story_a is None or story_b is None or story_a == story_b
-
     heap: list[tuple[float, int, int, int, int]] = []
     for first in range(count):
         for second, weight in neighbours[first].items():
             gap = margin(first, second, weight)
-            if first < second and gap >= 0 and compatible(first, second):
+            if first < second and gap >= 0:
                 heap.append((-gap, first, second, 0, 0))
     heapq.heapify(heap)
 
@@ -430,11 +464,10 @@ def _agglomerate(
         parent[second] = first
         sizes[first] += sizes[second]
         self_similarity[first] += self_similarity[second] + 2.0 * shared
-        stories[first] = stories[first] or stories[second]
         version[first] += 1
         for other, weight in neighbours[first].items():
             gap = margin(first, other, weight)
-            if gap >= 0 and compatible(first, other):
+            if gap >= 0:
                 low, high = min(first, other), max(first, other)
                 heapq.heappush(heap, (-gap, low, high, version[low], version[high]))
 

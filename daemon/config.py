@@ -120,6 +120,7 @@ class CollectConfig(_Model):
     per_host: int = Field(default=4, ge=1, le=64)
     timeout: float = Field(default=20.0, gt=0, description="seconds per request, in total")
     connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0, description="seconds without a byte")
     max_bytes: int = Field(default=10_000_000, ge=1024, description="after decompression")
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_items_per_source: int = Field(default=500, ge=1)

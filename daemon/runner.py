@@ -16,21 +16,24 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.clock import utcnow
-from daemon.config import Config, DigestProfile, Target
-from daemon.store import Store, TokenUsage
+from daemon.config import Config, DigestProfile, SourceConfig, Target
+from daemon.store import SourceState, Store, TokenUsage
 from digests.build import BuiltDigest, build_offline
 from digests.deliver import DeliveryError, send
 from digests.group import GroupInput, assign_stories
 from digests.model import StoredItem
 from digests.select import select
-from sources.collect import FetchRequest, collect
-from sources.model import FetchOutcome
+from sources.collect import collect
+from sources.model import FetchOutcome, FetchRequest
 from sources.policy import next_attempt
 
 log = logging.getLogger("trendfinder")
 
 # How far back items anchor story grouping: tomorrow's item joins a story seen this week.
 ANCHOR_WINDOW = timedelta(days=3)
+# Fetched sources are written this many to a transaction: one commit per source would
+# dominate a thousand-source cycle, and a crash only refetches an unwritten batch.
+STORE_BATCH = 100
 
 
 @dataclass
@@ -110,43 +113,62 @@ class Runner:
             on_start(len(requests))
         run_id = self.store.start_run("collect", now)
 
-        def store_outcome(outcome: FetchOutcome) -> None:
-            source = configs[outcome.source]
-            failures = states[outcome.source].failures
-            finished = self.clock()
+        fetched: list[tuple[FetchOutcome, datetime]] = []
+
+        def store_fetched() -> None:
             with self.store.transaction():
-                added = self.store.add_items(outcome.source, outcome.items, finished)
-                self.store.record_fetch(
-                    outcome, finished, next_attempt(outcome, source.interval, failures, finished)
-                )
-            if outcome.status == "error":
-                report.sources_failed += 1
-                report.errors.append(f"source {outcome.source}: {outcome.error}")
-                log.warning("source %s failed: %s", outcome.source, outcome.error)
-            elif outcome.status == "unchanged":
-                report.sources_unchanged += 1
-                log.info("source %s unchanged", outcome.source)
-            else:
-                report.sources_ok += 1
-                log.info(
-                    "source %s: %d new, %d updated, %d seen",
-                    outcome.source,
-                    added.new,
-                    added.updated,
-                    added.seen,
-                )
-            report.new_items += added.new
-            report.updated_items += added.updated
-            for warning in outcome.warnings:
-                log.info("source %s: %s", outcome.source, warning)
+                for outcome, finished in fetched:
+                    self._store_outcome(outcome, finished, configs, states, report)
+            fetched.clear()
+
+        def on_fetched(outcome: FetchOutcome) -> None:
+            fetched.append((outcome, self.clock()))
+            if len(fetched) >= STORE_BATCH:
+                store_fetched()
             if on_outcome:
                 on_outcome(outcome)
 
-        collect(requests, self.config.collect, now, on_outcome=store_outcome)
+        collect(requests, self.config.collect, now, on_outcome=on_fetched)
+        store_fetched()
         self.store.finish_run(
             run_id, self.clock(), _status(report), report.summary(), report.errors
         )
         return report
+
+    def _store_outcome(
+        self,
+        outcome: FetchOutcome,
+        finished: datetime,
+        configs: dict[str, SourceConfig],
+        states: dict[str, SourceState],
+        report: Report,
+    ) -> None:
+        source = configs[outcome.source]
+        failures = states[outcome.source].failures
+        added = self.store.add_items(outcome.source, outcome.items, finished)
+        self.store.record_fetch(
+            outcome, finished, next_attempt(outcome, source.interval, failures, finished)
+        )
+        if outcome.status == "error":
+            report.sources_failed += 1
+            report.errors.append(f"source {outcome.source}: {outcome.error}")
+            log.warning("source %s failed: %s", outcome.source, outcome.error)
+        elif outcome.status == "unchanged":
+            report.sources_unchanged += 1
+            log.info("source %s unchanged", outcome.source)
+        else:
+            report.sources_ok += 1
+            log.info(
+                "source %s: %d new, %d updated, %d seen",
+                outcome.source,
+                added.new,
+                added.updated,
+                added.seen,
+            )
+        report.new_items += added.new
+        report.updated_items += added.updated
+        for warning in outcome.warnings:
+            log.info("source %s: %s", outcome.source, warning)
 
     # Group -------------------------------------------------------------------------------
 

@@ -315,42 +315,45 @@ class Store:
         An item already stored (by id) is not new again, even from another source; it only
         gains that source. A changed content hash is an update, not a new item.
         """
-        new = updated = seen = 0
         stamp = to_text(now)
+        known: dict[str, str] = {}
+        ids = [item.id for item in items]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, content_hash FROM items WHERE id IN ({marks})"
+            known.update(self.db.execute(query, chunk).fetchall())
+        fresh = [item for item in items if item.id not in known]
+        changed = [
+            item for item in items if known.get(item.id, item.content_hash) != item.content_hash
+        ]
         with self.db.atomic():
-            for item in items:
-                existing = self.db.execute(
-                    "SELECT content_hash FROM items WHERE id = ?", [item.id]
-                ).fetchone()
-                if existing is None:
-                    self.db.execute(
-                        "INSERT INTO items (id, url, title, text, published, fetched, "
-                        "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            item.id,
-                            item.url,
-                            item.title,
-                            item.text,
-                            to_text(item.published),
-                            stamp,
-                            item.content_hash,
-                        ],
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO items (id, url, title, text, published, fetched, "
+                "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        item.id,
+                        item.url,
+                        item.title,
+                        item.text,
+                        to_text(item.published),
+                        stamp,
+                        item.content_hash,
                     )
-                    new += 1
-                elif existing[0] != item.content_hash:
-                    self.db.execute(
-                        "UPDATE items SET title = ?, text = ?, content_hash = ?, updated = ? "
-                        "WHERE id = ?",
-                        [item.title, item.text, item.content_hash, stamp, item.id],
-                    )
-                    updated += 1
-                else:
-                    seen += 1
-                self.db.execute(
-                    "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) "
-                    "VALUES (?, ?, ?)",
-                    [item.id, source, stamp],
-                )
+                    for item in fresh
+                ],
+            )
+            self.db.conn.executemany(
+                "UPDATE items SET title = ?, text = ?, content_hash = ?, updated = ? WHERE id = ?",
+                [(item.title, item.text, item.content_hash, stamp, item.id) for item in changed],
+            )
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) VALUES (?, ?, ?)",
+                [(item.id, source, stamp) for item in items],
+            )
+        new, updated = len(fresh), len(changed)
+        seen = len(items) - new - updated
         return AddedItems(new=new, updated=updated, seen=seen)
 
     def _items(self, where: str, params: Sequence[Any]) -> list[StoredItem]:

@@ -20,11 +20,26 @@ class NewItem:
 
 
 @dataclass(frozen=True)
+class FetchRequest:
+    """One source to fetch, with what its last successful fetch left for conditional GET."""
+
+    name: str
+    kind: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+
+
+@dataclass(frozen=True)
 class FetchOutcome:
     """What one attempt at one source produced: items, or a readable reason it did not.
 
     `status` is "ok" (parsed), "unchanged" (304 or same body: nothing to parse) or "error".
-    The caching and politeness fields are what the next attempt needs.
+    The caching and politeness fields are what the next attempt needs: `retry_after` is
+    the earliest next attempt the server asked for (Retry-After, max-age, RSS ttl),
+    `permanent_url` where permanent redirects now lead, `disable_reason` why the source
+    must not be fetched again (HTTP 410).
     """
 
     source: str

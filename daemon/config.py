@@ -126,6 +126,9 @@ class CollectConfig(_Model):
     max_items_per_source: int = Field(default=500, ge=1)
     max_text_chars: int = Field(default=20_000, ge=200)
     user_agent: str = USER_AGENT
+    max_site_articles: int = Field(
+        default=20, ge=1, le=1000, description="new articles fetched per site source and poll"
+    )
     allow_private_networks: bool = Field(
         default=False, description="let links discovered on site pages reach private addresses"
     )

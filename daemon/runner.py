@@ -107,6 +107,9 @@ class Runner:
                     etag=state.etag,
                     last_modified=state.last_modified,
                     body_hash=state.body_hash,
+                    seen_links=self.store.site_links(name)
+                    if source.kind == "site"
+                    else frozenset(),
                 )
             )
         if on_start:
@@ -128,7 +131,13 @@ class Runner:
             if on_outcome:
                 on_outcome(outcome)
 
-        collect(requests, self.config.collect, now, on_outcome=on_fetched)
+        collect(
+            requests,
+            self.config.collect,
+            now,
+            on_outcome=on_fetched,
+            firecrawl=self.config.firecrawl,
+        )
         store_fetched()
         self.store.finish_run(
             run_id, self.clock(), _status(report), report.summary(), report.errors
@@ -146,6 +155,8 @@ class Runner:
         source = configs[outcome.source]
         failures = states[outcome.source].failures
         added = self.store.add_items(outcome.source, outcome.items, finished)
+        if outcome.seen_links:
+            self.store.remember_links(outcome.source, outcome.seen_links, finished)
         self.store.record_fetch(
             outcome, finished, next_attempt(outcome, source.interval, failures, finished)
         )

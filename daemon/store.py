@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
     """,
+    # Site sources: article links already looked at, so a poll fetches only new ones.
+    """
+    CREATE TABLE site_links (
+        source TEXT NOT NULL,
+        url TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (source, url)
+    ) WITHOUT ROWID;
+    CREATE INDEX site_links_recent ON site_links (source, last_seen);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# A site page lists far fewer links than this; older ones have left the page.
+SITE_LINKS_KEPT = 5000
+SITE_LINKS_FORGOTTEN_AFTER = timedelta(days=180)
 
 
 class StoreError(Exception):
@@ -305,6 +319,28 @@ class Store:
             self.db.execute(
                 f"UPDATE sources SET {assignments}, failures = {failures} WHERE name = ?",
                 [*updates.values(), outcome.source],
+            )
+
+    def site_links(self, source: str, limit: int = SITE_LINKS_KEPT) -> frozenset[str]:
+        """The article links a site source has looked at, most recently seen first."""
+        rows = self.db.execute(
+            "SELECT url FROM site_links WHERE source = ? ORDER BY last_seen DESC LIMIT ?",
+            [source, limit],
+        ).fetchall()
+        return frozenset(row[0] for row in rows)
+
+    def remember_links(self, source: str, links: Sequence[str], now: datetime) -> None:
+        """Mark links as looked at (again) now; forget those gone from the page for long."""
+        stamp = to_text(now)
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT INTO site_links (source, url, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (source, url) DO UPDATE SET last_seen = excluded.last_seen",
+                [(source, link, stamp, stamp) for link in links],
+            )
+            self.db.execute(
+                "DELETE FROM site_links WHERE source = ? AND last_seen < ?",
+                [source, to_text(now - SITE_LINKS_FORGOTTEN_AFTER)],
             )
 
     # Items -------------------------------------------------------------------------------

@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from daemon.config import CollectConfig
 from sources.decompress import ACCEPT_ENCODING, DecodeError, decoder
+
+if TYPE_CHECKING:
+    from sources.sites import SiteTools
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -63,6 +68,11 @@ class HttpResponse:
     permanent_url: str | None  # set when every redirect on the way was permanent (301/308)
 
 
+@asynccontextmanager
+async def _no_slot(url: str) -> AsyncIterator[None]:
+    yield
+
+
 @dataclass(frozen=True)
 class FetchContext:
     """What every source fetch of one collection cycle shares."""
@@ -71,6 +81,11 @@ class FetchContext:
     limits: FetchLimits
     config: CollectConfig
     now: datetime
+    # A slot under the cycle's global and per-host caps for one request to this URL's host.
+    # Site sources take one per request they make (the collector does not hold one for them).
+    slot: Callable[[str], AbstractAsyncContextManager[None]] = _no_slot
+    # Site sources: the scraping service and the client for links found on pages.
+    sites: SiteTools | None = None
 
 
 # Called with each URL before it is requested (the first and every redirect target);
@@ -78,9 +93,15 @@ class FetchContext:
 HopCheck = Callable[[str], Awaitable[None]]
 
 
-def client(config: CollectConfig) -> httpx.AsyncClient:
-    """The one HTTP client a collection cycle shares: pooled connections, HTTP/2 where offered."""
+def client(
+    config: CollectConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one HTTP client a collection cycle shares: pooled connections, HTTP/2 where offered.
+
+    A custom `transport` (netguard's, for links found on pages) replaces the default one.
+    """
     return httpx.AsyncClient(
+        transport=transport,
         http2=True,
         follow_redirects=False,
         timeout=httpx.Timeout(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import logs
-from daemon.config import Config, ConfigError, config_path, load_config
+from daemon.config import CollectConfig, Config, ConfigError, config_path, load_config
 from daemon.runner import Report, Runner
 from daemon.store import Store, StoreError
 from sources.model import FetchOutcome
@@ -259,22 +259,43 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sources_test(args: argparse.Namespace) -> int:
     from daemon.clock import utcnow
-    from daemon.config import CollectConfig
     from sources.collect import collect
     from sources.model import FetchRequest
 
-    config = _config(args).collect if _has_config(args) else CollectConfig()
+    full = _config(args) if _has_config(args) else None
+    config = full.collect if full else CollectConfig()
     request = FetchRequest(name=args.url, kind=args.kind, url=args.url)
-    (outcome,) = collect([request], config, utcnow())
+    (outcome,) = collect([request], config, utcnow(), firecrawl=full.firecrawl if full else None)
     if outcome.status == "error":
         print(f"{args.url}: {outcome.error}")
+        if args.kind == "feed":
+            _suggest_feeds(args.url, config)
         return EXIT_FAILED
-    print(f"{args.url}: {len(outcome.items)} items")
+    if args.kind == "site":
+        print(f"{args.url}: {len(outcome.items)} new articles it would collect")
+    else:
+        print(f"{args.url}: {len(outcome.items)} items")
     for warning in outcome.warnings:
         print(f"  warning: {warning}")
     for item in outcome.items[:20]:
         print(f"- {item.published:%Y-%m-%d %H:%M} {item.title}\n  {item.url}")
+        if args.kind == "site":
+            print(f"  {item.text[:160].replace(chr(10), ' ')}")
     return EXIT_OK
+
+
+def _suggest_feeds(url: str, config: CollectConfig) -> None:
+    """A web page given as a feed: say which feeds it advertises, to use instead."""
+    from sources.sites import advertised_feeds
+
+    feeds = advertised_feeds(url, config)
+    if not feeds:
+        return
+    print("  this is a web page that advertises a feed; use it as a feed source:")
+    for feed in feeds:
+        print(f"    {feed.url}" + (f"  ({feed.title})" if feed.title else ""))
+    print(f"  in config.yaml:  - {{name: ..., kind: feed, url: {feeds[0].url}}}")
+    print("  (or watch the page itself with --kind site)")
 
 
 def _has_config(args: argparse.Namespace) -> bool:

@@ -191,16 +191,20 @@ def _date(value: str | None) -> datetime | None:
 
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\((?:[^()\s]|\([^)]*\))*(?:\s+\"[^\"]*\")?\)")
-_REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*\S+.*$", re.MULTILINE)
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", re.MULTILINE)
-_SETEXT = re.compile(r"^\s*(=+|-+)\s*$", re.MULTILINE)
-_QUOTE = re.compile(r"^\s*>\s?", re.MULTILINE)
-_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.MULTILINE)
-_FENCE = re.compile(r"^\s*(```|~~~).*$", re.MULTILINE)
-_RULE = re.compile(r"^\s*([-*_]\s*){3,}$", re.MULTILINE)
-_EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1")
+_REFERENCE = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$\n?", re.MULTILINE)
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_SETEXT = re.compile(r"^[ \t]*(=+|-+)[ \t]*$\n?", re.MULTILINE)
+_QUOTE = re.compile(r"^[ \t]*>[ \t]?", re.MULTILINE)
+_LIST = re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+", re.MULTILINE)
+_FENCE = re.compile(r"^[ \t]*(```|~~~).*$\n?", re.MULTILINE)
+_RULE = re.compile(r"^[ \t]*([-*_][ \t]*){3,}$\n?", re.MULTILINE)
+_EMPHASIS = re.compile(r"(\*\*|\*|~~)(?=\S)(.+?)(?<=\S)\1")
+# Underscores mark emphasis only outside words: snake_case_names stay whole.
+_UNDERSCORE_EMPHASIS = re.compile(r"(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\1(?!\w)")
 _CODE = re.compile(r"`([^`]*)`")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$", re.MULTILINE)
+_TABLE_RULE = re.compile(
+    r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$\n?", re.M
+)
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])")
 
 
@@ -228,7 +232,8 @@ def markdown_to_text(markdown: str, max_chars: int | None = None) -> str:
     text = _CODE.sub(r"\1", text)
     for _ in range(2):  # nested emphasis: ***both***
         text = _EMPHASIS.sub(r"\2", text)
+        text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
     text = _ESCAPE.sub(r"\1", text)
-    text = "\n".join(line.strip().strip("|").replace(" | ", "  ") for line in text.split("\n"))
+    text = "\n".join(line.strip().strip("|").replace(" | ", " · ") for line in text.split("\n"))
     # What is left may hold raw HTML and entities; the text module makes it safe plain text.
     return html_to_text(text, max_chars)

@@ -28,7 +28,8 @@ from daemon.config import CollectConfig, FirecrawlConfig
 from sources import netguard
 from sources.extract import FeedLink, discover_feeds, discover_links, extract_article
 from sources.firecrawl import FirecrawlClient, FirecrawlFailure, markdown_links, markdown_to_text
-from sources.http import FetchContext, FetchError, HttpResponse, fetch
+from sources.http import FetchContext, FetchError, FetchLimits, HttpResponse, fetch
+from sources.http import client as http_client
 from sources.items import RawEntry, build_items
 from sources.model import FetchOutcome, FetchRequest
 from sources.netguard import AddressPolicy, BlockedAddress
@@ -179,6 +180,22 @@ async def _fetch_article(context: FetchContext, tools: SiteTools, link: str) -> 
         published=article.published,
     )
     return FoundArticle(link, entry, settled=True)
+
+
+def advertised_feeds(url: str, config: CollectConfig) -> list[FeedLink]:
+    """The feeds a web page advertises (<link rel="alternate">); [] when it cannot be read."""
+
+    async def read() -> list[FeedLink]:
+        async with http_client(config) as client:
+            try:
+                page = await fetch(
+                    client, url, FetchLimits.from_config(config), headers={"Accept": ACCEPT_HTML}
+                )
+            except FetchError:
+                return []
+        return discover_feeds(page.body, page.url) if 200 <= page.status < 300 else []
+
+    return asyncio.run(read())
 
 
 def _is_html(response: HttpResponse) -> bool:

@@ -68,7 +68,10 @@ class FirecrawlClient:
         # One attempt per call: a failed source is retried by the collector's backoff, and
         # the SDK's own retries would multiply the timeout.
         self._sdk = Firecrawl(
-            api_key=config.api_key, api_url=self.api_url, timeout=config.timeout, max_retries=1
+            api_key=config.api_key or None,
+            api_url=self.api_url,
+            timeout=config.timeout,
+            max_retries=1,
         )
 
     @property

@@ -12,7 +12,9 @@ IMG = '<img src=x onerror="alert(1)">'
 JS_URL = "javascript:alert(document.cookie)"
 
 
-def item(n: int, *, title: str | None = None, url: str | None = None, source: str = "") -> DigestItem:
+def item(
+    n: int, *, title: str | None = None, url: str | None = None, source: str = ""
+) -> DigestItem:
     return DigestItem(
         title=title or f"Outlet report number {n} on the story",
         url=url or f"https://news{n % 4}.example/story/{n}",
@@ -21,7 +23,9 @@ def item(n: int, *, title: str | None = None, url: str | None = None, source: st
     )
 
 
-def trend(rank: int, *, title: str | None = None, summary: str | None = None, items: int = 3) -> Trend:
+def trend(
+    rank: int, *, title: str | None = None, summary: str | None = None, items: int = 3
+) -> Trend:
     return Trend(
         rank=rank,
         title=title or f"Story {rank}: regulators and vendors respond to the cloud outage",
@@ -60,8 +64,8 @@ def hostile() -> Digest:
     bad_items = (
         item(1, title=f"Breaking {SCRIPT} news", source=f"Evil {IMG} Outlet"),
         item(2, title="Click me", url=JS_URL),
-        item(3, title="Quote trick", url='https://ok.example/"><script>alert(2)</script>'),
-        item(4, title="Slack <!channel> & <https://evil.example|fake link>"),
+        item(3, title="Slack <!channel> & <https://evil.example|fake link>"),
+        item(4, title="Quote trick", url='https://ok.example/"><script>alert(2)</script>'),
     )
     return digest(
         (

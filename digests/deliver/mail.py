@@ -137,6 +137,9 @@ def send_email(digest: Digest, target: EmailTarget) -> str:
             error
         )
     except smtplib.SMTPServerDisconnected as error:
+        # smtplib reports a read timeout as a disconnection.
+        if "timed out" in str(error):
+            raise DeliveryError(f"{server} did not answer within {target.timeout:g} s") from error
         raise DeliveryError(f"{server} closed the connection: {error}") from error
     except ssl.SSLCertVerificationError as error:
         raise DeliveryError(

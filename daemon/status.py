@@ -50,7 +50,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     ]
     waiting = {
         profile.name: store.count_pending(
-            profile.name, [s.name for s in config.sources_for(profile)]
+            profile.name, [s.name for s in config.sources_for(profile)], now - profile.lookback
         )
         for profile in config.digests
     }

@@ -413,15 +413,15 @@ class Store:
             [*sources, to_text(since), profile],
         )
 
-    def count_pending(self, profile: str, sources: Sequence[str]) -> int:
+    def count_pending(self, profile: str, sources: Sequence[str], since: datetime) -> int:
         if not sources:
             return 0
         marks = ",".join("?" * len(sources))
         row = self.db.execute(
             "SELECT count(DISTINCT s.item_id) FROM item_sources s "
-            f"WHERE s.source IN ({marks}) AND NOT EXISTS (SELECT 1 FROM digest_items d "
-            "WHERE d.profile = ? AND d.item_id = s.item_id)",
-            [*sources, profile],
+            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND NOT EXISTS "
+            "(SELECT 1 FROM digest_items d WHERE d.profile = ? AND d.item_id = s.item_id)",
+            [*sources, to_text(since), profile],
         ).fetchone()
         return int(row[0])
 

@@ -25,8 +25,10 @@ def _shared_data_dir() -> Path | None:
     candidates = [Path(env)] if env else []
     # CI and the main checkout have shared/ beside the repo; a git worktree under
     # <root>/wt/<name> has it two levels up.
-    candidates += [REPO_ROOT.parent / "shared" / "data",
-                   REPO_ROOT.parent.parent / "shared" / "data"]
+    candidates += [
+        REPO_ROOT.parent / "shared" / "data",
+        REPO_ROOT.parent.parent / "shared" / "data",
+    ]
     return next((c for c in candidates if c.is_dir()), None)
 
 

@@ -104,7 +104,7 @@ def test_pending_items_exclude_what_a_digest_of_that_profile_covered(tmp_path):
         store.save_digest(digest, {"it_1": "cited", "it_2": "considered"}, ["file"], TokenUsage())
         assert [i.id for i in store.pending_items("daily", ["a"], since)] == ["it_3"]
         assert len(store.pending_items("weekly", ["a"], since)) == 3
-        assert store.count_pending("daily", ["a"]) == 1
+        assert store.count_pending("daily", ["a"], since) == 1
         [delivery] = store.deliveries_due(NOW)
         assert (delivery.digest_id, delivery.target, delivery.status) == (
             "daily-1",

@@ -286,7 +286,9 @@ class Runner:
             reason = str(error) if isinstance(error, DeliveryError) else f"unexpected {error!r}"
             retry = None
             if delivery.attempts + 1 < max_attempts:
-                delay = min(self.config.delivery.backoff * 2**delivery.attempts, MAX_BACKOFF)
+                # The exponent is capped so a large max_attempts cannot overflow timedelta.
+                doubled = self.config.delivery.backoff * 2 ** min(delivery.attempts, 20)
+                delay = min(doubled, MAX_BACKOFF)
                 wanted = error.retry_after if isinstance(error, DeliveryError) else None
                 retry = self.clock() + max(delay, wanted or timedelta(0))
             self._failed(delivery, digest, reason, retry, report)

@@ -196,6 +196,9 @@ class EmailTarget(_Model):
     sender: str
     to: tuple[str, ...] = Field(min_length=1)
     timeout: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = Field(
+        default=None, description="PEM certificates to trust (a private CA); default: system"
+    )
 
     @property
     def label(self) -> str:
@@ -448,6 +451,8 @@ def _anchor_paths(config: Config, base: Path) -> Config:
         storage = storage.model_copy(update={"path": absolute(storage.path)})
 
     def anchored(target: Target) -> Target:
+        if isinstance(target, EmailTarget) and target.ca_file is not None:
+            return target.model_copy(update={"ca_file": absolute(target.ca_file)})
         if not isinstance(target, FileTarget):
             return target
         directory = absolute(target.directory) if target.directory else None

@@ -120,6 +120,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
     """,
+    # Outbox: when the current attempt started (a 'sending' row left by a crash is
+    # recognisable) and how many parts of a multi-message delivery already arrived.
+    """
+    ALTER TABLE deliveries ADD COLUMN last_attempt_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
+    """,
     # Site sources: article links already looked at, so a poll fetches only new ones.
     """
     CREATE TABLE site_links (
@@ -186,6 +192,8 @@ class Delivery:
     last_error: str | None
     next_attempt_at: datetime
     sent_at: datetime | None
+    last_attempt_at: datetime | None = None
+    parts_sent: int = 0
 
 
 @dataclass(frozen=True)
@@ -551,9 +559,14 @@ class Store:
         ]
 
     def deliveries_due(self, now: datetime) -> list[Delivery]:
+        """Pending deliveries whose time has come, and attempts a stopped process left open.
+
+        A 'sending' row is an attempt that never recorded its outcome; only call this while
+        holding the delivery lock, so such a row cannot belong to a live process.
+        """
         rows = self._rows(
-            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id",
+            "SELECT * FROM deliveries WHERE status = 'sending' "
+            "OR (status = 'pending' AND next_attempt_at <= ?) ORDER BY next_attempt_at, id",
             [to_text(now)],
         )
         return [_delivery(row) for row in rows]
@@ -563,11 +576,26 @@ class Store:
         rows = self._rows(f"SELECT * FROM deliveries {where} ORDER BY id", params)
         return [_delivery(row) for row in rows]
 
+    def start_delivery_attempt(self, delivery_id: int, now: datetime) -> None:
+        """Mark an attempt as started before anything is sent, so a crash leaves a trace."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                "last_attempt_at = ? WHERE id = ?",
+                [to_text(now), delivery_id],
+            )
+
+    def record_delivery_progress(self, delivery_id: int, parts_sent: int) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET parts_sent = ? WHERE id = ?", [parts_sent, delivery_id]
+            )
+
     def record_delivery_sent(self, delivery_id: int, now: datetime) -> None:
         with self.db.atomic():
             self.db.execute(
-                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, "
-                "last_error = NULL WHERE id = ?",
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL "
+                "WHERE id = ?",
                 [to_text(now), delivery_id],
             )
 
@@ -578,13 +606,12 @@ class Store:
         with self.db.atomic():
             if next_attempt_at is None:
                 self.db.execute(
-                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
-                    "last_error = ? WHERE id = ?",
+                    "UPDATE deliveries SET status = 'failed', last_error = ? WHERE id = ?",
                     [error, delivery_id],
                 )
             else:
                 self.db.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
+                    "UPDATE deliveries SET status = 'pending', last_error = ?, "
                     "next_attempt_at = ? WHERE id = ?",
                     [error, to_text(next_attempt_at), delivery_id],
                 )
@@ -700,4 +727,6 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         last_error=row["last_error"],
         next_attempt_at=from_text(row["next_attempt_at"]),
         sent_at=_time(row["sent_at"]),
+        last_attempt_at=_time(row["last_attempt_at"]),
+        parts_sent=row["parts_sent"],
     )

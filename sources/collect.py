@@ -15,10 +15,10 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from daemon.config import CollectConfig
-from sources import http
 from sources.feeds import fetch_feed
-from sources.http import FetchContext, FetchLimits
+from sources.http import FetchContext, FetchLimits, HttpClients
 from sources.model import FetchOutcome, FetchRequest
+from sources.workers import FeedParser
 
 log = logging.getLogger("trendfinder")
 
@@ -49,8 +49,9 @@ async def collect_async(
     per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
         lambda: asyncio.Semaphore(config.per_host)
     )
-    async with http.client(config) as client:
-        context = FetchContext(client, FetchLimits.from_config(config), config, now)
+    parser = FeedParser(config, len(requests))
+    async with HttpClients(config) as clients:
+        context = FetchContext(clients, FetchLimits.from_config(config), config, now, parser)
 
         async def one(request: FetchRequest) -> FetchOutcome:
             # The host slot comes first: waiting on a busy host must not hold a global slot.
@@ -60,7 +61,10 @@ async def collect_async(
                 on_outcome(outcome)
             return outcome
 
-        return list(await asyncio.gather(*(one(request) for request in requests)))
+        try:
+            return list(await asyncio.gather(*(one(request) for request in requests)))
+        finally:
+            parser.close()
 
 
 async def fetch_source(context: FetchContext, request: FetchRequest) -> FetchOutcome:

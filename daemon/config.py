@@ -125,6 +125,9 @@ class CollectConfig(_Model):
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_items_per_source: int = Field(default=500, ge=1)
     max_text_chars: int = Field(default=20_000, ge=200)
+    parse_processes: int | None = Field(
+        default=None, ge=0, description="feed parsing processes (default one per CPU; 0: none)"
+    )
     user_agent: str = USER_AGENT
     max_site_articles: int = Field(
         default=20, ge=1, le=1000, description="new articles fetched per site source and poll"

@@ -16,11 +16,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from daemon.config import CollectConfig, FirecrawlConfig
-from sources import http
 from sources.feeds import fetch_feed
-from sources.http import FetchContext, FetchLimits
+from sources.http import FetchContext, FetchLimits, HttpClients
 from sources.model import FetchOutcome, FetchRequest
 from sources.sites import fetch_site, site_tools
+from sources.workers import FeedParser
 
 log = logging.getLogger("trendfinder")
 
@@ -65,12 +65,13 @@ async def collect_async(
         async with per_host[_host(url)], overall:
             yield
 
+    parser = FeedParser(config, len(requests))
     async with (
-        http.client(config) as client,
-        site_tools(config, firecrawl, client) as sites,
+        HttpClients(config) as clients,
+        site_tools(config, firecrawl) as sites,
     ):
         context = FetchContext(
-            client, FetchLimits.from_config(config), config, now, slot=slot, sites=sites
+            clients, FetchLimits.from_config(config), config, now, parser, slot=slot, sites=sites
         )
 
         async def one(request: FetchRequest) -> FetchOutcome:
@@ -83,7 +84,10 @@ async def collect_async(
                 on_outcome(outcome)
             return outcome
 
-        return list(await asyncio.gather(*(one(request) for request in requests)))
+        try:
+            return list(await asyncio.gather(*(one(request) for request in requests)))
+        finally:
+            parser.close()
 
 
 async def fetch_source(context: FetchContext, request: FetchRequest) -> FetchOutcome:

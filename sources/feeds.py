@@ -11,8 +11,9 @@ from dataclasses import replace
 
 from sources.http import FetchContext, FetchError, HttpResponse, fetch
 from sources.model import FetchOutcome, FetchRequest
-from sources.parse import NotAFeed, parse_feed
+from sources.parse import NotAFeed
 from sources.policy import max_age, not_before, retry_after
+from sources.workers import ParserDied
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml, "
@@ -33,7 +34,7 @@ async def fetch_feed(context: FetchContext, request: FetchRequest) -> FetchOutco
             source=request.name, status="error", error=str(error), http_status=error.status
         )
     if 200 <= response.status < 300:
-        return _read(context, request, response)
+        return await _read(context, request, response)
     return _status_outcome(context, request, response)
 
 
@@ -69,7 +70,9 @@ def _status_outcome(
     return replace(base, error=status)
 
 
-def _read(context: FetchContext, request: FetchRequest, response: HttpResponse) -> FetchOutcome:
+async def _read(
+    context: FetchContext, request: FetchRequest, response: HttpResponse
+) -> FetchOutcome:
     body_hash = hashlib.sha256(response.body).hexdigest()
     cached = max_age(response.headers)
     if body_hash == request.body_hash:
@@ -83,16 +86,10 @@ def _read(context: FetchContext, request: FetchRequest, response: HttpResponse) 
             retry_after=not_before(context.now, cached),
         )
     try:
-        feed = parse_feed(
-            response.body,
-            response.url,
-            response.headers,
-            context.now,
-            source=request.name,
-            max_items=context.config.max_items_per_source,
-            max_text_chars=context.config.max_text_chars,
+        feed = await context.parser.parse(
+            response.body, response.url, response.headers, context.now, request.name
         )
-    except NotAFeed as error:
+    except (NotAFeed, ParserDied) as error:
         return FetchOutcome(
             source=request.name,
             status="error",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -163,29 +164,28 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def links_client(
+def links_clients(
     config: CollectConfig, policy: AddressPolicy | None = None
-) -> httpx.AsyncClient | None:
-    """A client for discovered links that reaches only allowed addresses, or None when the
-    operator allows private networks (then the ordinary client serves links too).
+) -> http.HttpClients | None:
+    """Clients for discovered links that reach only allowed addresses, or None when the
+    operator allows private networks (then the ordinary clients serve links too).
 
     Environment proxies are not used: through a proxy the address check would judge the
     proxy, not the link's host.
     """
     if config.allow_private_networks and policy is None:
         return None
-    transport = httpx.AsyncHTTPTransport(
-        http2=True,
-        trust_env=False,
-        limits=httpx.Limits(
-            max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-        ),
-    )
-    # httpx has no public hook for the network backend; its pool takes one, so set it there.
-    pool = transport._pool
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
-    pool._network_backend = GuardedBackend(policy or is_public_address)
-    return http.client(config, transport=transport)
+    backend = GuardedBackend(policy or is_public_address)
+
+    def transport(tls: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+        guarded = httpx.AsyncHTTPTransport(verify=tls, http2=True, limits=limits, trust_env=False)
+        # httpx has no public hook for the network backend; its pool takes one, so set it there.
+        pool = guarded._pool
+        assert isinstance(pool, httpcore.AsyncConnectionPool)
+        pool._network_backend = backend
+        return guarded
+
+    return http.HttpClients(config, transport)
 
 
 def _literal(host: str) -> IPAddress | None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import feedparser
+from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
 from sources.items import RawEntry, build_items
 from sources.jsonfeed import looks_like_json, parse_json_feed
@@ -120,7 +121,9 @@ def _entry_html(entry: Any) -> str:
 
 def _date(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
+        # dict.get: feedparser's own get() maps a missing updated_parsed to published_parsed
+        # with a deprecation warning.
+        value = dict.get(entry, key)
         if isinstance(value, time.struct_time):
             try:
                 return datetime(*value[:6], tzinfo=UTC)
@@ -142,5 +145,8 @@ def _is_html(body: bytes, content_type: str) -> bool:
 
 def _bozo_reason(parsed: Any) -> str:
     exception = parsed.get("bozo_exception")
-    reason = str(exception) if exception else "malformed input"
-    return f"malformed feed, read what could be read: {reason}"
+    if isinstance(exception, CharacterEncodingOverride):
+        return f"wrong or missing charset, decoded anyway: {exception}"
+    if isinstance(exception, NonXMLContentType):
+        return f"not served as XML, parsed anyway: {exception}"
+    return f"malformed feed, read what could be read: {exception or 'unknown problem'}"

@@ -22,14 +22,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import httpx
-
 from daemon.config import CollectConfig, FirecrawlConfig
 from sources import netguard
 from sources.extract import FeedLink, discover_feeds, discover_links, extract_article
 from sources.firecrawl import FirecrawlClient, FirecrawlFailure, markdown_links, markdown_to_text
-from sources.http import FetchContext, FetchError, FetchLimits, HttpResponse, fetch
-from sources.http import client as http_client
+from sources.http import (
+    FetchContext,
+    FetchError,
+    FetchLimits,
+    HttpClients,
+    HttpResponse,
+    fetch,
+)
 from sources.items import RawEntry, build_items
 from sources.model import FetchOutcome, FetchRequest
 from sources.netguard import AddressPolicy, BlockedAddress
@@ -50,7 +54,7 @@ _SHOWN_PROBLEMS = 3
 class SiteTools:
     """What site sources of one collection cycle share."""
 
-    links_http: httpx.AsyncClient  # for links found on pages: guarded unless private allowed
+    links_http: HttpClients  # for links found on pages: guarded unless private allowed
     link_policy: AddressPolicy | None  # None: any address may be reached
     firecrawl: FirecrawlClient | None
 
@@ -59,21 +63,17 @@ class SiteTools:
 async def site_tools(
     config: CollectConfig,
     firecrawl: FirecrawlConfig | None,
-    http: httpx.AsyncClient,
     policy: AddressPolicy | None = None,
 ) -> AsyncIterator[SiteTools]:
     """Open the cycle's tools. `policy` replaces the public-address rule (tests only)."""
-    guarded = netguard.links_client(config, policy)
+    guarded = netguard.links_clients(config, policy)
     if config.allow_private_networks and policy is None:
         link_policy = None
     else:
         link_policy = policy or netguard.is_public_address
     client = FirecrawlClient(firecrawl) if firecrawl is not None and firecrawl.enabled else None
-    try:
-        yield SiteTools(links_http=guarded or http, link_policy=link_policy, firecrawl=client)
-    finally:
-        if guarded is not None:
-            await guarded.aclose()
+    async with guarded or HttpClients(config) as links_http:
+        yield SiteTools(links_http=links_http, link_policy=link_policy, firecrawl=client)
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,10 @@ def advertised_feeds(url: str, config: CollectConfig) -> list[FeedLink]:
     """The feeds a web page advertises (<link rel="alternate">); [] when it cannot be read."""
 
     async def read() -> list[FeedLink]:
-        async with http_client(config) as client:
+        async with HttpClients(config) as clients:
             try:
                 page = await fetch(
-                    client, url, FetchLimits.from_config(config), headers={"Accept": ACCEPT_HTML}
+                    clients, url, FetchLimits.from_config(config), headers={"Accept": ACCEPT_HTML}
                 )
             except FetchError:
                 return []

@@ -15,12 +15,13 @@ from daemon.cli import main
 from daemon.config import CollectConfig, Config, parse_config
 from daemon.runner import Report, Runner
 from daemon.store import Store
-from sources import http, netguard
+from sources import netguard
 from sources.firecrawl import markdown_to_text
-from sources.http import FetchContext, FetchLimits
+from sources.http import FetchContext, FetchLimits, HttpClients
 from sources.model import FetchOutcome, FetchRequest
 from sources.netguard import BlockedAddress, IPAddress
 from sources.sites import fetch_site, site_tools
+from sources.workers import FeedParser
 
 PARAGRAPHS = (
     "The city council voted on Tuesday to approve the new budget after a long debate "
@@ -251,12 +252,11 @@ def _fetch_site(
     request: FetchRequest, config: CollectConfig, policy: netguard.AddressPolicy | None
 ) -> FetchOutcome:
     async def run() -> FetchOutcome:
-        async with (
-            http.client(config) as client,
-            site_tools(config, None, client, policy) as tools,
-        ):
+        parser = FeedParser(config, 1)
+        async with HttpClients(config) as clients, site_tools(config, None, policy) as tools:
             limits = FetchLimits.from_config(config)
-            context = FetchContext(client, limits, config, datetime.now(UTC), sites=tools)
+            now = datetime.now(UTC)
+            context = FetchContext(clients, limits, config, now, parser, sites=tools)
             return await fetch_site(context, request)
 
     return asyncio.run(run())

@@ -137,6 +137,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX site_links_recent ON site_links (source, last_seen);
     """,
+    # item_sources with its primary-key columns first: SQLite 3.40's integrity_check
+    # wrongly reports NULLs in a WITHOUT ROWID table whose key columns are not leading,
+    # and operators rely on that check.
+    """
+    CREATE TABLE item_sources_keyed (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (item_id, source)
+    ) WITHOUT ROWID;
+    INSERT INTO item_sources_keyed (item_id, source, first_seen)
+        SELECT item_id, source, first_seen FROM item_sources;
+    DROP TABLE item_sources;
+    ALTER TABLE item_sources_keyed RENAME TO item_sources;
+    CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # A site page lists far fewer links than this; older ones have left the page.

@@ -5,9 +5,6 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from daemon.demo import FEEDS, demo_config, serve_samples
-from daemon.runner import Runner
-from daemon.store import Store
 from loopback.invariants import (
     delivered_exactly_once,
     deliveries_all_sent,
@@ -15,6 +12,10 @@ from loopback.invariants import (
     store_is_healthy,
     stored_digest_ids,
 )
+
+from daemon.demo import FEEDS, demo_config, serve_samples
+from daemon.runner import Runner
+from daemon.store import Store
 
 
 def test_a_clean_cycle_keeps_every_invariant_and_a_lost_digest_is_noticed(tmp_path):

@@ -269,6 +269,8 @@ def describe(error: httpx.HTTPError, url: str) -> str:
             return f"TLS error with {host}: {cause.reason or cause}"
         if isinstance(cause, ConnectionResetError):
             return f"{where} reset the connection"
+    if isinstance(error, httpx.RemoteProtocolError) and "peer closed" in str(error):
+        return f"{where} closed the connection before the whole response arrived"
     if isinstance(error, httpx.RemoteProtocolError):
         return f"{where} broke the HTTP protocol: {error}"
     if isinstance(error, httpx.ConnectError):

@@ -129,6 +129,9 @@ class CollectConfig(_Model):
         default=None, ge=0, description="feed parsing processes (default one per CPU; 0: none)"
     )
     user_agent: str = USER_AGENT
+    max_site_articles: int = Field(
+        default=20, ge=1, le=1000, description="new articles fetched per site source and poll"
+    )
     allow_private_networks: bool = Field(
         default=False, description="let links discovered on site pages reach private addresses"
     )
@@ -196,6 +199,9 @@ class EmailTarget(_Model):
     sender: str
     to: tuple[str, ...] = Field(min_length=1)
     timeout: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = Field(
+        default=None, description="PEM certificates to trust (a private CA); default: system"
+    )
 
     @property
     def label(self) -> str:
@@ -448,6 +454,8 @@ def _anchor_paths(config: Config, base: Path) -> Config:
         storage = storage.model_copy(update={"path": absolute(storage.path)})
 
     def anchored(target: Target) -> Target:
+        if isinstance(target, EmailTarget) and target.ca_file is not None:
+            return target.model_copy(update={"ca_file": absolute(target.ca_file)})
         if not isinstance(target, FileTarget):
             return target
         directory = absolute(target.directory) if target.directory else None

@@ -45,7 +45,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "last_error": delivery.last_error,
             "next_attempt": to_text(delivery.next_attempt_at),
         }
-        for status in ("pending", "failed")
+        for status in ("sending", "pending", "failed")
         for delivery in store.deliveries(status)
     ]
     waiting = {

@@ -1,7 +1,9 @@
 """Story grouping: decide which news items are about the same story.
 
-Pure functions, no I/O. Items become TF-IDF vectors over their title words (plus a little of
-their text). Two passes then build the groups:
+Pure functions, no I/O beyond reading the English word frequencies that ship with `wordfreq`.
+Items become TF-IDF vectors over their title words (plus a little of their text). The IDF blends
+the batch's document frequencies with general English ones, so weights do not hinge on the batch
+size: a collection run often brings only a few dozen items. Two passes then build the groups:
 
 1. Near-duplicates (wire copies, identical or near-identical titles or text) are joined outright.
 2. Groups are merged agglomeratively by the cosine between their summed vectors (centroid
@@ -18,6 +20,7 @@ the candidate floor in one round is seen again in the next.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import html
@@ -31,6 +34,7 @@ from datetime import datetime
 
 import numpy as np
 import scipy.sparse as sp
+import wordfreq
 from numpy.typing import NDArray
 
 
@@ -58,6 +62,10 @@ class GroupingSettings:
     # Group pairs below this centroid cosine are not considered within a round.
     candidate_similarity: float = 0.15
     max_merge_rounds: int = 8
+    # How many documents the background word frequencies count as in the IDF. A batch much
+    # smaller than this is weighted mostly by general English, a much larger one by itself.
+    # A round figure, not tuned: 100 to 3000 all keep UCI BCubed F1 within 0.862-0.866.
+    background_documents: float = 1000.0
     # Weight of a text word relative to a title word, and how much text to read.
     text_weight: float = 0.5
     text_max_chars: int = 600
@@ -91,7 +99,7 @@ def assign_stories(
     items = [item for item, _ in entries]
     stories = [story for _, story in entries]
 
-    vectors = _tfidf([_term_counts(item, settings) for item in items])
+    vectors = _tfidf([_term_counts(item, settings) for item in items], settings)
     labels = _near_duplicate_labels(items, stories, vectors, settings)
     for _ in range(settings.max_merge_rounds):
         merged = _merge_round(vectors, labels, stories, settings)
@@ -170,8 +178,14 @@ def _term_counts(item: GroupInput, settings: GroupingSettings) -> dict[str, floa
     return counts
 
 
-def _tfidf(documents: list[dict[str, float]]) -> sp.csr_matrix:
-    """Rows are L2-normalised sublinear-tf, smoothed-idf vectors (all-zero rows stay zero)."""
+def _tfidf(documents: list[dict[str, float]], settings: GroupingSettings) -> sp.csr_matrix:
+    """Rows are L2-normalised sublinear-tf, smoothed-idf vectors (all-zero rows stay zero).
+
+    Document frequencies are the batch's own plus `background_documents` pseudo-documents
+    drawn from general English, so a word every headline in a batch of four shares still
+    counts as rare when it is rare in English ("outage"), and a common word stays cheap
+    however few items mention it ("world").
+    """
     vocabulary: dict[str, int] = {}
     indptr = [0]
     indices: list[int] = []
@@ -185,10 +199,45 @@ def _tfidf(documents: list[dict[str, float]]) -> sp.csr_matrix:
         (np.array(weights), np.array(indices, dtype=np.int64), np.array(indptr)),
         shape=(len(documents), len(vocabulary)),
     )
+    background = _background_document_fraction()
+    prior = np.fromiter(
+        (background.get(_background_key(term), _UNSEEN_FRACTION) for term in vocabulary),
+        dtype=np.float64,
+        count=len(vocabulary),
+    )
     document_frequency = np.bincount(matrix.indices, minlength=len(vocabulary))
-    idf = np.log((1.0 + len(documents)) / (1.0 + document_frequency)) + 1.0
-    matrix.data *= idf[matrix.indices]
+    pseudo = settings.background_documents
+    idf = np.log((1.0 + len(documents) + pseudo) / (1.0 + document_frequency + pseudo * prior))
+    matrix.data *= (idf + 1.0)[matrix.indices]
     return _normalise_rows(matrix)
+
+
+# A news item (headline plus a line of text) holds about this many words, which turns a word's
+# share of all English words into the share of items that contain it.
+_WORDS_PER_ITEM = 20
+# Words missing from the list are rarer than its floor of one in a million.
+_UNSEEN_FRACTION = 1.0 - math.exp(-1e-6 * _WORDS_PER_ITEM)
+_DIGIT = re.compile(r"\d")
+
+
+@functools.cache
+def _background_document_fraction() -> dict[str, float]:
+    """Share of news items expected to contain each term, from general English frequencies.
+
+    wordfreq's small English list (about 29k words, frequency >= 1e-6) ships with the package,
+    so this needs no network. Surface forms are folded and stemmed exactly as item words are,
+    and their frequencies summed: "bank" also counts "banks" and "bank's".
+    """
+    token_share: dict[str, float] = {}
+    for word, frequency in wordfreq.get_frequency_dict("en", wordlist="small").items():
+        for term in _words(word, frozenset()):
+            token_share[term] = token_share.get(term, 0.0) + frequency
+    return {term: 1.0 - math.exp(-share * _WORDS_PER_ITEM) for term, share in token_share.items()}
+
+
+def _background_key(term: str) -> str:
+    # wordfreq writes every digit as 0: "2014" is counted under "0000".
+    return _DIGIT.sub("0", term)
 
 
 def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from daemon.config import CollectConfig
+from daemon.config import CollectConfig, FirecrawlConfig
 from sources.feeds import fetch_feed
 from sources.http import FetchContext, FetchLimits, HttpClients
 from sources.model import FetchOutcome, FetchRequest
+from sources.sites import fetch_site, site_tools
 from sources.workers import FeedParser
 
 log = logging.getLogger("trendfinder")
@@ -26,7 +28,10 @@ SourceFetch = Callable[[FetchContext, FetchRequest], Awaitable[FetchOutcome]]
 
 # One fetch per source kind; each returns a FetchOutcome for any input (site sources plug in
 # here with the same shape).
-FETCHERS: dict[str, SourceFetch] = {"feed": fetch_feed}
+FETCHERS: dict[str, SourceFetch] = {"feed": fetch_feed, "site": fetch_site}
+# These take a slot per request they make (a site reads a page, then its articles); holding
+# one for the whole fetch while waiting for more would deadlock at the caps.
+SLOTTED_BY_FETCHER = frozenset({"site"})
 
 
 def collect(
@@ -34,8 +39,9 @@ def collect(
     config: CollectConfig,
     now: datetime,
     on_outcome: Callable[[FetchOutcome], None] | None = None,
+    firecrawl: FirecrawlConfig | None = None,
 ) -> list[FetchOutcome]:
-    return asyncio.run(collect_async(requests, config, now, on_outcome))
+    return asyncio.run(collect_async(requests, config, now, on_outcome, firecrawl))
 
 
 async def collect_async(
@@ -43,20 +49,37 @@ async def collect_async(
     config: CollectConfig,
     now: datetime,
     on_outcome: Callable[[FetchOutcome], None] | None = None,
+    firecrawl: FirecrawlConfig | None = None,
 ) -> list[FetchOutcome]:
-    """Fetch every request; `on_outcome` sees each outcome as soon as it is known."""
+    """Fetch every request; `on_outcome` sees each outcome as soon as it is known.
+
+    Site sources scrape through Firecrawl when `firecrawl` is enabled."""
     overall = asyncio.Semaphore(config.concurrency)
     per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
         lambda: asyncio.Semaphore(config.per_host)
     )
+
+    @asynccontextmanager
+    async def slot(url: str) -> AsyncIterator[None]:
+        # The host slot comes first: waiting on a busy host must not hold a global slot.
+        async with per_host[_host(url)], overall:
+            yield
+
     parser = FeedParser(config, len(requests))
-    async with HttpClients(config) as clients:
-        context = FetchContext(clients, FetchLimits.from_config(config), config, now, parser)
+    async with (
+        HttpClients(config) as clients,
+        site_tools(config, firecrawl) as sites,
+    ):
+        context = FetchContext(
+            clients, FetchLimits.from_config(config), config, now, parser, slot=slot, sites=sites
+        )
 
         async def one(request: FetchRequest) -> FetchOutcome:
-            # The host slot comes first: waiting on a busy host must not hold a global slot.
-            async with per_host[_host(request.url)], overall:
+            if request.kind in SLOTTED_BY_FETCHER:
                 outcome = await fetch_source(context, request)
+            else:
+                async with slot(request.url):
+                    outcome = await fetch_source(context, request)
             if on_outcome:
                 on_outcome(outcome)
             return outcome

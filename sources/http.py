@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -21,6 +23,9 @@ import httpx
 from daemon.config import CollectConfig
 from sources.decompress import ACCEPT_ENCODING, DecodeError, decoder
 from sources.workers import FeedParser
+
+if TYPE_CHECKING:
+    from sources.sites import SiteTools
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -65,6 +70,11 @@ class HttpResponse:
     permanent_url: str | None  # set when every redirect on the way was permanent (301/308)
 
 
+@asynccontextmanager
+async def _no_slot(url: str) -> AsyncIterator[None]:
+    yield
+
+
 @dataclass(frozen=True)
 class FetchContext:
     """What every source fetch of one collection cycle shares."""
@@ -74,7 +84,15 @@ class FetchContext:
     config: CollectConfig
     now: datetime
     parser: FeedParser
+    # A slot under the cycle's global and per-host caps for one request to this URL's host.
+    # Site sources take one per request they make (the collector does not hold one for them).
+    slot: Callable[[str], AbstractAsyncContextManager[None]] = _no_slot
+    # Site sources: the scraping service and the client for links found on pages.
+    sites: SiteTools | None = None
 
+
+# Makes the transport of one origin's client from the shared TLS context and pool limits.
+TransportFactory = Callable[[ssl.SSLContext, httpx.Limits], httpx.AsyncBaseTransport]
 
 # Called with each URL before it is requested (the first and every redirect target);
 # raise FetchError to refuse it.
@@ -87,11 +105,13 @@ class HttpClients:
     httpx's connection pool does work proportional to connections squared on every request,
     so one shared pool of 64 connections costs ~5 ms of CPU per request. A pool per origin
     holds at most `per_host` connections (the per-host cap bounds them anyway); all share
-    one TLS context, whose CA bundle is costly to load.
+    one TLS context, whose CA bundle is costly to load. A `transport` factory replaces
+    httpx's default transport (netguard's, for links found on pages).
     """
 
-    def __init__(self, config: CollectConfig) -> None:
+    def __init__(self, config: CollectConfig, transport: TransportFactory | None = None) -> None:
         self._config = config
+        self._transport = transport
         self._tls = httpx.create_ssl_context()
         self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
 
@@ -99,7 +119,12 @@ class HttpClients:
         origin = (url.scheme, url.host, url.port)
         if origin not in self._clients:
             config = self._config
+            limits = httpx.Limits(
+                max_connections=config.per_host, max_keepalive_connections=config.per_host
+            )
+            transport = self._transport(self._tls, limits) if self._transport else None
             self._clients[origin] = httpx.AsyncClient(
+                transport=transport,
                 http2=True,
                 verify=self._tls,
                 follow_redirects=False,
@@ -109,9 +134,7 @@ class HttpClients:
                     write=config.read_timeout,
                     pool=config.timeout,
                 ),
-                limits=httpx.Limits(
-                    max_connections=config.per_host, max_keepalive_connections=config.per_host
-                ),
+                limits=limits,
                 headers={"User-Agent": config.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             )
         return self._clients[origin]

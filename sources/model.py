@@ -29,6 +29,8 @@ class FetchRequest:
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+    # Site sources: canonical article links already looked at, so they are not fetched again.
+    seen_links: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class FetchOutcome:
     The caching and politeness fields are what the next attempt needs: `retry_after` is
     the earliest next attempt the server asked for (Retry-After, max-age, RSS ttl),
     `permanent_url` where permanent redirects now lead, `disable_reason` why the source
-    must not be fetched again (HTTP 410).
+    must not be fetched again (HTTP 410). A site source lists in `seen_links` the article
+    links it looked at (turned into items or found not to be articles), to skip next time.
     """
 
     source: str
@@ -54,3 +57,4 @@ class FetchOutcome:
     retry_after: datetime | None = None
     disable_reason: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    seen_links: tuple[str, ...] = ()

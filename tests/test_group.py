@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from itertools import combinations
 
 import pytest
 from bench.scoring import bcubed, pairwise
@@ -54,6 +55,67 @@ def test_unrelated_headlines_that_share_common_words_stay_apart() -> None:
         item("g", "New York pizza shop wins award", "Eater"),
     ]
     assert all(len(group) == 1 for group in groups(assign_stories(new)))
+
+
+# The demo's CloudNimbus outage as its four sample feeds tell it (daemon/demo_feeds/).
+CLOUDNIMBUS = [
+    item(
+        "wire",
+        "CloudNimbus outage knocks thousands of websites offline",
+        "meridian-wire",
+        "A CloudNimbus outage in its eastern data centre region knocked thousands of websites "
+        "and apps offline for more than four hours on Tuesday. The company blamed a faulty "
+        "configuration change to its load balancers.",
+    ),
+    item(
+        "ledger",
+        "CloudNimbus outage: thousands of websites offline after config change",
+        "tech-ledger",
+        "Thousands of websites went offline during a four-hour CloudNimbus outage. Engineers "
+        "traced the failure to a configuration change pushed to load balancers in one region, "
+        "and customers are asking why it spread so far.",
+    ),
+    item(
+        "herald",
+        "Websites down across the world as CloudNimbus outage hits",
+        "northern-herald",
+        "Banks, shops and news websites went offline as a CloudNimbus outage spread across its "
+        "eastern region. Thousands of websites were affected.",
+    ),
+    item(
+        "devnotes",
+        "CloudNimbus outage post-mortem: a load balancer config change took thousands of "
+        "websites offline",
+        "devnotes",
+        "CloudNimbus published a post-mortem of the outage: a configuration change to its load "
+        "balancers cascaded across the region.",
+    ),
+]
+
+
+def test_four_outlets_on_one_outage_are_one_story_in_a_small_batch() -> None:
+    assert groups(assign_stories(CLOUDNIMBUS)) == {frozenset(i.item_id for i in CLOUDNIMBUS)}
+
+
+def test_any_two_reports_of_the_outage_group_even_as_a_batch_of_two() -> None:
+    # Words the two share ("outage", "websites") are rare in English, so they weigh heavily
+    # even though every item in this tiny batch has them.
+    for first, second in combinations(CLOUDNIMBUS, 2):
+        assert len(groups(assign_stories([first, second]))) == 1, (first.title, second.title)
+
+
+def test_a_late_report_of_the_outage_joins_the_story_its_anchors_already_have() -> None:
+    [herald] = [i for i in CLOUDNIMBUS if i.item_id == "herald"]
+    earlier = [i for i in CLOUDNIMBUS if i is not herald]
+    earlier_stories = assign_stories(earlier)
+    [outage_story] = set(earlier_stories.values())
+    anchors = [(i, earlier_stories[i.item_id]) for i in earlier]
+    late = [
+        herald,
+        item("rates", "Central bank raises interest rates again as inflation stays high"),
+    ]
+    stories = assign_stories(late, anchors)
+    assert stories["herald"] == outage_story != stories["rates"]
 
 
 def test_near_duplicates_collapse_even_with_rewritten_headlines() -> None:

@@ -49,18 +49,23 @@ STORY_SCHEMA = {
 }
 DIGEST_FORMAT: Any = {
     "type": "json_schema",
-    "json_schema": {"name": "Digest", "strict": True, "schema": {
-        "type": "object",
-        "properties": {"stories": {"type": "array", "items": STORY_SCHEMA}},
-        "required": ["stories"],
-        "additionalProperties": False,
-    }},
+    "json_schema": {
+        "name": "Digest",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"stories": {"type": "array", "items": STORY_SCHEMA}},
+            "required": ["stories"],
+            "additionalProperties": False,
+        },
+    },
 }
 
 
 def client(server: OpenAIServer, max_retries: int = 0) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="sk-test",
-                         max_retries=max_retries, timeout=10)
+    return openai.OpenAI(
+        base_url=server.base_url, api_key="sk-test", max_retries=max_retries, timeout=10
+    )
 
 
 def test_openai_structured_answer_via_create(openai_server: OpenAIServer) -> None:
@@ -99,16 +104,21 @@ def test_openai_parse_with_callable_answer(openai_server: OpenAIServer) -> None:
         response_format=Digest,
     )
     parsed = resp.choices[0].message.parsed
-    assert parsed == Digest(stories=[Story(id="id-1", headline="about id-1"),
-                                     Story(id="id-2", headline="about id-2")])
+    assert parsed == Digest(
+        stories=[Story(id="id-1", headline="about id-1"), Story(id="id-2", headline="about id-2")]
+    )
 
 
 def test_openai_refusal_and_truncation(openai_server: OpenAIServer) -> None:
     c = client(openai_server)
     openai_server.reply_refusal()
-    msg = c.chat.completions.parse(
-        model="o1", messages=[{"role": "user", "content": "x"}], response_format=Digest
-    ).choices[0].message
+    msg = (
+        c.chat.completions.parse(
+            model="o1", messages=[{"role": "user", "content": "x"}], response_format=Digest
+        )
+        .choices[0]
+        .message
+    )
     assert msg.refusal and msg.parsed is None and msg.content is None
     openai_server.reply_truncated()
     with pytest.raises(openai.LengthFinishReasonError):
@@ -131,32 +141,49 @@ def test_openai_context_length_exceeded(openai_server: OpenAIServer) -> None:
 def test_openai_reasoning_model_rules(openai_server: OpenAIServer) -> None:
     c = client(openai_server)
     with pytest.raises(openai.BadRequestError) as info:
-        c.chat.completions.create(model="o1", messages=[{"role": "user", "content": "x"}],
-                                  max_tokens=100)
+        c.chat.completions.create(
+            model="o1", messages=[{"role": "user", "content": "x"}], max_tokens=100
+        )
     assert info.value.code == "unsupported_parameter" and info.value.param == "max_tokens"
     assert "max_completion_tokens" in info.value.message
     with pytest.raises(openai.BadRequestError) as info:
-        c.chat.completions.create(model="o3-mini", messages=[{"role": "user", "content": "x"}],
-                                  temperature=0.2)
+        c.chat.completions.create(
+            model="o3-mini", messages=[{"role": "user", "content": "x"}], temperature=0.2
+        )
     assert info.value.code == "unsupported_value" and info.value.param == "temperature"
     with pytest.raises(openai.BadRequestError) as info:
-        c.chat.completions.create(model="o1-mini", messages=[
-            {"role": "system", "content": "s"}, {"role": "user", "content": "x"}])
+        c.chat.completions.create(
+            model="o1-mini",
+            messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "x"}],
+        )
     assert info.value.param == "messages[0].role"
     with pytest.raises(openai.BadRequestError) as info:
-        c.chat.completions.create(model="o1-mini", messages=[{"role": "user", "content": "x"}],
-                                  response_format=DIGEST_FORMAT)
+        c.chat.completions.create(
+            model="o1-mini",
+            messages=[{"role": "user", "content": "x"}],
+            response_format=DIGEST_FORMAT,
+        )
     assert info.value.param == "response_format"
-    loose: Any = {"type": "json_schema", "json_schema": {"name": "D", "strict": True, "schema": {
-        "type": "object", "properties": {"a": {"type": "string"}}}}}
+    loose: Any = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "D",
+            "strict": True,
+            "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+        },
+    }
     with pytest.raises(openai.BadRequestError) as info:
-        c.chat.completions.create(model="o1", messages=[{"role": "user", "content": "x"}],
-                                  response_format=loose)
+        c.chat.completions.create(
+            model="o1", messages=[{"role": "user", "content": "x"}], response_format=loose
+        )
     assert "additionalProperties" in info.value.message
     openai_server.reply("fine")
-    ok = c.chat.completions.create(model="gpt-4o", temperature=0.2, max_tokens=50,
-                                   messages=[{"role": "system", "content": "s"},
-                                             {"role": "user", "content": "x"}])
+    ok = c.chat.completions.create(
+        model="gpt-4o",
+        temperature=0.2,
+        max_tokens=50,
+        messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "x"}],
+    )
     assert ok.choices[0].message.content == "fine"
 
 
@@ -164,14 +191,16 @@ def test_openai_rate_limit_and_retry(openai_server: OpenAIServer) -> None:
     openai_server.reply_rate_limit(retry_after=2)
     with pytest.raises(openai.RateLimitError) as info:
         client(openai_server).chat.completions.create(
-            model="o1", messages=[{"role": "user", "content": "x"}])
+            model="o1", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.code == "rate_limit_exceeded"
     assert info.value.response.headers["retry-after"] == "2"
     # The client honours a short Retry-After and retries on its own.
     openai_server.reply_error(503, retry_after=0.05)
     openai_server.reply("after retry")
     out = client(openai_server, max_retries=1).chat.completions.create(
-        model="o1", messages=[{"role": "user", "content": "x"}])
+        model="o1", messages=[{"role": "user", "content": "x"}]
+    )
     assert out.choices[0].message.content == "after retry"
     assert [r.status for r in openai_server.chat_requests] == [429, 503, 200]
 
@@ -179,8 +208,10 @@ def test_openai_rate_limit_and_retry(openai_server: OpenAIServer) -> None:
 def test_openai_streaming_and_default(openai_server: OpenAIServer) -> None:
     openai_server.set_default(lambda req: f"echo {req.user_text}")
     stream = client(openai_server).chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "a fairly long question"}],
-        stream=True, stream_options={"include_usage": True},
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "a fairly long question"}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -191,7 +222,8 @@ def test_openai_streaming_and_default(openai_server: OpenAIServer) -> None:
 def test_openai_unscripted_fails_fast(openai_server: OpenAIServer) -> None:
     with pytest.raises(openai.InternalServerError):
         openai.OpenAI(base_url=openai_server.base_url, api_key="k").chat.completions.create(
-            model="o1", messages=[{"role": "user", "content": "x"}])
+            model="o1", messages=[{"role": "user", "content": "x"}]
+        )
     assert len(openai_server.chat_requests) == 1  # x-should-retry: false
 
 
@@ -199,8 +231,12 @@ def test_openai_unscripted_fails_fast(openai_server: OpenAIServer) -> None:
 
 
 def test_firecrawl_scrape_markdown_and_links(firecrawl_server: FirecrawlServer) -> None:
-    firecrawl_server.add_page("https://news.example/a", "# Headline\n\nBody.",
-                              ["https://news.example/b"], title="Headline")
+    firecrawl_server.add_page(
+        "https://news.example/a",
+        "# Headline\n\nBody.",
+        ["https://news.example/b"],
+        title="Headline",
+    )
     app = firecrawl.Firecrawl(api_key="fc-test", api_url=firecrawl_server.url, timeout=10)
     doc = app.scrape("https://news.example/a", formats=["markdown", "links"])
     assert doc.markdown == "# Headline\n\nBody."
@@ -252,7 +288,7 @@ def test_feed_gzip_and_bomb(feed_server: FeedServer) -> None:
         raw = b"".join(r.iter_raw())
     assert len(raw) == gzip_bomb_size(64) < 70_000
     inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    total = sum(len(inflate.decompress(raw[i:i + 65536])) for i in range(0, len(raw), 65536))
+    total = sum(len(inflate.decompress(raw[i : i + 65536])) for i in range(0, len(raw), 65536))
     assert total == 64 << 20 and inflate.eof
 
 
@@ -338,12 +374,15 @@ def test_smtp_auth_and_implicit_tls(tls_cert: SelfSignedCert) -> None:
         assert server.messages[0].auth_user == "bot"
         # smtplib.login falls back through PLAIN then LOGIN before giving up.
         assert [a.success for a in server.auth_attempts] == [False, False, True]
-        with smtplib.SMTP("127.0.0.1", server.port, timeout=5) as s, \
-                pytest.raises(smtplib.SMTPSenderRefused):
+        with (
+            smtplib.SMTP("127.0.0.1", server.port, timeout=5) as s,
+            pytest.raises(smtplib.SMTPSenderRefused),
+        ):
             s.send_message(_mail())  # auth required
     with SMTPServer(implicit_tls=tls_cert, auth=("bot", "s3cret")) as server:
-        with smtplib.SMTP_SSL("127.0.0.1", server.port, timeout=5,
-                              context=tls_cert.client_context()) as s:
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", server.port, timeout=5, context=tls_cert.client_context()
+        ) as s:
             s.login("bot", "s3cret")
             s.send_message(_mail())
         assert server.messages[0].tls
@@ -351,12 +390,16 @@ def test_smtp_auth_and_implicit_tls(tls_cert: SelfSignedCert) -> None:
 
 def test_smtp_faults(smtp_server: SMTPServer) -> None:
     smtp_server.fail_rcpt("450 4.2.0 Mailbox busy")
-    with smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as s, \
-            pytest.raises(smtplib.SMTPRecipientsRefused):
+    with (
+        smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as s,
+        pytest.raises(smtplib.SMTPRecipientsRefused),
+    ):
         s.send_message(_mail())
     smtp_server.fail_data("554 5.7.1 Rejected")
-    with smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as s, \
-            pytest.raises(smtplib.SMTPDataError):
+    with (
+        smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as s,
+        pytest.raises(smtplib.SMTPDataError),
+    ):
         s.send_message(_mail())
     smtp_server.drop_during_data()
     s = smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5)
@@ -375,12 +418,15 @@ def test_smtp_faults(smtp_server: SMTPServer) -> None:
 
 def test_slack_accepts_and_validates(slack_receiver: SlackReceiver) -> None:
     url = slack_receiver.webhook_url
-    ok = {"text": "Digest", "blocks": [
-        {"type": "header", "text": {"type": "plain_text", "text": "Today"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*Quake* hits"}},
-        {"type": "divider"},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "3 sources"}]},
-    ]}
+    ok = {
+        "text": "Digest",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "Today"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*Quake* hits"}},
+            {"type": "divider"},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "3 sources"}]},
+        ],
+    }
     resp = httpx.post(url, json=ok)
     assert (resp.status_code, resp.text) == (200, "ok")
     section = {"type": "section", "text": {"type": "mrkdwn", "text": "x"}}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import subprocess
 import sys
 import time
 import tracemalloc
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +27,7 @@ from bench.uci import UCI_PATH, LabelledItem, load_uci, small_sparse_days  # noq
 from scipy.cluster.hierarchy import fcluster, linkage  # noqa: E402
 from scipy.spatial.distance import pdist  # noqa: E402
 
-from digests.group import assign_stories  # noqa: E402
+from digests.group import GroupingSettings, assign_stories  # noqa: E402
 
 
 def plain_tfidf_average_linkage(labelled: list[LabelledItem]) -> tuple[dict[str, str], float]:
@@ -63,6 +65,47 @@ def row(name: str, b: Scores, p: Scores, extra: str = "") -> str:
     return f"{name:<34} BCubed {b}   pairwise {p}   {extra}"
 
 
+def tiny_batches(labelled: list[LabelledItem], batches: int) -> list[list[LabelledItem]]:
+    """Batches of four headlines, two from each of two stories: a quiet collection run."""
+    by_story: dict[str, list[LabelledItem]] = defaultdict(list)
+    for entry in labelled:
+        by_story[entry.story].append(entry)
+    rng = random.Random(0)
+    sampled = []
+    for _ in range(batches):
+        first, second = rng.sample(sorted(by_story), 2)
+        sampled.append(rng.sample(by_story[first], 2) + rng.sample(by_story[second], 2))
+    return sampled
+
+
+def streamed(
+    labelled: list[LabelledItem], batch: int, settings: GroupingSettings
+) -> dict[str, str]:
+    """Group the headlines in shuffled batches, each with everything grouped so far as anchors,
+    the way the daemon's collection runs do."""
+    order = list(labelled)
+    random.Random(0).shuffle(order)
+    by_id = {entry.item.item_id: entry.item for entry in order}
+    assigned: dict[str, str] = {}
+    for start in range(0, len(order), batch):
+        anchors = [(by_id[item_id], story) for item_id, story in assigned.items()]
+        new = [entry.item for entry in order[start : start + batch]]
+        assigned.update(assign_stories(new, anchors, settings=settings))
+    return assigned
+
+
+def mean_scores(days: list[list[LabelledItem]], settings: GroupingSettings) -> Scores:
+    scores = [
+        bcubed(assign_stories([e.item for e in day], settings=settings), truth_of(day))
+        for day in days
+    ]
+    # Mean precision and mean recall over the batches (F1 is then of those means).
+    return Scores(
+        float(np.mean([score.precision for score in scores])),
+        float(np.mean([score.recall for score in scores])),
+    )
+
+
 def quality_report() -> None:
     labelled = load_uci()
     truth = truth_of(labelled)
@@ -80,26 +123,41 @@ def quality_report() -> None:
             f"(best cut {cut:.2f} chosen on this data, {took:.1f}s)",
         )
     )
-    started = time.perf_counter()
-    predicted = assign_stories([entry.item for entry in labelled])
-    took = time.perf_counter() - started
-    print(
-        row(
-            "digests.group.assign_stories",
-            bcubed(predicted, truth),
-            pairwise(predicted, truth),
-            f"({len(set(predicted.values()))} groups, {took:.2f}s)",
+    variants = {
+        "assign_stories": GroupingSettings(),
+        "assign_stories, batch-only IDF": GroupingSettings(background_documents=0),
+    }
+    for name, settings in variants.items():
+        started = time.perf_counter()
+        predicted = assign_stories([entry.item for entry in labelled], settings=settings)
+        took = time.perf_counter() - started
+        print(
+            row(
+                name,
+                bcubed(predicted, truth),
+                pairwise(predicted, truth),
+                f"({len(set(predicted.values()))} groups, {took:.2f}s)",
+            )
         )
-    )
 
-    precisions = []
-    for day in small_sparse_days(labelled, days=50):
-        grouped = assign_stories([entry.item for entry in day])
-        precisions.append(bcubed(grouped, truth_of(day)).precision)
-    print(
-        f"small sparse days (50 days x 30 stories x 1-3 items): BCubed precision "
-        f"mean {np.mean(precisions):.3f}, worst day {min(precisions):.3f}"
-    )
+    sparse_days = small_sparse_days(labelled, days=50)
+    tiny = tiny_batches(labelled, batches=300)
+    print("\nsmall batches (BCubed, mean over batches; streamed = whole file, scored once)")
+    for name, settings in variants.items():
+        precisions = [
+            bcubed(
+                assign_stories([e.item for e in day], settings=settings), truth_of(day)
+            ).precision
+            for day in sparse_days
+        ]
+        print(f"{name}:")
+        print(
+            f"  sparse days (50 x 30 stories x 1-3 items): precision mean "
+            f"{np.mean(precisions):.3f}, worst day {min(precisions):.3f}"
+        )
+        print(f"  tiny batches (300 x 2 stories x 2 items):  {mean_scores(tiny, settings)}")
+        stream = bcubed(streamed(labelled, 50, settings), truth)
+        print(f"  streamed in batches of 50 with anchors:     {stream}")
 
 
 def peak_rss_mb() -> float:

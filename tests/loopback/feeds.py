@@ -225,11 +225,11 @@ class TrickleRoute(Route):
     def serve(self, h: _FeedHandler) -> None:
         h.close_connection = True
         head = (
-            f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\n"
-            "Connection: close\r\n\r\n"
+            f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\nConnection: close\r\n\r\n"
         ).encode()
-        body = itertools.chain(b'<?xml version="1.0"?><rss version="2.0"><channel>',
-                               itertools.repeat(32))
+        body = itertools.chain(
+            b'<?xml version="1.0"?><rss version="2.0"><channel>', itertools.repeat(32)
+        )
         if self.stage == "headers":
             stream = iter(head)
         else:
@@ -441,7 +441,10 @@ class FeedServer(LoopbackHTTPServer):
         """Serve a file's bytes; Content-Type sniffed (rss/atom/rdf) unless given."""
         data = Path(file).read_bytes()
         return self.add(
-            path, data, content_type or sniff_content_type(data, str(file)), **kwargs  # type: ignore[arg-type]
+            path,
+            data,
+            content_type or sniff_content_type(data, str(file)),
+            **kwargs,  # type: ignore[arg-type]
         )
 
     def add_directory(self, directory: str | Path, prefix: str = "/") -> dict[str, str]:

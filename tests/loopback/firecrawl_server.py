@@ -14,9 +14,22 @@ from typing import Any
 from ._http import LoopbackHandler, LoopbackHTTPServer
 
 _FORMATS = {
-    "markdown", "html", "rawHtml", "links", "images", "screenshot", "summary",
-    "changeTracking", "json", "attributes", "branding", "audio", "video", "query",
-    "highlights", "question",
+    "markdown",
+    "html",
+    "rawHtml",
+    "links",
+    "images",
+    "screenshot",
+    "summary",
+    "changeTracking",
+    "json",
+    "attributes",
+    "branding",
+    "audio",
+    "video",
+    "query",
+    "highlights",
+    "question",
 }
 
 
@@ -58,13 +71,25 @@ class _FirecrawlHandler(LoopbackHandler):
         try:
             body = json.loads(raw)
         except ValueError:
-            self.send_json(400, {"success": False, "error": "Bad Request",
-                                 "details": [{"message": "Invalid JSON body"}]})
+            self.send_json(
+                400,
+                {
+                    "success": False,
+                    "error": "Bad Request",
+                    "details": [{"message": "Invalid JSON body"}],
+                },
+            )
             return
         problem = _validate(body)
         if problem:
-            self.send_json(400, {"success": False, "error": "Bad Request",
-                                 "details": [{"code": "invalid_request", "message": problem}]})
+            self.send_json(
+                400,
+                {
+                    "success": False,
+                    "error": "Bad Request",
+                    "details": [{"code": "invalid_request", "message": problem}],
+                },
+            )
             return
         failure = server._next_failure()
         if failure is not None and not failure.status:
@@ -72,8 +97,10 @@ class _FirecrawlHandler(LoopbackHandler):
             budget = body.get("timeout")
             if isinstance(budget, int) and budget / 1000 < failure.delay:
                 if not self.sleep(budget / 1000):
-                    self.send_json(408, {"success": False, "error": "Scrape timed out",
-                                         "code": "SCRAPE_TIMEOUT"})
+                    self.send_json(
+                        408,
+                        {"success": False, "error": "Scrape timed out", "code": "SCRAPE_TIMEOUT"},
+                    )
                 return
             self.sleep(failure.delay)
             self.close_connection = True
@@ -174,8 +201,8 @@ class FirecrawlServer(LoopbackHTTPServer):
             402: "Insufficient credits to perform this request.",
             408: "Scrape timed out",
             429: "Rate limit exceeded. Consumed (req/min): 11, Remaining (req/min): 0. "
-                 "Upgrade your plan at https://firecrawl.dev/pricing for increased rate "
-                 "limits or please retry after 1s.",
+            "Upgrade your plan at https://firecrawl.dev/pricing for increased rate "
+            "limits or please retry after 1s.",
             500: "An unexpected error occurred. Please contact help@firecrawl.com for help.",
             502: "Bad Gateway",
         }
@@ -224,8 +251,9 @@ class FirecrawlServer(LoopbackHTTPServer):
             page = self._pages.get(url.rstrip("/"))
         if page is None:
             page = Page(markdown="", status_code=404, metadata={"error": "Not Found"})
-        formats = {f.get("type") if isinstance(f, dict) else f
-                   for f in body.get("formats", ["markdown"])}
+        formats = {
+            f.get("type") if isinstance(f, dict) else f for f in body.get("formats", ["markdown"])
+        }
         html = page.html or (
             f"<html><head><title>{page.title or ''}</title></head><body></body></html>"
         )

@@ -42,11 +42,19 @@ def default_models() -> dict[str, ModelSpec]:
             200_000, 100_000, True, reasoning_effort=True, snapshot="o4-mini-2025-04-16"
         ),
         "o1-mini": ModelSpec(
-            128_000, 65_536, True, system_role=False, structured_outputs=False,
+            128_000,
+            65_536,
+            True,
+            system_role=False,
+            structured_outputs=False,
             snapshot="o1-mini-2024-09-12",
         ),
         "o1-preview": ModelSpec(
-            128_000, 32_768, True, system_role=False, structured_outputs=False,
+            128_000,
+            32_768,
+            True,
+            system_role=False,
+            structured_outputs=False,
             snapshot="o1-preview-2024-09-12",
         ),
         "gpt-4o": ModelSpec(128_000, 16_384, False, snapshot="gpt-4o-2024-08-06"),
@@ -109,9 +117,7 @@ def _message_text(message: Mapping[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            str(part.get("text", "")) for part in content if isinstance(part, Mapping)
-        )
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
     return ""
 
 
@@ -266,9 +272,11 @@ class _OpenAIHandler(LoopbackHandler):
             self._error(err)
             return
         if rec.path == "/v1/models":
-            self.send_json(200, {"object": "list", "data": [
-                server._model_object(name) for name in server.models
-            ]}, server._common_headers())
+            self.send_json(
+                200,
+                {"object": "list", "data": [server._model_object(name) for name in server.models]},
+                server._common_headers(),
+            )
         elif rec.path.startswith("/v1/models/") and rec.path[11:] in server.models:
             self.send_json(200, server._model_object(rec.path[11:]), server._common_headers())
         elif rec.path.startswith("/v1/models/"):
@@ -325,8 +333,10 @@ class _OpenAIHandler(LoopbackHandler):
         for name, value in self.owner._common_headers().items():
             self.send_header(name, value)
         self.end_headers()
-        base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint",
-                                           "service_tier")}
+        base = {
+            k: completion[k]
+            for k in ("id", "created", "model", "system_fingerprint", "service_tier")
+        }
         base["object"] = "chat.completion.chunk"
         msg = completion["choices"][0]["message"]
         key = "refusal" if msg["refusal"] is not None else "content"
@@ -337,10 +347,19 @@ class _OpenAIHandler(LoopbackHandler):
             {**base, "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}]}
             for d in deltas
         ]
-        events.append({**base, "choices": [{
-            "index": 0, "delta": {}, "logprobs": None,
-            "finish_reason": completion["choices"][0]["finish_reason"],
-        }]})
+        events.append(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {},
+                        "logprobs": None,
+                        "finish_reason": completion["choices"][0]["finish_reason"],
+                    }
+                ],
+            }
+        )
         if include_usage:
             events.append({**base, "choices": [], "usage": completion["usage"]})
         frames = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
@@ -419,9 +438,16 @@ class OpenAIServer(LoopbackHTTPServer):
     ) -> None:
         """Queue an answer. `content`: a str (sent verbatim), a dict/list (JSON-encoded),
         or a callable taking the ChatRequest and returning one of those."""
-        self._push(_Reply(content=content, finish_reason=finish_reason, delay=delay,
-                          reasoning_tokens=reasoning_tokens, cached_tokens=cached_tokens,
-                          remaining=times))
+        self._push(
+            _Reply(
+                content=content,
+                finish_reason=finish_reason,
+                delay=delay,
+                reasoning_tokens=reasoning_tokens,
+                cached_tokens=cached_tokens,
+                remaining=times,
+            )
+        )
 
     def reply_refusal(
         self,
@@ -434,17 +460,31 @@ class OpenAIServer(LoopbackHTTPServer):
         self._push(_Reply(refusal=refusal, delay=delay, remaining=times))
 
     def reply_truncated(
-        self, content: Answer = '{"stories": [{"id": "s1", "title": "A long', *,
-        keep: float = 0.5, delay: float = 0.0, times: int = 1,
+        self,
+        content: Answer = '{"stories": [{"id": "s1", "title": "A long',
+        *,
+        keep: float = 0.5,
+        delay: float = 0.0,
+        times: int = 1,
     ) -> None:
         """finish_reason "length" with the first `keep` fraction of `content` (cut JSON).
         ``completion_tokens`` reports the request's max_completion_tokens when given."""
-        self._push(_Reply(content=content, finish_reason="length", truncate_to=keep,
-                          delay=delay, remaining=times))
+        self._push(
+            _Reply(
+                content=content,
+                finish_reason="length",
+                truncate_to=keep,
+                delay=delay,
+                remaining=times,
+            )
+        )
 
     def reply_malformed(
-        self, text: str = '{"stories": [{"id": "s1", "title": "Unclosed"}, {"id": ', *,
-        delay: float = 0.0, times: int = 1,
+        self,
+        text: str = '{"stories": [{"id": "s1", "title": "Unclosed"}, {"id": ',
+        *,
+        delay: float = 0.0,
+        times: int = 1,
     ) -> None:
         """finish_reason "stop" but content that is not valid JSON."""
         self._push(_Reply(content=text, delay=delay, remaining=times))
@@ -468,8 +508,14 @@ class OpenAIServer(LoopbackHTTPServer):
         hdrs = dict(headers or {})
         if retry_after is not None:
             hdrs["Retry-After"] = str(retry_after)
-        err = APIError(status, message or dmsg, type=type or dtype, param=param,
-                       code=code if code is not None else dcode, headers=hdrs)
+        err = APIError(
+            status,
+            message or dmsg,
+            type=type or dtype,
+            param=param,
+            code=code if code is not None else dcode,
+            headers=hdrs,
+        )
         self._push(_Reply(error=err, delay=delay, remaining=times))
 
     def reply_rate_limit(
@@ -482,7 +528,9 @@ class OpenAIServer(LoopbackHTTPServer):
                 "You exceeded your current quota, please check your plan and billing "
                 "details. For more information on this error, read the docs: "
                 "https://platform.openai.com/docs/guides/error-codes/api-errors.",
-                type="insufficient_quota", code="insufficient_quota", times=times,
+                type="insufficient_quota",
+                code="insufficient_quota",
+                times=times,
             )
         else:
             self.reply_error(429, retry_after=retry_after, times=times)
@@ -508,10 +556,14 @@ class OpenAIServer(LoopbackHTTPServer):
                 return reply
         if self._default is not None:
             return self._default
-        return _Reply(error=APIError(
-            500, "loopback OpenAIServer: no scripted reply left and no default set",
-            type="server_error", headers={"x-should-retry": "false"},
-        ))
+        return _Reply(
+            error=APIError(
+                500,
+                "loopback OpenAIServer: no scripted reply left and no default set",
+                type="server_error",
+                headers={"x-should-retry": "false"},
+            )
+        )
 
     # request handling -------------------------------------------------------------------
 
@@ -534,20 +586,29 @@ class OpenAIServer(LoopbackHTTPServer):
         return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
 
     def _no_model(self, name: str) -> APIError:
-        return APIError(404, f"The model `{name}` does not exist or you do not have access to it.",
-                        code="model_not_found")
+        return APIError(
+            404,
+            f"The model `{name}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
 
     def _check_auth(self, rec: RecordedRequest) -> None:
         auth = rec.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            raise APIError(401, "You didn't provide an API key. You need to provide your API "
-                           "key in an Authorization header using Bearer auth (i.e. "
-                           "Authorization: Bearer YOUR_KEY).")
+            raise APIError(
+                401,
+                "You didn't provide an API key. You need to provide your API "
+                "key in an Authorization header using Bearer auth (i.e. "
+                "Authorization: Bearer YOUR_KEY).",
+            )
         if self.api_key is not None and auth[7:] != self.api_key:
             key = auth[7:]
-            raise APIError(401, f"Incorrect API key provided: {key[:3]}***{key[-4:]}. You can "
-                           "find your API key at https://platform.openai.com/account/api-keys.",
-                           code="invalid_api_key")
+            raise APIError(
+                401,
+                f"Incorrect API key provided: {key[:3]}***{key[-4:]}. You can "
+                "find your API key at https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
 
     def _validate(self, chat: ChatRequest) -> None:
         body = chat.body
@@ -557,61 +618,104 @@ class OpenAIServer(LoopbackHTTPServer):
         if spec is None:
             raise self._no_model(chat.model)
         if not isinstance(body.get("messages"), list) or not body["messages"]:
-            raise APIError(400, "Missing required parameter: 'messages'.", param="messages",
-                           code="missing_required_parameter")
+            raise APIError(
+                400,
+                "Missing required parameter: 'messages'.",
+                param="messages",
+                code="missing_required_parameter",
+            )
         for i, msg in enumerate(chat.messages):
             role = msg.get("role") if isinstance(msg, dict) else None
             if role not in ("system", "developer", "user", "assistant", "tool", "function"):
-                raise APIError(400, f"Invalid value: '{role}'. Supported values are: 'system', "
-                               "'assistant', 'user', 'function', 'tool', and 'developer'.",
-                               param=f"messages[{i}].role", code="invalid_value")
+                raise APIError(
+                    400,
+                    f"Invalid value: '{role}'. Supported values are: 'system', "
+                    "'assistant', 'user', 'function', 'tool', and 'developer'.",
+                    param=f"messages[{i}].role",
+                    code="invalid_value",
+                )
             if role in ("system", "developer") and not spec.system_role:
-                raise APIError(400, f"Unsupported value: 'messages[{i}].role' does not support "
-                               f"'{role}' with this model.", param=f"messages[{i}].role",
-                               code="unsupported_value")
+                raise APIError(
+                    400,
+                    f"Unsupported value: 'messages[{i}].role' does not support "
+                    f"'{role}' with this model.",
+                    param=f"messages[{i}].role",
+                    code="unsupported_value",
+                )
         if spec.reasoning:
             if "max_tokens" in body:
-                raise APIError(400, "Unsupported parameter: 'max_tokens' is not supported with "
-                               "this model. Use 'max_completion_tokens' instead.",
-                               param="max_tokens", code="unsupported_parameter")
+                raise APIError(
+                    400,
+                    "Unsupported parameter: 'max_tokens' is not supported with "
+                    "this model. Use 'max_completion_tokens' instead.",
+                    param="max_tokens",
+                    code="unsupported_parameter",
+                )
             for name, default in _DEFAULT_ONLY.items():
                 if name in body and body[name] != default:
-                    raise APIError(400, f"Unsupported value: '{name}' does not support "
-                                   f"{body[name]} with this model. Only the default "
-                                   f"({default}) value is supported.", param=name,
-                                   code="unsupported_value")
+                    raise APIError(
+                        400,
+                        f"Unsupported value: '{name}' does not support "
+                        f"{body[name]} with this model. Only the default "
+                        f"({default}) value is supported.",
+                        param=name,
+                        code="unsupported_value",
+                    )
             for name in _UNSUPPORTED:
                 if name in body:
-                    raise APIError(400, f"Unsupported parameter: '{name}' is not supported "
-                                   "with this model.", param=name, code="unsupported_parameter")
+                    raise APIError(
+                        400,
+                        f"Unsupported parameter: '{name}' is not supported with this model.",
+                        param=name,
+                        code="unsupported_parameter",
+                    )
         if "reasoning_effort" in body:
             if not spec.reasoning_effort:
-                raise APIError(400, "Unsupported parameter: 'reasoning_effort' is not "
-                               "supported with this model.", param="reasoning_effort",
-                               code="unsupported_parameter")
+                raise APIError(
+                    400,
+                    "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                    param="reasoning_effort",
+                    code="unsupported_parameter",
+                )
             if body["reasoning_effort"] not in ("low", "medium", "high"):
-                raise APIError(400, f"Invalid value: '{body['reasoning_effort']}'. Supported "
-                               "values are: 'low', 'medium', and 'high'.",
-                               param="reasoning_effort", code="invalid_value")
+                raise APIError(
+                    400,
+                    f"Invalid value: '{body['reasoning_effort']}'. Supported "
+                    "values are: 'low', 'medium', and 'high'.",
+                    param="reasoning_effort",
+                    code="invalid_value",
+                )
         self._validate_response_format(chat, spec)
         limit = chat.max_completion_tokens
         if limit is not None and limit > spec.max_output_tokens:
             param = "max_tokens" if "max_tokens" in body else "max_completion_tokens"
-            raise APIError(400, f"max_tokens is too large: {limit}. This model supports at "
-                           f"most {spec.max_output_tokens} completion tokens, whereas you "
-                           f"provided {limit}.", param=param, code="invalid_value")
+            raise APIError(
+                400,
+                f"max_tokens is too large: {limit}. This model supports at "
+                f"most {spec.max_output_tokens} completion tokens, whereas you "
+                f"provided {limit}.",
+                param=param,
+                code="invalid_value",
+            )
         chat.prompt_tokens = self._prompt_tokens(chat)
         if chat.prompt_tokens + (limit or 0) > spec.context_window:
             if limit:
-                detail = (f"However, you requested {chat.prompt_tokens + limit} tokens "
-                          f"({chat.prompt_tokens} in the messages, {limit} in the completion)."
-                          " Please reduce the length of the messages or completion.")
+                detail = (
+                    f"However, you requested {chat.prompt_tokens + limit} tokens "
+                    f"({chat.prompt_tokens} in the messages, {limit} in the completion)."
+                    " Please reduce the length of the messages or completion."
+                )
             else:
-                detail = (f"However, your messages resulted in {chat.prompt_tokens} tokens. "
-                          "Please reduce the length of the messages.")
-            raise APIError(400, f"This model's maximum context length is "
-                           f"{spec.context_window} tokens. {detail}", param="messages",
-                           code="context_length_exceeded")
+                detail = (
+                    f"However, your messages resulted in {chat.prompt_tokens} tokens. "
+                    "Please reduce the length of the messages."
+                )
+            raise APIError(
+                400,
+                f"This model's maximum context length is {spec.context_window} tokens. {detail}",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
     def _validate_response_format(self, chat: ChatRequest, spec: ModelSpec) -> None:
         rf = chat.body.get("response_format")
@@ -619,30 +723,47 @@ class OpenAIServer(LoopbackHTTPServer):
             return
         kind = rf.get("type") if isinstance(rf, dict) else None
         if kind not in ("text", "json_object", "json_schema"):
-            raise APIError(400, f"Invalid value: '{kind}'. Supported values are: 'text', "
-                           "'json_object', and 'json_schema'.", param="response_format.type",
-                           code="invalid_value")
+            raise APIError(
+                400,
+                f"Invalid value: '{kind}'. Supported values are: 'text', "
+                "'json_object', and 'json_schema'.",
+                param="response_format.type",
+                code="invalid_value",
+            )
         if kind != "text" and not spec.structured_outputs:
-            raise APIError(400, f"Invalid parameter: 'response_format' of type '{kind}' is not "
-                           "supported with this model. Learn more about supported models at "
-                           "the Structured Outputs guide: "
-                           "https://platform.openai.com/docs/guides/structured-outputs",
-                           param="response_format")
+            raise APIError(
+                400,
+                f"Invalid parameter: 'response_format' of type '{kind}' is not "
+                "supported with this model. Learn more about supported models at "
+                "the Structured Outputs guide: "
+                "https://platform.openai.com/docs/guides/structured-outputs",
+                param="response_format",
+            )
         if kind == "json_object" and "json" not in chat.prompt_text.lower():
-            raise APIError(400, "'messages' must contain the word 'json' in some form, to use "
-                           "'response_format' of type 'json_object'.", param="messages")
+            raise APIError(
+                400,
+                "'messages' must contain the word 'json' in some form, to use "
+                "'response_format' of type 'json_object'.",
+                param="messages",
+            )
         if kind == "json_schema":
             js = rf.get("json_schema")
             if not isinstance(js, dict) or not js.get("name"):
-                raise APIError(400, "Missing required parameter: 'response_format.json_schema"
-                               ".name'.", param="response_format.json_schema.name",
-                               code="missing_required_parameter")
+                raise APIError(
+                    400,
+                    "Missing required parameter: 'response_format.json_schema.name'.",
+                    param="response_format.json_schema.name",
+                    code="missing_required_parameter",
+                )
             if js.get("strict"):
                 problem = _strict_schema_problem(js.get("schema"))
                 if problem:
-                    raise APIError(400, f"Invalid schema for response_format '{js['name']}': "
-                                   f"{problem}", param="response_format",
-                                   code="invalid_json_schema")
+                    raise APIError(
+                        400,
+                        f"Invalid schema for response_format '{js['name']}': {problem}",
+                        param="response_format",
+                        code="invalid_json_schema",
+                    )
 
     def _prompt_tokens(self, chat: ChatRequest) -> int:
         # ≈ chars/token per message plus the chat format's few tokens of framing; a schema
@@ -695,17 +816,19 @@ class OpenAIServer(LoopbackHTTPServer):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": spec.snapshot or chat.model,
-            "choices": [{
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content if reply.refusal is None else None,
-                    "refusal": reply.refusal,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": finish,
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": content if reply.refusal is None else None,
+                        "refusal": reply.refusal,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
             "usage": {
                 "prompt_tokens": chat.prompt_tokens,
                 "completion_tokens": completion_tokens,

@@ -105,8 +105,9 @@ def validate_blocks(blocks: Any) -> None:
         elif kind == "image":
             _image(block, where)
             if block.get("title") is not None:
-                _text_object(block["title"], f"{where}.title", max_len=FIELD_TEXT_MAX,
-                             plain_only=True)
+                _text_object(
+                    block["title"], f"{where}.title", max_len=FIELD_TEXT_MAX, plain_only=True
+                )
         elif kind == "actions":
             elements = block.get("elements")
             if not isinstance(elements, list) or not 1 <= len(elements) <= ACTIONS_ELEMENTS_MAX:
@@ -143,10 +144,18 @@ class _Failure:
 class _SlackHandler(LoopbackHandler):
     owner: SlackReceiver
 
-    def _answer(self, path: str, payload: Any, status: int, body: str,
-                headers: dict[str, str] | None = None, reason: str = "") -> None:
-        self.owner._deliver(Delivery(path, payload if isinstance(payload, dict) else None,
-                                     status, body, reason))
+    def _answer(
+        self,
+        path: str,
+        payload: Any,
+        status: int,
+        body: str,
+        headers: dict[str, str] | None = None,
+        reason: str = "",
+    ) -> None:
+        self.owner._deliver(
+            Delivery(path, payload if isinstance(payload, dict) else None, status, body, reason)
+        )
         self.send_bytes(status, body.encode(), "text/plain; charset=utf-8", headers or {})
 
     def do_POST(self) -> None:
@@ -215,9 +224,14 @@ class SlackReceiver(LoopbackHTTPServer):
         """Answer the next `times` POSTs with `status` (text/plain `body`; defaults:
         429 rate_limited, 500 internal_error, 403 action_prohibited, 404
         channel_not_found, 410 channel_is_archived)."""
-        defaults = {429: "rate_limited", 500: "internal_error", 403: "action_prohibited",
-                    404: "channel_not_found", 410: "channel_is_archived",
-                    503: "service_unavailable"}
+        defaults = {
+            429: "rate_limited",
+            500: "internal_error",
+            403: "action_prohibited",
+            404: "channel_not_found",
+            410: "channel_is_archived",
+            503: "service_unavailable",
+        }
         headers = {} if retry_after is None else {"Retry-After": str(int(retry_after))}
         with self._lock:
             self._failures.append(

@@ -98,7 +98,11 @@ class _Handler:
         self.owner = owner
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         reply = self.owner._rcpt_replies.take()
@@ -253,7 +257,11 @@ class SMTPServer:
             self._messages.append(msg)
 
     def _authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
         auth_data: Any,
     ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
@@ -271,8 +279,10 @@ class SMTPServer:
     # faults ----------------------------------------------------------------------------
 
     def fail_rcpt(
-        self, reply: str = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
-        *, times: int | None = 1,
+        self,
+        reply: str = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
+        *,
+        times: int | None = 1,
     ) -> None:
         """Answer the next `times` RCPT TO commands (None: all) with `reply`, e.g.
         "450 4.2.0 Mailbox busy". "{rcpt}" is replaced with the address."""

@@ -243,9 +243,14 @@ def test_duplicate_and_missing_guids_still_give_one_item_per_entry(cycle):
     ]
 
 
-def test_status_shows_failing_sources_why_and_when_they_are_tried_next(cycle, capsys):
+def test_status_shows_failing_sources_why_and_when_they_are_tried_next(cycle, capsys, tmp_path):
     assert main(["--config", str(cycle.config_path), "status"]) == 0
     shown = capsys.readouterr().out
     assert "dns: cannot resolve host feeds.nowhere.invalid (2 failures; next try 20" in shown
     assert "gone: disabled: HTTP 410 Gone" in shown
     assert "good-a" not in shown
+    # A failing source taken out of the config is no longer reported.
+    trimmed = tmp_path / "config.yaml"
+    trimmed.write_text(cycle.config_path.read_text().replace("  - {name: dns,", "  - {name: x,"))
+    assert main(["--config", str(trimmed), "status"]) == 0
+    assert "\n  dns: cannot resolve host" not in capsys.readouterr().out

@@ -14,6 +14,8 @@ from daemon.store import Store
 def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = today.replace(day=1)
+    # A source taken out of the config (or disabled there) keeps its row, but is not failing.
+    configured = {source.name for source in config.sources if source.enabled}
     failing = [
         {
             "name": state.name,
@@ -23,7 +25,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "disabled": state.disabled_reason,
         }
         for state in store.source_states()
-        if state.last_error or state.disabled_reason
+        if state.name in configured and (state.last_error or state.disabled_reason)
     ]
     runs = [
         {
@@ -45,7 +47,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "last_error": delivery.last_error,
             "next_attempt": to_text(delivery.next_attempt_at),
         }
-        for status in ("pending", "failed")
+        for status in ("sending", "pending", "failed")
         for delivery in store.deliveries(status)
     ]
     waiting = {
@@ -86,7 +88,10 @@ def render_text(info: dict[str, Any]) -> str:
     lines += ["", f"failing sources: {len(info['failing_sources'])}"]
     for source in info["failing_sources"]:
         if source["disabled"]:
-            lines.append(f"  {source['name']}: disabled: {source['disabled']}")
+            lines.append(
+                f"  {source['name']}: disabled: {source['disabled']} "
+                "(not fetched again until its url changes in the config)"
+            )
         else:
             lines.append(
                 f"  {source['name']}: {source['error']} "

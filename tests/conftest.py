@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,14 @@ def smtps_server(tls_cert: SelfSignedCert) -> Iterator[SMTPServer]:
     """Implicit TLS (SMTPS, port-465 style)."""
     with SMTPServer(implicit_tls=tls_cert) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """`main()` points the root logger at the stderr pytest captured for that test; put it
+    back, so later tests' server threads do not log into a closed capture file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -157,7 +157,7 @@ def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reporte
             stats=DigestStats(items=1, sources=1),
         )
         store.save_digest(digest, {"it_2": "cited"}, ["file"], TokenUsage())
-        assert store.reported_stories("daily") == ["st_young"]
+        assert store.reported_story_sources("daily", monday) == {"st_young": frozenset({"a"})}
 
         store.assign_stories({"it_3": "st_old"}, {"st_young": "st_old"}, NOW + timedelta(hours=1))
         assert {i.id: i.story_id for i in store.items_by_id(["it_1", "it_2", "it_3"])} == {
@@ -165,7 +165,7 @@ def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reporte
             "it_2": "st_old",
             "it_3": "st_old",
         }
-        assert store.reported_stories("daily") == ["st_old"]
+        assert store.reported_story_sources("daily", monday) == {"st_old": frozenset({"a"})}
         rows = store.db.execute("SELECT id, first_seen, last_seen FROM stories").fetchall()
         assert [tuple(row) for row in rows] == [
             ("st_old", to_text(monday), to_text(NOW + timedelta(hours=1)))

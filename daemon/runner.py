@@ -11,12 +11,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
-
-from apscheduler.triggers.cron import CronTrigger
 
 from daemon.clock import utcnow
-from daemon.config import Config, DigestProfile, Target
+from daemon.config import Config, DigestProfile, Target, cron_trigger
 from daemon.store import Store, TokenUsage
 from digests.build import BuiltDigest, build_offline
 from digests.deliver import DeliveryError, send
@@ -228,6 +225,7 @@ class Runner:
     def deliver(self) -> Report:
         """Attempt every due delivery; record each outcome before the next one starts."""
         report = Report()
+        started = self.clock()
         targets = {
             (profile.name, target.label): target
             for profile in self.config.digests
@@ -262,6 +260,10 @@ class Runner:
                 self.store.record_delivery_sent(delivery.id, self.clock())
                 report.deliveries_sent += 1
                 log.info("delivered %s to %s: %s", digest.id, delivery.target, where)
+        if report.deliveries_sent or report.deliveries_failed:
+            run_id = self.store.start_run("deliver", started)
+            summary = report.summary()
+            self.store.finish_run(run_id, self.clock(), _status(report), summary, report.errors)
         return report
 
     # One cycle ---------------------------------------------------------------------------
@@ -288,22 +290,24 @@ class Runner:
 
 def last_fire_time(profile: DigestProfile, now: datetime) -> datetime | None:
     """The most recent time at or before `now` that the profile's cron schedule names."""
-    zone = ZoneInfo(profile.timezone)
-    trigger = CronTrigger.from_crontab(profile.schedule, timezone=zone)
-    # Walk forward from a week back; cron schedules fire at least weekly in practice,
-    # and a yearly one simply reports its last time within the walk or None.
-    moment = trigger.get_next_fire_time(None, now - timedelta(days=7))
-    last = None
-    for _ in range(20_000):
-        if moment is None or moment > now:
-            break
-        last = moment
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-    return last
+    trigger = cron_trigger(profile.schedule, profile.timezone)
+    # Look back over growing spans, so a schedule firing every few seconds and a weekly one
+    # are both found in a bounded walk; a yearly one may report None.
+    for span in (timedelta(minutes=2), timedelta(hours=2), timedelta(days=2), timedelta(days=8)):
+        moment = trigger.get_next_fire_time(None, now - span)
+        last: datetime | None = None
+        for _ in range(20_000):
+            if moment is None or moment > now:
+                break
+            last = moment
+            moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        if last is not None:
+            return last
+    return None
 
 
 def next_fire_time(profile: DigestProfile, now: datetime | None = None) -> datetime:
-    trigger = CronTrigger.from_crontab(profile.schedule, timezone=ZoneInfo(profile.timezone))
+    trigger = cron_trigger(profile.schedule, profile.timezone)
     now = now or utcnow()
     moment: datetime = trigger.get_next_fire_time(None, now)
     return moment

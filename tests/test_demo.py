@@ -96,7 +96,9 @@ def test_run_once_collects_digests_and_writes_files_and_reports_a_bad_source(tmp
     listed = run_cli("--config", str(config), "digests", "list", cwd=tmp_path)
     digest_id = listed.stdout.split()[0]
     assert digest_id.startswith("brief-")
-    shown = run_cli("--config", str(config), "digests", "show", digest_id, "--format", "json", cwd=tmp_path)
+    shown = run_cli(
+        "--config", str(config), "digests", "show", digest_id, "--format", "json", cwd=tmp_path
+    )
     assert json.loads(shown.stdout)["profile"] == "brief"
     status = run_cli("--config", str(config), "status", "--json", cwd=tmp_path)
     info = json.loads(status.stdout)

@@ -106,7 +106,11 @@ def test_pending_items_exclude_what_a_digest_of_that_profile_covered(tmp_path):
         assert len(store.pending_items("weekly", ["a"], since)) == 3
         assert store.count_pending("daily", ["a"]) == 1
         [delivery] = store.deliveries_due(NOW)
-        assert (delivery.digest_id, delivery.target, delivery.status) == ("daily-1", "file", "pending")
+        assert (delivery.digest_id, delivery.target, delivery.status) == (
+            "daily-1",
+            "file",
+            "pending",
+        )
         assert store.digest("daily-1") == digest
 
 

@@ -247,7 +247,7 @@ def _cron(expression: str) -> str:
         cron_trigger(expression)
     except ValueError as error:
         raise ValueError(
-            f"expected a cron expression of 5 fields (or 6, seconds first), "
+            f"expected a 5-field cron expression (or 6 fields, seconds first), "
             f"got {expression!r}: {error}"
         ) from None
     return expression

@@ -17,15 +17,17 @@ from typing import Any
 
 from daemon import logs
 from daemon.clock import utcnow
-from daemon.config import Config, ConfigError, config_path, load_config
+from daemon.config import CollectConfig, Config, ConfigError, config_path, load_config
 from daemon.lock import AlreadyRunning, StateLock
 from daemon.runner import Report, Runner
 from daemon.store import Store, StoreError
+from digests.model import Digest
 from sources.model import FetchOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # sysexits.h EX_TEMPFAIL: try again later (cron and systemd timers simply will).
 EXIT_LOCKED = 75
+FORMATS = ["md", "text", "html", "json", "slack"]
 log = logging.getLogger("trendfinder")
 
 
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     digest = commands.add_parser("digest", help="build digests now, due or not")
     digest.add_argument("--profile", help="only this digest profile")
     digest.add_argument("--dry-run", action="store_true", help="print, store and send nothing")
-    digest.add_argument("--format", choices=["md", "json"], default="md", help="with --dry-run")
+    digest.add_argument("--format", choices=FORMATS, default="md", help="with --dry-run")
     digest.set_defaults(handler=cmd_digest)
 
     check = commands.add_parser("check", help="validate the config and show what would run")
@@ -102,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=cmd_digests_list)
     show = digests_commands.add_parser("show", help="render one stored digest")
     show.add_argument("id")
-    show.add_argument("--format", choices=["md", "json", "html"], default="md")
+    show.add_argument(
+        "--format", choices=FORMATS, default="md", help="slack: the Block Kit messages as JSON"
+    )
     show.set_defaults(handler=cmd_digests_show)
 
     service = commands.add_parser("service", help="systemd units and a cron line for this install")
@@ -226,8 +230,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    from digests import render
-
     with _runner(args) as runner:
         profiles = [runner.config.profile(args.profile)] if args.profile else runner.config.digests
         if not profiles:
@@ -238,12 +240,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
             if built is None:
                 print(f"{profile.name}: no new items; no digest", file=sys.stderr)
             elif args.dry_run:
-                text = (
-                    render.json_text(built.digest)
-                    if args.format == "json"
-                    else render.markdown(built.digest)
-                )
-                sys.stdout.write(text)
+                sys.stdout.write(_rendered(built.digest, args.format))
         if args.dry_run:
             return EXIT_OK
         report = runner.deliver()
@@ -291,21 +288,43 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sources_test(args: argparse.Namespace) -> int:
     from daemon.clock import utcnow
-    from daemon.config import CollectConfig
-    from sources.collect import FetchRequest, collect
+    from sources.collect import collect
+    from sources.model import FetchRequest
 
-    config = _config(args).collect if _has_config(args) else CollectConfig()
+    full = _config(args) if _has_config(args) else None
+    config = full.collect if full else CollectConfig()
     request = FetchRequest(name=args.url, kind=args.kind, url=args.url)
-    (outcome,) = collect([request], config, utcnow())
+    (outcome,) = collect([request], config, utcnow(), firecrawl=full.firecrawl if full else None)
     if outcome.status == "error":
         print(f"{args.url}: {outcome.error}")
+        if args.kind == "feed":
+            _suggest_feeds(args.url, config)
         return EXIT_FAILED
-    print(f"{args.url}: {len(outcome.items)} items")
+    if args.kind == "site":
+        print(f"{args.url}: {len(outcome.items)} new articles it would collect")
+    else:
+        print(f"{args.url}: {len(outcome.items)} items")
     for warning in outcome.warnings:
         print(f"  warning: {warning}")
     for item in outcome.items[:20]:
         print(f"- {item.published:%Y-%m-%d %H:%M} {item.title}\n  {item.url}")
+        if args.kind == "site":
+            print(f"  {item.text[:160].replace(chr(10), ' ')}")
     return EXIT_OK
+
+
+def _suggest_feeds(url: str, config: CollectConfig) -> None:
+    """A web page given as a feed: say which feeds it advertises, to use instead."""
+    from sources.sites import advertised_feeds
+
+    feeds = advertised_feeds(url, config)
+    if not feeds:
+        return
+    print("  this is a web page that advertises a feed; use it as a feed source:")
+    for feed in feeds:
+        print(f"    {feed.url}" + (f"  ({feed.title})" if feed.title else ""))
+    print(f"  in config.yaml:  - {{name: ..., kind: feed, url: {feeds[0].url}}}")
+    print("  (or watch the page itself with --kind site)")
 
 
 def _has_config(args: argparse.Namespace) -> bool:
@@ -325,17 +344,24 @@ def cmd_digests_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_digests_show(args: argparse.Namespace) -> int:
-    from digests import render
+def _rendered(digest: Digest, format: str) -> str:
+    from digests import render, slack
 
+    if format == "slack":
+        return json.dumps([m.payload() for m in slack.messages(digest)], indent=2) + "\n"
+    renderers = {
+        "md": render.markdown,
+        "text": render.text,
+        "html": render.html,
+        "json": render.json_text,
+    }
+    return renderers[format](digest)
+
+
+def cmd_digests_show(args: argparse.Namespace) -> int:
     with _runner(args) as runner:
         digest = runner.store.digest(args.id)
-    if args.format == "json":
-        sys.stdout.write(render.json_text(digest))
-    elif args.format == "html":
-        sys.stdout.write(render.html(digest))
-    else:
-        sys.stdout.write(render.markdown(digest))
+    sys.stdout.write(_rendered(digest, args.format))
     return EXIT_OK
 
 

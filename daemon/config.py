@@ -123,11 +123,18 @@ class CollectConfig(_Model):
     per_host: int = Field(default=4, ge=1, le=64)
     timeout: float = Field(default=20.0, gt=0, description="seconds per request, in total")
     connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0, description="seconds without a byte")
     max_bytes: int = Field(default=10_000_000, ge=1024, description="after decompression")
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_items_per_source: int = Field(default=500, ge=1)
     max_text_chars: int = Field(default=20_000, ge=200)
+    parse_processes: int | None = Field(
+        default=None, ge=0, description="feed parsing processes (default one per CPU; 0: none)"
+    )
     user_agent: str = USER_AGENT
+    max_site_articles: int = Field(
+        default=20, ge=1, le=1000, description="new articles fetched per site source and poll"
+    )
     allow_private_networks: bool = Field(
         default=False, description="let links discovered on site pages reach private addresses"
     )
@@ -195,6 +202,9 @@ class EmailTarget(_Model):
     sender: str
     to: tuple[str, ...] = Field(min_length=1)
     timeout: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = Field(
+        default=None, description="PEM certificates to trust (a private CA); default: system"
+    )
 
     @property
     def label(self) -> str:
@@ -465,6 +475,8 @@ def _anchor_paths(config: Config, base: Path) -> Config:
         storage = storage.model_copy(update={"path": absolute(storage.path)})
 
     def anchored(target: Target) -> Target:
+        if isinstance(target, EmailTarget) and target.ca_file is not None:
+            return target.model_copy(update={"ca_file": absolute(target.ca_file)})
         if not isinstance(target, FileTarget):
             return target
         directory = absolute(target.directory) if target.directory else None

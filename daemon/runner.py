@@ -7,27 +7,37 @@ target never stops the others.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from daemon.clock import utcnow
-from daemon.config import Config, DigestProfile, Target, cron_trigger
-from daemon.store import Store, TokenUsage
+from daemon.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
+from daemon.store import Delivery, SourceState, Store, TokenUsage
 from digests.build import BuiltDigest, build_offline
-from digests.deliver import DeliveryError, send
+from digests.deliver import DeliveryError, Progress, send
 from digests.group import GroupInput, assign_stories
-from digests.model import StoredItem
+from digests.model import Digest, StoredItem
 from digests.select import select
-from sources.collect import FetchRequest, collect
-from sources.model import FetchOutcome
+from sources.collect import collect
+from sources.model import FetchOutcome, FetchRequest
 from sources.policy import next_attempt
 
 log = logging.getLogger("trendfinder")
 
 # How far back items anchor story grouping: tomorrow's item joins a story seen this week.
 ANCHOR_WINDOW = timedelta(days=3)
+# Fetched sources are written this many to a transaction: one commit per source would
+# dominate a thousand-source cycle, and a crash only refetches an unwritten batch.
+STORE_BATCH = 100
+# Delivery retries back off exponentially from `delivery.backoff`, up to this.
+MAX_BACKOFF = timedelta(hours=6)
 
 
 @dataclass
@@ -101,49 +111,79 @@ class Runner:
                     etag=state.etag,
                     last_modified=state.last_modified,
                     body_hash=state.body_hash,
+                    seen_links=self.store.site_links(name)
+                    if source.kind == "site"
+                    else frozenset(),
                 )
             )
         if on_start:
             on_start(len(requests))
         run_id = self.store.start_run("collect", now)
 
-        def store_outcome(outcome: FetchOutcome) -> None:
-            source = configs[outcome.source]
-            failures = states[outcome.source].failures
-            finished = self.clock()
+        fetched: list[tuple[FetchOutcome, datetime]] = []
+
+        def store_fetched() -> None:
             with self.store.transaction():
-                added = self.store.add_items(outcome.source, outcome.items, finished)
-                self.store.record_fetch(
-                    outcome, finished, next_attempt(outcome, source.interval, failures, finished)
-                )
-            if outcome.status == "error":
-                report.sources_failed += 1
-                report.errors.append(f"source {outcome.source}: {outcome.error}")
-                log.warning("source %s failed: %s", outcome.source, outcome.error)
-            elif outcome.status == "unchanged":
-                report.sources_unchanged += 1
-                log.info("source %s unchanged", outcome.source)
-            else:
-                report.sources_ok += 1
-                log.info(
-                    "source %s: %d new, %d updated, %d seen",
-                    outcome.source,
-                    added.new,
-                    added.updated,
-                    added.seen,
-                )
-            report.new_items += added.new
-            report.updated_items += added.updated
-            for warning in outcome.warnings:
-                log.info("source %s: %s", outcome.source, warning)
+                for outcome, finished in fetched:
+                    self._store_outcome(outcome, finished, configs, states, report)
+            fetched.clear()
+
+        def on_fetched(outcome: FetchOutcome) -> None:
+            fetched.append((outcome, self.clock()))
+            if len(fetched) >= STORE_BATCH:
+                store_fetched()
             if on_outcome:
                 on_outcome(outcome)
 
-        collect(requests, self.config.collect, now, on_outcome=store_outcome)
+        collect(
+            requests,
+            self.config.collect,
+            now,
+            on_outcome=on_fetched,
+            firecrawl=self.config.firecrawl,
+        )
+        store_fetched()
         self.store.finish_run(
             run_id, self.clock(), _status(report), report.summary(), report.errors
         )
         return report
+
+    def _store_outcome(
+        self,
+        outcome: FetchOutcome,
+        finished: datetime,
+        configs: dict[str, SourceConfig],
+        states: dict[str, SourceState],
+        report: Report,
+    ) -> None:
+        source = configs[outcome.source]
+        failures = states[outcome.source].failures
+        added = self.store.add_items(outcome.source, outcome.items, finished)
+        if outcome.seen_links:
+            self.store.remember_links(outcome.source, outcome.seen_links, finished)
+        self.store.record_fetch(
+            outcome, finished, next_attempt(outcome, source.interval, failures, finished)
+        )
+        if outcome.status == "error":
+            report.sources_failed += 1
+            report.errors.append(f"source {outcome.source}: {outcome.error}")
+            log.warning("source %s failed: %s", outcome.source, outcome.error)
+        elif outcome.status == "unchanged":
+            report.sources_unchanged += 1
+            log.info("source %s unchanged", outcome.source)
+        else:
+            report.sources_ok += 1
+            log.info(
+                "source %s: %d new, %d updated, %d seen",
+                outcome.source,
+                added.new,
+                added.updated,
+                added.seen,
+            )
+        report.new_items += added.new
+        report.updated_items += added.updated
+        for warning in outcome.warnings:
+            log.info("source %s: %s", outcome.source, warning)
 
     # Group -------------------------------------------------------------------------------
 
@@ -223,48 +263,94 @@ class Runner:
     # Deliver -----------------------------------------------------------------------------
 
     def deliver(self) -> Report:
-        """Attempt every due delivery; record each outcome before the next one starts."""
+        """Attempt every due delivery; each outcome is recorded before the next one starts.
+
+        Runs under an exclusive lock beside the store, so two processes never work the
+        outbox at once, and an attempt left 'sending' by a process that stopped is finished.
+        """
         report = Report()
         started = self.clock()
-        targets = {
-            (profile.name, target.label): target
-            for profile in self.config.digests
-            for target in profile.deliver
-        }
-        for delivery in self.store.deliveries_due(self.clock()):
-            digest = self.store.digest(delivery.digest_id)
-            target: Target | None = targets.get((digest.profile, delivery.target))
-            try:
-                if target is None:
-                    raise DeliveryError(
-                        f"target {delivery.target!r} is no longer in the profile's config"
-                    )
-                where = send(digest, target)
-            except DeliveryError as error:
-                attempts = delivery.attempts + 1
-                retry = None
-                if attempts < self.config.delivery.max_attempts:
-                    retry = self.clock() + self.config.delivery.backoff * (2 ** (attempts - 1))
-                self.store.record_delivery_failed(delivery.id, str(error), retry)
-                report.deliveries_failed += 1
-                verdict = "will retry" if retry else "giving up"
-                report.errors.append(f"delivery {digest.id} to {delivery.target}: {error}")
-                log.warning(
-                    "delivery of %s to %s failed (%s): %s",
-                    digest.id,
-                    delivery.target,
-                    verdict,
-                    error,
+        with _exclusive(self.store.path.with_name(self.store.path.name + ".deliver.lock")) as ok:
+            if not ok:
+                log.info("another trendfinder process is delivering; leaving the outbox to it")
+                return report
+            targets = {
+                (profile.name, target.label): target
+                for profile in self.config.digests
+                for target in profile.deliver
+            }
+            for delivery in self.store.deliveries_due(self.clock()):
+                digest = self.store.digest(delivery.digest_id)
+                self._attempt(
+                    delivery, digest, targets.get((digest.profile, delivery.target)), report
                 )
-            else:
-                self.store.record_delivery_sent(delivery.id, self.clock())
-                report.deliveries_sent += 1
-                log.info("delivered %s to %s: %s", digest.id, delivery.target, where)
         if report.deliveries_sent or report.deliveries_failed:
             run_id = self.store.start_run("deliver", started)
             summary = report.summary()
             self.store.finish_run(run_id, self.clock(), _status(report), summary, report.errors)
         return report
+
+    def _attempt(
+        self, delivery: Delivery, digest: Digest, target: Target | None, report: Report
+    ) -> None:
+        max_attempts = self.config.delivery.max_attempts
+        if delivery.status == "sending":
+            log.warning(
+                "delivery of %s to %s was interrupted (the process stopped while sending); "
+                "it may have arrived, and is sent again",
+                digest.id,
+                delivery.target,
+            )
+            if delivery.attempts >= max_attempts:
+                self._failed(delivery, digest, "interrupted while sending", None, report)
+                return
+        self.store.start_delivery_attempt(delivery.id, self.clock())
+        progress = Progress(
+            done=delivery.parts_sent,
+            record=functools.partial(self.store.record_delivery_progress, delivery.id),
+        )
+        try:
+            if target is None:
+                raise DeliveryError(
+                    f"target {delivery.target!r} is no longer in the profile's config"
+                )
+            where = send(digest, target, progress)
+        except Exception as error:
+            if not isinstance(error, DeliveryError):
+                log.exception("delivery of %s to %s: unexpected error", digest.id, delivery.target)
+            reason = str(error) if isinstance(error, DeliveryError) else f"unexpected {error!r}"
+            retry = None
+            if delivery.attempts + 1 < max_attempts:
+                # The exponent is capped so a large max_attempts cannot overflow timedelta.
+                doubled = self.config.delivery.backoff * 2 ** min(delivery.attempts, 20)
+                delay = min(doubled, MAX_BACKOFF)
+                wanted = error.retry_after if isinstance(error, DeliveryError) else None
+                retry = self.clock() + max(delay, wanted or timedelta(0))
+            self._failed(delivery, digest, reason, retry, report)
+        else:
+            # Recorded first: nothing else may happen between a send and its record.
+            self.store.record_delivery_sent(delivery.id, self.clock())
+            report.deliveries_sent += 1
+            log.info("delivered %s to %s: %s", digest.id, delivery.target, where)
+
+    def _failed(
+        self,
+        delivery: Delivery,
+        digest: Digest,
+        reason: str,
+        retry: datetime | None,
+        report: Report,
+    ) -> None:
+        self.store.record_delivery_failed(delivery.id, reason, retry)
+        report.deliveries_failed += 1
+        if retry:
+            verdict = f"will retry at {retry:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            verdict = f"gave up after {self.config.delivery.max_attempts} attempts"
+        report.errors.append(f"delivery {digest.id} to {delivery.target}: {reason} ({verdict})")
+        log.warning(
+            "delivery of %s to %s failed (%s): %s", digest.id, delivery.target, verdict, reason
+        )
 
     # One cycle ---------------------------------------------------------------------------
 
@@ -311,6 +397,25 @@ def next_fire_time(profile: DigestProfile, now: datetime | None = None) -> datet
     now = now or utcnow()
     moment: datetime = trigger.get_next_fire_time(None, now)
     return moment
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[bool]:
+    """Hold an advisory lock on `path` (True), or report that another process holds it.
+
+    The kernel drops the lock when its holder dies, even by SIGKILL, so a held lock means a
+    live process.
+    """
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(handle)
 
 
 def _group_input(item: StoredItem) -> GroupInput:

@@ -40,12 +40,12 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                 to_text(delivery.next_attempt_at) if delivery.status == "pending" else None
             ),
         }
-        for status in ("pending", "failed")
+        for status in ("sending", "pending", "failed")
         for delivery in store.deliveries(status)
     ]
     waiting = {
         profile.name: store.count_pending(
-            profile.name, [s.name for s in config.sources_for(profile)]
+            profile.name, [s.name for s in config.sources_for(profile)], now - profile.lookback
         )
         for profile in config.digests
     }

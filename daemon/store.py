@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,44 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
     """,
+    # Outbox: when the current attempt started (a 'sending' row left by a crash is
+    # recognisable) and how many parts of a multi-message delivery already arrived.
+    """
+    ALTER TABLE deliveries ADD COLUMN last_attempt_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
+    """,
+    # Site sources: article links already looked at, so a poll fetches only new ones.
+    """
+    CREATE TABLE site_links (
+        source TEXT NOT NULL,
+        url TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (source, url)
+    ) WITHOUT ROWID;
+    CREATE INDEX site_links_recent ON site_links (source, last_seen);
+    """,
+    # item_sources with its primary-key columns first: SQLite 3.40's integrity_check
+    # wrongly reports NULLs in a WITHOUT ROWID table whose key columns are not leading,
+    # and operators rely on that check.
+    """
+    CREATE TABLE item_sources_keyed (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (item_id, source)
+    ) WITHOUT ROWID;
+    INSERT INTO item_sources_keyed (item_id, source, first_seen)
+        SELECT item_id, source, first_seen FROM item_sources;
+    DROP TABLE item_sources;
+    ALTER TABLE item_sources_keyed RENAME TO item_sources;
+    CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# A site page lists far fewer links than this; older ones have left the page.
+SITE_LINKS_KEPT = 5000
+SITE_LINKS_FORGOTTEN_AFTER = timedelta(days=180)
 
 
 class StoreError(Exception):
@@ -172,6 +208,8 @@ class Delivery:
     last_error: str | None
     next_attempt_at: datetime
     sent_at: datetime | None
+    last_attempt_at: datetime | None = None
+    parts_sent: int = 0
 
 
 @dataclass(frozen=True)
@@ -307,6 +345,28 @@ class Store:
                 [*updates.values(), outcome.source],
             )
 
+    def site_links(self, source: str, limit: int = SITE_LINKS_KEPT) -> frozenset[str]:
+        """The article links a site source has looked at, most recently seen first."""
+        rows = self.db.execute(
+            "SELECT url FROM site_links WHERE source = ? ORDER BY last_seen DESC LIMIT ?",
+            [source, limit],
+        ).fetchall()
+        return frozenset(row[0] for row in rows)
+
+    def remember_links(self, source: str, links: Sequence[str], now: datetime) -> None:
+        """Mark links as looked at (again) now; forget those gone from the page for long."""
+        stamp = to_text(now)
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT INTO site_links (source, url, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (source, url) DO UPDATE SET last_seen = excluded.last_seen",
+                [(source, link, stamp, stamp) for link in links],
+            )
+            self.db.execute(
+                "DELETE FROM site_links WHERE source = ? AND last_seen < ?",
+                [source, to_text(now - SITE_LINKS_FORGOTTEN_AFTER)],
+            )
+
     # Items -------------------------------------------------------------------------------
 
     def add_items(self, source: str, items: Sequence[NewItem], now: datetime) -> AddedItems:
@@ -315,42 +375,45 @@ class Store:
         An item already stored (by id) is not new again, even from another source; it only
         gains that source. A changed content hash is an update, not a new item.
         """
-        new = updated = seen = 0
         stamp = to_text(now)
+        known: dict[str, str] = {}
+        ids = [item.id for item in items]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, content_hash FROM items WHERE id IN ({marks})"
+            known.update(self.db.execute(query, chunk).fetchall())
+        fresh = [item for item in items if item.id not in known]
+        changed = [
+            item for item in items if known.get(item.id, item.content_hash) != item.content_hash
+        ]
         with self.db.atomic():
-            for item in items:
-                existing = self.db.execute(
-                    "SELECT content_hash FROM items WHERE id = ?", [item.id]
-                ).fetchone()
-                if existing is None:
-                    self.db.execute(
-                        "INSERT INTO items (id, url, title, text, published, fetched, "
-                        "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            item.id,
-                            item.url,
-                            item.title,
-                            item.text,
-                            to_text(item.published),
-                            stamp,
-                            item.content_hash,
-                        ],
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO items (id, url, title, text, published, fetched, "
+                "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        item.id,
+                        item.url,
+                        item.title,
+                        item.text,
+                        to_text(item.published),
+                        stamp,
+                        item.content_hash,
                     )
-                    new += 1
-                elif existing[0] != item.content_hash:
-                    self.db.execute(
-                        "UPDATE items SET title = ?, text = ?, content_hash = ?, updated = ? "
-                        "WHERE id = ?",
-                        [item.title, item.text, item.content_hash, stamp, item.id],
-                    )
-                    updated += 1
-                else:
-                    seen += 1
-                self.db.execute(
-                    "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) "
-                    "VALUES (?, ?, ?)",
-                    [item.id, source, stamp],
-                )
+                    for item in fresh
+                ],
+            )
+            self.db.conn.executemany(
+                "UPDATE items SET title = ?, text = ?, content_hash = ?, updated = ? WHERE id = ?",
+                [(item.title, item.text, item.content_hash, stamp, item.id) for item in changed],
+            )
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) VALUES (?, ?, ?)",
+                [(item.id, source, stamp) for item in items],
+            )
+        new, updated = len(fresh), len(changed)
+        seen = len(items) - new - updated
         return AddedItems(new=new, updated=updated, seen=seen)
 
     def _items(self, where: str, params: Sequence[Any]) -> list[StoredItem]:
@@ -405,15 +468,15 @@ class Store:
             [*sources, to_text(since), profile],
         )
 
-    def count_pending(self, profile: str, sources: Sequence[str]) -> int:
+    def count_pending(self, profile: str, sources: Sequence[str], since: datetime) -> int:
         if not sources:
             return 0
         marks = ",".join("?" * len(sources))
         row = self.db.execute(
             "SELECT count(DISTINCT s.item_id) FROM item_sources s "
-            f"WHERE s.source IN ({marks}) AND NOT EXISTS (SELECT 1 FROM digest_items d "
-            "WHERE d.profile = ? AND d.item_id = s.item_id)",
-            [*sources, profile],
+            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND NOT EXISTS "
+            "(SELECT 1 FROM digest_items d WHERE d.profile = ? AND d.item_id = s.item_id)",
+            [*sources, to_text(since), profile],
         ).fetchone()
         return int(row[0])
 
@@ -512,9 +575,14 @@ class Store:
         ]
 
     def deliveries_due(self, now: datetime) -> list[Delivery]:
+        """Pending deliveries whose time has come, and attempts a stopped process left open.
+
+        A 'sending' row is an attempt that never recorded its outcome; only call this while
+        holding the delivery lock, so such a row cannot belong to a live process.
+        """
         rows = self._rows(
-            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id",
+            "SELECT * FROM deliveries WHERE status = 'sending' "
+            "OR (status = 'pending' AND next_attempt_at <= ?) ORDER BY next_attempt_at, id",
             [to_text(now)],
         )
         return [_delivery(row) for row in rows]
@@ -524,11 +592,26 @@ class Store:
         rows = self._rows(f"SELECT * FROM deliveries {where} ORDER BY id", params)
         return [_delivery(row) for row in rows]
 
+    def start_delivery_attempt(self, delivery_id: int, now: datetime) -> None:
+        """Mark an attempt as started before anything is sent, so a crash leaves a trace."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                "last_attempt_at = ? WHERE id = ?",
+                [to_text(now), delivery_id],
+            )
+
+    def record_delivery_progress(self, delivery_id: int, parts_sent: int) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET parts_sent = ? WHERE id = ?", [parts_sent, delivery_id]
+            )
+
     def record_delivery_sent(self, delivery_id: int, now: datetime) -> None:
         with self.db.atomic():
             self.db.execute(
-                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, "
-                "last_error = NULL WHERE id = ?",
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL "
+                "WHERE id = ?",
                 [to_text(now), delivery_id],
             )
 
@@ -539,13 +622,12 @@ class Store:
         with self.db.atomic():
             if next_attempt_at is None:
                 self.db.execute(
-                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
-                    "last_error = ? WHERE id = ?",
+                    "UPDATE deliveries SET status = 'failed', last_error = ? WHERE id = ?",
                     [error, delivery_id],
                 )
             else:
                 self.db.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
+                    "UPDATE deliveries SET status = 'pending', last_error = ?, "
                     "next_attempt_at = ? WHERE id = ?",
                     [error, to_text(next_attempt_at), delivery_id],
                 )
@@ -670,4 +752,6 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         last_error=row["last_error"],
         next_attempt_at=from_text(row["next_attempt_at"]),
         sent_at=_time(row["sent_at"]),
+        last_attempt_at=_time(row["last_attempt_at"]),
+        parts_sent=row["parts_sent"],
     )

@@ -1,17 +1,26 @@
-"""Render a stored digest for people: Markdown here; JSON is the digest's own body."""
+"""Render a stored digest for people: Markdown, plain text and HTML; JSON is its own body.
+
+Every string from a feed or the model is treated as untrusted: Markdown escapes it, the
+HTML templates autoescape it, and only http(s) links become links.
+"""
 
 from __future__ import annotations
 
 import re
+import textwrap
+from datetime import UTC, datetime
 from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from digests.model import Digest, DigestItem
+from digests.model import Digest, DigestItem, Trend
 from sources.urls import is_web_url
 
 # Enough to keep text inert (no links, images, HTML or emphasis), little enough to stay readable.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+# Characters XML 1.0 forbids (a feed may carry them; an Atom feed with one is not well-formed).
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_TEXT_WIDTH = 76
 
 
 def _md(text: str) -> str:
@@ -31,12 +40,29 @@ def when(digest: Digest) -> str:
     return f"{digest.window.from_:%Y-%m-%d %H:%M} to {digest.window.to:%Y-%m-%d %H:%M} UTC"
 
 
-def markdown(digest: Digest) -> str:
-    lines = [f"# {_md(digest.profile)}: what matters, {digest.created_at:%Y-%m-%d}", ""]
-    lines.append(
-        f"_{digest.stats.items} items from {digest.stats.sources} sources, {when(digest)}; "
-        f"analyzer: {_md(digest.analyzer)}_"
+def stamp(moment: datetime) -> str:
+    """A reader's time: 27 Nov 2026, 06:10 UTC."""
+    return f"{moment.astimezone(UTC):%d %b %Y, %H:%M} UTC"
+
+
+def title(digest: Digest) -> str:
+    return f"{digest.profile}: what matters, {digest.created_at:%Y-%m-%d}"
+
+
+def byline(digest: Digest) -> str:
+    return (
+        f"{digest.stats.items} items from {digest.stats.sources} sources, {when(digest)}; "
+        f"analyzer: {digest.analyzer}"
     )
+
+
+def developing(trend: Trend) -> str:
+    return " (developing)" if trend.status == "developing" else ""
+
+
+def markdown(digest: Digest) -> str:
+    lines = [f"# {_md(title(digest))}", ""]
+    lines.append(f"_{_md(byline(digest))}_")
     lines.append("")
     lines += [f"> {_md(note)}" for note in digest.notes]
     if digest.notes:
@@ -44,11 +70,41 @@ def markdown(digest: Digest) -> str:
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
-        status = " (developing)" if trend.status == "developing" else ""
-        lines += [f"## {trend.rank}. {_md(trend.title)}{status}", ""]
+        lines += [f"## {trend.rank}. {_md(trend.title)}{developing(trend)}", ""]
         lines += [_md(trend.summary), ""]
         lines += [f"**Why it matters:** {_md(trend.why_it_matters)}", ""]
-        lines += [f"- {_link(item)}" for item in trend.items]
+        lines += [f"- {_link(item)}, {stamp(item.published)}" for item in trend.items]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    return textwrap.wrap(
+        " ".join(text.split()),
+        width=_TEXT_WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent.rstrip()]
+
+
+def text(digest: Digest) -> str:
+    """Plain text, wrapped for a terminal or a mail client's text view; URLs on their own line."""
+    heading = title(digest)
+    lines = [heading, "=" * len(heading), *_wrap(byline(digest)), ""]
+    for note in digest.notes:
+        lines += [*_wrap(note, "  | "), ""]
+    if not digest.trends:
+        lines += ["Nothing notable this time.", ""]
+    for trend in digest.trends:
+        lines += _wrap(f"{trend.rank}. {trend.title}{developing(trend)}")
+        lines += [*_wrap(trend.summary, "   "), ""]
+        lines += [*_wrap(f"Why it matters: {trend.why_it_matters}", "   "), ""]
+        for item in trend.items:
+            lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ")
+            if is_web_url(item.url):
+                lines.append(f"     {item.url}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -57,8 +113,12 @@ def json_text(digest: Digest) -> str:
     return digest.to_json() + "\n"
 
 
+def xml_safe(value: object) -> str:
+    return _XML_INVALID.sub("", str(value))
+
+
 @cache
-def _templates() -> Environment:
+def templates() -> Environment:
     environment = Environment(
         loader=PackageLoader("digests", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -66,9 +126,19 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["safe_url"] = is_web_url
+    environment.filters["stamp"] = stamp
+    environment.filters["xml_safe"] = xml_safe
+    environment.globals.update(title=title, byline=byline, developing=developing)
     return environment
 
 
-def html(digest: Digest) -> str:
-    """HTML for email and the archive; every value from a feed or the model is escaped."""
-    return _templates().get_template("digest.html.j2").render(digest=digest, window=when(digest))
+def html(digest: Digest, *, archive_links: bool = False) -> str:
+    """HTML for email and the archive; every value from a feed or the model is escaped.
+
+    With `archive_links`, the page links back to its archive index and Atom feed.
+    """
+    return (
+        templates()
+        .get_template("digest.html.j2")
+        .render(digest=digest, archive_links=archive_links)
+    )

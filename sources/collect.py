@@ -1,39 +1,37 @@
 """Collect many sources concurrently: one outcome per source, never an exception.
 
 A bad source yields an "error" outcome with a readable reason; the others carry on.
+Concurrency is capped globally and per host, so a thousand sources finish quickly
+without hammering any one server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
+from daemon.config import CollectConfig, FirecrawlConfig
+from sources.feeds import fetch_feed
+from sources.http import FetchContext, FetchLimits, HttpClients
+from sources.model import FetchOutcome, FetchRequest
+from sources.sites import fetch_site, site_tools
+from sources.workers import FeedParser
 
-from daemon.config import CollectConfig
-from sources.feeds import NotAFeed, parse_feed
-from sources.model import FetchOutcome
+log = logging.getLogger("trendfinder")
 
+SourceFetch = Callable[[FetchContext, FetchRequest], Awaitable[FetchOutcome]]
 
-@dataclass(frozen=True)
-class FetchRequest:
-    """One source to fetch, with what the last successful fetch left for conditional GET."""
-
-    name: str
-    kind: str
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None
-
-
-class BodyTooLarge(Exception):
-    pass
+# One fetch per source kind; each returns a FetchOutcome for any input (site sources plug in
+# here with the same shape).
+FETCHERS: dict[str, SourceFetch] = {"feed": fetch_feed, "site": fetch_site}
+# These take a slot per request they make (a site reads a page, then its articles); holding
+# one for the whole fetch while waiting for more would deadlock at the caps.
+SLOTTED_BY_FETCHER = frozenset({"site"})
 
 
 def collect(
@@ -41,8 +39,9 @@ def collect(
     config: CollectConfig,
     now: datetime,
     on_outcome: Callable[[FetchOutcome], None] | None = None,
+    firecrawl: FirecrawlConfig | None = None,
 ) -> list[FetchOutcome]:
-    return asyncio.run(collect_async(requests, config, now, on_outcome))
+    return asyncio.run(collect_async(requests, config, now, on_outcome, firecrawl))
 
 
 async def collect_async(
@@ -50,137 +49,65 @@ async def collect_async(
     config: CollectConfig,
     now: datetime,
     on_outcome: Callable[[FetchOutcome], None] | None = None,
+    firecrawl: FirecrawlConfig | None = None,
 ) -> list[FetchOutcome]:
+    """Fetch every request; `on_outcome` sees each outcome as soon as it is known.
+
+    Site sources scrape through Firecrawl when `firecrawl` is enabled."""
     overall = asyncio.Semaphore(config.concurrency)
-    per_host: dict[str, asyncio.Semaphore] = {}
-    timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        timeout=timeout,
-        limits=limits,
-        follow_redirects=True,
-        max_redirects=config.max_redirects,
-        headers={"User-Agent": config.user_agent},
-        http2=True,
-    ) as client:
+    per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
+        lambda: asyncio.Semaphore(config.per_host)
+    )
+
+    @asynccontextmanager
+    async def slot(url: str) -> AsyncIterator[None]:
+        # The host slot comes first: waiting on a busy host must not hold a global slot.
+        async with per_host[_host(url)], overall:
+            yield
+
+    parser = FeedParser(config, len(requests))
+    async with (
+        HttpClients(config) as clients,
+        site_tools(config, firecrawl) as sites,
+    ):
+        context = FetchContext(
+            clients, FetchLimits.from_config(config), config, now, parser, slot=slot, sites=sites
+        )
 
         async def one(request: FetchRequest) -> FetchOutcome:
-            host = urlsplit(request.url).hostname or ""
-            host_limit = per_host.setdefault(host, asyncio.Semaphore(config.per_host))
-            async with overall, host_limit:
-                try:
-                    outcome = await asyncio.wait_for(
-                        fetch_feed(client, request, config, now), timeout=config.timeout * 2
-                    )
-                except TimeoutError:
-                    outcome = _error(request, f"gave up after {config.timeout * 2:.0f} s")
+            if request.kind in SLOTTED_BY_FETCHER:
+                outcome = await fetch_source(context, request)
+            else:
+                async with slot(request.url):
+                    outcome = await fetch_source(context, request)
             if on_outcome:
                 on_outcome(outcome)
             return outcome
 
-        return list(await asyncio.gather(*(one(request) for request in requests)))
+        try:
+            return list(await asyncio.gather(*(one(request) for request in requests)))
+        finally:
+            parser.close()
 
 
-async def fetch_feed(
-    client: httpx.AsyncClient, request: FetchRequest, config: CollectConfig, now: datetime
-) -> FetchOutcome:
-    headers = {
-        "Accept": "application/rss+xml, application/atom+xml, application/feed+json, "
-        "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
-    }
-    if request.etag:
-        headers["If-None-Match"] = request.etag
-    if request.last_modified:
-        headers["If-Modified-Since"] = request.last_modified
-    if request.url.lower().startswith("file://"):
-        return _parse(
-            request, _read_file(request.url, config.max_bytes), request.url, {}, None, config, now
-        )
+async def fetch_source(context: FetchContext, request: FetchRequest) -> FetchOutcome:
+    fetcher = FETCHERS.get(request.kind)
+    if fetcher is None:
+        return _error(request, f"{request.kind!r} sources are not supported by this version")
     try:
-        async with client.stream("GET", request.url, headers=headers) as response:
-            if response.status_code == 304:
-                return FetchOutcome(source=request.name, status="unchanged", http_status=304)
-            if response.status_code >= 400:
-                return _error(request, f"HTTP {response.status_code}", response.status_code)
-            body = await _read_capped(response, config.max_bytes)
-    except BodyTooLarge:
-        return _error(request, f"response larger than {config.max_bytes:,} bytes")
-    except httpx.TooManyRedirects:
-        return _error(request, f"more than {config.max_redirects} redirects")
-    except httpx.TimeoutException:
-        return _error(request, "timed out")
-    except httpx.HTTPError as error:
-        return _error(request, f"cannot fetch: {error or type(error).__name__}")
-    return _parse(
-        request, body, str(response.url), response.headers, response.status_code, config, now
-    )
+        return await fetcher(context, request)
+    except Exception as error:
+        # A bug met on one source's content must not stop the others; the log has the trace.
+        log.exception("unexpected error while reading source %s", request.name)
+        return _error(request, f"internal error while reading it: {type(error).__name__}: {error}")
 
 
-def _parse(
-    request: FetchRequest,
-    body: bytes | FetchOutcome,
-    url: str,
-    headers: Mapping[str, str],
-    status: int | None,
-    config: CollectConfig,
-    now: datetime,
-) -> FetchOutcome:
-    if isinstance(body, FetchOutcome):
-        return replace(body, source=request.name)
-    body_hash = hashlib.sha256(body).hexdigest()
-    if body_hash == request.body_hash:
-        return FetchOutcome(
-            source=request.name, status="unchanged", http_status=status, body_hash=body_hash
-        )
+def _host(url: str) -> str:
     try:
-        feed = parse_feed(
-            body,
-            url,
-            headers,
-            now,
-            max_items=config.max_items_per_source,
-            max_text_chars=config.max_text_chars,
-        )
-    except NotAFeed as error:
-        return _error(request, str(error), status)
-    return FetchOutcome(
-        source=request.name,
-        status="ok",
-        items=feed.items,
-        warnings=(feed.warning,) if feed.warning else (),
-        http_status=status,
-        etag=headers.get("etag"),
-        last_modified=headers.get("last-modified"),
-        body_hash=body_hash,
-    )
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
-def _read_file(url: str, limit: int) -> bytes | FetchOutcome:
-    path = Path(unquote(urlsplit(url).path))
-    try:
-        with path.open("rb") as handle:
-            body = handle.read(limit + 1)
-    except OSError as error:
-        return FetchOutcome(
-            source="", status="error", error=f"cannot read {path}: {error.strerror}"
-        )
-    if len(body) > limit:
-        return FetchOutcome(
-            source="", status="error", error=f"{path} is larger than {limit:,} bytes"
-        )
-    return body
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _error(request: FetchRequest, message: str, status: int | None = None) -> FetchOutcome:
-    return FetchOutcome(source=request.name, status="error", error=message, http_status=status)
+def _error(request: FetchRequest, message: str) -> FetchOutcome:
+    return FetchOutcome(source=request.name, status="error", error=message)

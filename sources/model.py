@@ -20,11 +20,29 @@ class NewItem:
 
 
 @dataclass(frozen=True)
+class FetchRequest:
+    """One source to fetch, with what its last successful fetch left for conditional GET."""
+
+    name: str
+    kind: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    # Site sources: canonical article links already looked at, so they are not fetched again.
+    seen_links: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class FetchOutcome:
     """What one attempt at one source produced: items, or a readable reason it did not.
 
     `status` is "ok" (parsed), "unchanged" (304 or same body: nothing to parse) or "error".
-    The caching and politeness fields are what the next attempt needs.
+    The caching and politeness fields are what the next attempt needs: `retry_after` is
+    the earliest next attempt the server asked for (Retry-After, max-age, RSS ttl),
+    `permanent_url` where permanent redirects now lead, `disable_reason` why the source
+    must not be fetched again (HTTP 410). A site source lists in `seen_links` the article
+    links it looked at (turned into items or found not to be articles), to skip next time.
     """
 
     source: str
@@ -39,3 +57,4 @@ class FetchOutcome:
     retry_after: datetime | None = None
     disable_reason: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    seen_links: tuple[str, ...] = ()

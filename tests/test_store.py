@@ -48,10 +48,21 @@ def test_a_store_from_any_older_version_migrates_and_keeps_its_data(tmp_path, ve
             conn.execute(
                 "INSERT INTO sources (name, kind, url, fetch_url) VALUES ('s', 'feed', 'u', 'u')"
             )
+            conn.execute(
+                "INSERT INTO items (id, url, title, published, fetched, content_hash) "
+                "VALUES ('it_1', 'https://e.x/1', 'T', ?, ?, 'h')",
+                ["2026-11-27T12:00:00.000000Z"] * 2,
+            )
+            conn.execute(
+                "INSERT INTO item_sources (item_id, source, first_seen) VALUES ('it_1', 's', ?)",
+                ["2026-11-27T12:00:00.000000Z"],
+            )
     with Store.open(old) as store:
         assert store.schema_version == SCHEMA_VERSION
+        assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         if version >= 1:
             assert [s.name for s in store.source_states()] == ["s"]
+            assert [item.sources for item in store.items_by_id(["it_1"])] == [("s",)]
     with Store.open(tmp_path / "fresh.db"):
         pass
     assert schema(old) == schema(tmp_path / "fresh.db")
@@ -104,7 +115,7 @@ def test_pending_items_exclude_what_a_digest_of_that_profile_covered(tmp_path):
         store.save_digest(digest, {"it_1": "cited", "it_2": "considered"}, ["file"], TokenUsage())
         assert [i.id for i in store.pending_items("daily", ["a"], since)] == ["it_3"]
         assert len(store.pending_items("weekly", ["a"], since)) == 3
-        assert store.count_pending("daily", ["a"]) == 1
+        assert store.count_pending("daily", ["a"], since) == 1
         [delivery] = store.deliveries_due(NOW)
         assert (delivery.digest_id, delivery.target, delivery.status) == (
             "daily-1",

@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
-from daemon.config import FileTarget, Target
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from daemon.config import EmailTarget, FileTarget, SlackTarget, Target
 from digests.model import Digest
 
 
 class DeliveryError(Exception):
-    """A delivery attempt failed; the message is what the operator sees in `status`."""
+    """A delivery attempt failed; the message is what the operator sees in `status`.
+
+    `retry_after` is the earliest sensible retry when the far end said so (Slack's 429).
+    """
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-def send(digest: Digest, target: Target) -> str:
+def _forget(parts: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an earlier attempt got with a multi-part delivery (Slack messages).
+
+    A target skips the `done` parts and calls `record` with the new count after each part,
+    so a retry continues where the last attempt stopped instead of posting parts again.
+    """
+
+    done: int = 0
+    record: Callable[[int], None] = field(default=_forget)
+
+
+def send(digest: Digest, target: Target, progress: Progress | None = None) -> str:
     """Deliver `digest` to `target` and return where it went (for the log)."""
+    progress = progress or Progress()
     if isinstance(target, FileTarget):
         from digests.deliver.files import write_digest
 
         return write_digest(digest, target)
+    if isinstance(target, EmailTarget):
+        from digests.deliver.mail import send_email
+
+        return send_email(digest, target)
+    if isinstance(target, SlackTarget):
+        from digests.deliver.slack import post_digest
+
+        return post_digest(digest, target, progress)
     raise DeliveryError(f"the {target.kind} target is not available in this version")

@@ -1,15 +1,23 @@
-"""The file target: <dir>/<profile>/<timestamp>.{md,json}, each written atomically."""
+"""The file target: <dir>/<profile>/<timestamp>.{json,md,html}, each written atomically,
+plus the profile's archive: an index.html listing every digest and an Atom feed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from daemon.config import FileTarget
-from digests import render
+from digests import archive, render
 from digests.deliver import DeliveryError
 from digests.model import Digest
+
+log = logging.getLogger("trendfinder")
+INDEX = "index.html"
+FEED = "feed.atom"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -21,6 +29,8 @@ def atomic_write(path: Path, text: str) -> None:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp makes 0600; the archive is meant to be read (served, synced) like any file.
+        os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -32,14 +42,30 @@ def atomic_write(path: Path, text: str) -> None:
         os.close(directory)
 
 
+def archived_digests(folder: Path) -> list[Digest]:
+    """Every digest written to `folder` (its JSON files); an unreadable one is skipped."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            found.append(Digest.model_validate_json(path.read_bytes()))
+        except (OSError, ValidationError) as error:
+            log.warning("archive: skipping %s: %s", path, str(error).splitlines()[0])
+    return found
+
+
 def write_digest(digest: Digest, target: FileTarget) -> str:
     if target.directory is None:
         raise DeliveryError("the file target has no directory")
     folder = target.directory / digest.profile
-    stem = f"{digest.created_at:%Y%m%dT%H%M%SZ}"
+    stem = archive.file_stem(digest)
     try:
+        # JSON first: the archive is rebuilt from the JSON files, so it includes this one.
         atomic_write(folder / f"{stem}.json", render.json_text(digest))
         atomic_write(folder / f"{stem}.md", render.markdown(digest))
+        atomic_write(folder / f"{stem}.html", render.html(digest, archive_links=True))
+        digests = archived_digests(folder)
+        atomic_write(folder / INDEX, archive.index_html(digest.profile, digests))
+        atomic_write(folder / FEED, archive.atom_feed(digest.profile, digests))
     except OSError as error:
         raise DeliveryError(f"cannot write to {folder}: {error.strerror or error}") from error
     return str(folder / f"{stem}.md")

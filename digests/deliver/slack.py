@@ -1,0 +1,65 @@
+"""The Slack target: the digest's Block Kit messages, POSTed in order to an incoming webhook.
+
+Slack answers 200 `ok`, or an error word in the body (`invalid_blocks`, `no_text`,
+`channel_is_archived`...) which becomes the recorded reason; 429 carries Retry-After.
+The webhook URL is a secret, so it never appears in an error or a log line.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import httpx
+
+from daemon.config import USER_AGENT, SlackTarget
+from digests import slack
+from digests.deliver import DeliveryError, Progress
+from digests.model import Digest
+
+# Waits Slack asks for up to this long happen inside the attempt; longer ones are left to
+# the outbox's next run, which is told the earliest time to try.
+MAX_INLINE_WAIT = 30.0
+RATE_LIMIT_TRIES = 3
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _post(client: httpx.Client, url: str, message: slack.SlackMessage, where: str) -> None:
+    for _ in range(RATE_LIMIT_TRIES):
+        try:
+            response = client.post(url, json=message.payload())
+        except httpx.TimeoutException as error:
+            raise DeliveryError(f"Slack did not answer {where} in time") from error
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"cannot reach Slack for {where}: {error}") from error
+        if response.status_code == 200:
+            return
+        reason = " ".join(response.text.split())[:200] or response.reason_phrase
+        if response.status_code != 429:
+            raise DeliveryError(f"Slack refused {where}: HTTP {response.status_code} {reason}")
+        wait = _retry_after(response)
+        if wait > MAX_INLINE_WAIT:
+            break
+        time.sleep(wait)
+    raise DeliveryError(
+        f"Slack rate-limited {where} (HTTP 429, retry after {wait:g} s)",
+        retry_after=timedelta(seconds=wait),
+    )
+
+
+def post_digest(digest: Digest, target: SlackTarget, progress: Progress) -> str:
+    messages = slack.messages(digest)
+    total = len(messages)
+    headers = {"User-Agent": USER_AGENT}
+    with httpx.Client(timeout=target.timeout, headers=headers, follow_redirects=False) as client:
+        for index in range(progress.done, total):
+            where = f"message {index + 1} of {total}" if total > 1 else "the message"
+            _post(client, target.webhook_url, messages[index], where)
+            progress.record(index + 1)
+    return f"{total} message{'s' if total > 1 else ''} to Slack ({target.label})"

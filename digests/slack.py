@@ -1,0 +1,151 @@
+"""A digest as Slack Block Kit messages, split to stay inside Slack's limits.
+
+Slack rejects a message with more than 50 blocks, a section text over 3,000 characters or
+a header over 150 (HTTP 400 `invalid_blocks`). A long digest becomes several messages in
+order, and a long trend several sections, so nothing is cut off silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from digests import render
+from digests.model import Digest, DigestItem, Trend
+from sources.urls import is_web_url
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+LINKS_PER_TREND = 3
+_FALLBACK_CHARS = 300
+# A link whose URL alone would crowd a section is shown as text (Slack cannot split a link).
+_MAX_LINK_URL = 1000
+_ENTITY_TAIL = re.compile(r"&[a-z]{0,3}$")
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str  # the notification and fallback text
+    blocks: tuple[Block, ...]
+
+    def payload(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": list(self.blocks)}
+
+
+def escape(text: str) -> str:
+    """mrkdwn escaping: Slack asks for exactly these three, and nothing else."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _link(item: DigestItem) -> str:
+    where = f"{escape(item.source)}, {render.stamp(item.published)}"
+    label = escape(" ".join(item.title.split())).replace("|", "¦")
+    if is_web_url(item.url) and len(item.url) <= _MAX_LINK_URL:
+        url = escape(item.url).replace("|", "%7C")
+        return f"• <{url}|{label}> · {where}"
+    return f"• {label} · {where}"
+
+
+def _hard_split(word: str, limit: int) -> list[str]:
+    """Cut an over-long escaped word into pieces, never inside an &amp;-style entity."""
+    pieces = []
+    while len(word) > limit:
+        cut = limit
+        if tail := _ENTITY_TAIL.search(word[:cut]):
+            cut = tail.start()
+        pieces.append(word[:cut])
+        word = word[cut:]
+    return [*pieces, word] if word else pieces
+
+
+def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
+    """Pack lines into texts of at most `limit` characters, splitting long lines at spaces."""
+    pieces: list[str] = []
+    for line in lines:
+        if len(line) <= limit:
+            pieces.append(line)
+            continue
+        current = ""
+        for word in line.split(" "):
+            for part in _hard_split(word, limit):
+                if current and len(current) + 1 + len(part) > limit:
+                    pieces.append(current)
+                    current = part
+                else:
+                    current = f"{current} {part}" if current else part
+        if current:
+            pieces.append(current)
+    chunks: list[str] = []
+    for piece in pieces:
+        if chunks and len(chunks[-1]) + 1 + len(piece) <= limit:
+            chunks[-1] += "\n" + piece
+        else:
+            chunks.append(piece)
+    return chunks
+
+
+def trend_blocks(trend: Trend) -> list[Block]:
+    heading = f"{trend.rank}. {' '.join(trend.title.split())}{render.developing(trend)}"
+    lines = [f"*{escape(heading)}*" if len(heading) < 200 else escape(heading)]
+    lines.append(escape(" ".join(trend.summary.split())))
+    lines.append(f"*Why it matters:* {escape(' '.join(trend.why_it_matters.split()))}")
+    lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
+    if len(trend.items) > LINKS_PER_TREND:
+        lines.append(f"_and {len(trend.items) - LINKS_PER_TREND} more sources in the archive_")
+    return [_section(chunk) for chunk in _chunks(lines)]
+
+
+def messages(digest: Digest) -> list[SlackMessage]:
+    """The digest as one or more messages, in reading order, each valid on its own."""
+    heading = render.title(digest)
+    opening: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(heading, MAX_HEADER_TEXT)}},
+        _context(escape(render.byline(digest))),
+    ]
+    opening += [_context(escape(_clip(note, MAX_SECTION_TEXT))) for note in digest.notes]
+    if not digest.trends:
+        opening.append(_section("Nothing notable this time."))
+
+    # Continuation messages start with one context line saying which part they are.
+    room = MAX_BLOCKS - 1
+    bodies: list[list[Block]] = [opening]
+    for trend in digest.trends:
+        blocks = trend_blocks(trend)
+        current = bodies[-1]
+        divider = [{"type": "divider"}] if current else []
+        if len(current) + len(divider) + len(blocks) <= room:
+            current += divider + blocks
+            continue
+        # A trend too long for any one message is spread over several; otherwise it
+        # starts a fresh message so it reads as one piece.
+        for start in range(0, len(blocks), room):
+            bodies.append(blocks[start : start + room])
+    total = len(bodies)
+    titles = "; ".join(f"{t.rank}. {' '.join(t.title.split())}" for t in digest.trends[:5])
+    result = []
+    for number, body in enumerate(bodies, start=1):
+        if number == 1:
+            part = f" (part 1 of {total})" if total > 1 else ""
+            text = _clip(f"{heading}{part}: {titles}" if titles else heading, _FALLBACK_CHARS)
+            blocks = body
+        else:
+            text = f"{heading} (part {number} of {total})"
+            blocks = [_context(escape(f"{text}, continued")), *body]
+        result.append(SlackMessage(text=escape(text), blocks=tuple(blocks)))
+    return result

@@ -1,0 +1,310 @@
+"""Fetch one URL with limits on everything, and say in plain words what went wrong.
+
+Limits: connect, read (no byte for this long) and total timeouts; a body cap counted on the
+decompressed bytes while they are decoded; a redirect cap with loop detection; the schemes
+http, https and file (redirects only ever to http or https). Shared by feed and site sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from daemon.config import CollectConfig
+from sources.decompress import ACCEPT_ENCODING, DecodeError, decoder
+from sources.workers import FeedParser
+
+if TYPE_CHECKING:
+    from sources.sites import SiteTools
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PERMANENT = frozenset({301, 308})
+_WEB_SCHEMES = ("http", "https")
+
+
+class FetchError(Exception):
+    """A fetch that produced no usable response; the message is for the operator."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    max_bytes: int
+    max_redirects: int
+
+    @classmethod
+    def from_config(cls, config: CollectConfig) -> FetchLimits:
+        return cls(
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            total_timeout=config.timeout,
+            max_bytes=config.max_bytes,
+            max_redirects=config.max_redirects,
+        )
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    reason: str
+    headers: Mapping[str, str]  # names lower-cased
+    url: str  # after redirects
+    body: bytes  # decoded; empty unless the status is 2xx
+    permanent_url: str | None  # set when every redirect on the way was permanent (301/308)
+
+
+@asynccontextmanager
+async def _no_slot(url: str) -> AsyncIterator[None]:
+    yield
+
+
+@dataclass(frozen=True)
+class FetchContext:
+    """What every source fetch of one collection cycle shares."""
+
+    http: HttpClients
+    limits: FetchLimits
+    config: CollectConfig
+    now: datetime
+    parser: FeedParser
+    # A slot under the cycle's global and per-host caps for one request to this URL's host.
+    # Site sources take one per request they make (the collector does not hold one for them).
+    slot: Callable[[str], AbstractAsyncContextManager[None]] = _no_slot
+    # Site sources: the scraping service and the client for links found on pages.
+    sites: SiteTools | None = None
+
+
+# Makes the transport of one origin's client from the shared TLS context and pool limits.
+TransportFactory = Callable[[ssl.SSLContext, httpx.Limits], httpx.AsyncBaseTransport]
+
+# Called with each URL before it is requested (the first and every redirect target);
+# raise FetchError to refuse it.
+HopCheck = Callable[[str], Awaitable[None]]
+
+
+class HttpClients:
+    """Pooled HTTP clients for one collection cycle: one small pool per origin.
+
+    httpx's connection pool does work proportional to connections squared on every request,
+    so one shared pool of 64 connections costs ~5 ms of CPU per request. A pool per origin
+    holds at most `per_host` connections (the per-host cap bounds them anyway); all share
+    one TLS context, whose CA bundle is costly to load. A `transport` factory replaces
+    httpx's default transport (netguard's, for links found on pages).
+    """
+
+    def __init__(self, config: CollectConfig, transport: TransportFactory | None = None) -> None:
+        self._config = config
+        self._transport = transport
+        self._tls = httpx.create_ssl_context()
+        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+
+    def for_url(self, url: httpx.URL) -> httpx.AsyncClient:
+        origin = (url.scheme, url.host, url.port)
+        if origin not in self._clients:
+            config = self._config
+            limits = httpx.Limits(
+                max_connections=config.per_host, max_keepalive_connections=config.per_host
+            )
+            transport = self._transport(self._tls, limits) if self._transport else None
+            self._clients[origin] = httpx.AsyncClient(
+                transport=transport,
+                http2=True,
+                verify=self._tls,
+                follow_redirects=False,
+                timeout=httpx.Timeout(
+                    connect=config.connect_timeout,
+                    read=config.read_timeout,
+                    write=config.read_timeout,
+                    pool=config.timeout,
+                ),
+                limits=limits,
+                headers={"User-Agent": config.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+            )
+        return self._clients[origin]
+
+    async def __aenter__(self) -> HttpClients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+async def fetch(
+    http: HttpClients,
+    url: str,
+    limits: FetchLimits,
+    *,
+    headers: Mapping[str, str] | None = None,
+    check_hop: HopCheck | None = None,
+) -> HttpResponse:
+    """GET `url` within `limits`. Any status is returned; FetchError when there is none."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "file":
+        return _read_file(url, limits.max_bytes)
+    if scheme not in _WEB_SCHEMES:
+        raise FetchError(f"unsupported URL scheme {scheme or '(none)'!r}: use http, https or file")
+    try:
+        async with asyncio.timeout(limits.total_timeout):
+            return await _follow(http, url, limits, dict(headers or {}), check_hop)
+    except TimeoutError:
+        raise FetchError(
+            f"gave up after {limits.total_timeout:g} s: the server was too slow to send it all"
+        ) from None
+
+
+async def _follow(
+    http: HttpClients,
+    url: str,
+    limits: FetchLimits,
+    headers: dict[str, str],
+    check_hop: HopCheck | None,
+) -> HttpResponse:
+    seen = {url}
+    permanent = True
+    current = url
+    for hops in range(limits.max_redirects + 1):
+        if check_hop:
+            await check_hop(current)
+        response = await _send(http, current, headers)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECTS and location:
+                target = str(response.url.join(location.strip()))
+                if urlsplit(target).scheme.lower() not in _WEB_SCHEMES:
+                    raise FetchError(f"redirected to {target}, which is not an http(s) address")
+                if target in seen:
+                    raise FetchError(f"redirect loop: {current} leads back to {target}")
+                permanent = permanent and response.status_code in _PERMANENT
+                seen.add(target)
+                current = target
+                continue
+            body = b""
+            if 200 <= response.status_code < 300:
+                body = await _read_body(response, limits.max_bytes, current)
+            return HttpResponse(
+                status=response.status_code,
+                reason=response.reason_phrase,
+                headers={name.lower(): value for name, value in response.headers.items()},
+                url=current,
+                body=body,
+                permanent_url=current if permanent and hops else None,
+            )
+        finally:
+            await response.aclose()
+    raise FetchError(f"more than {limits.max_redirects} redirects (the last to {current})")
+
+
+async def _send(http: HttpClients, url: str, headers: dict[str, str]) -> httpx.Response:
+    try:
+        target = httpx.URL(url)
+        client = http.for_url(target)
+        return await client.send(client.build_request("GET", target, headers=headers), stream=True)
+    except httpx.InvalidURL as error:
+        raise FetchError(f"invalid URL {url}: {error}") from None
+    except httpx.HTTPError as error:
+        raise FetchError(describe(error, url)) from None
+
+
+async def _read_body(response: httpx.Response, limit: int, url: str) -> bytes:
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    try:
+        decode = decoder(encoding)
+    except DecodeError as error:
+        raise FetchError(str(error)) from None
+    too_large = f"the response is larger than {limit:,} bytes"
+    compressed = encoding not in ("", "identity")
+    if compressed:
+        too_large += " once decompressed"
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and not compressed and int(declared) > limit:
+        raise FetchError(too_large)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for raw in response.aiter_raw():
+            for piece in decode.decode(raw):
+                size += len(piece)
+                if size > limit:
+                    raise FetchError(too_large)
+                parts.append(piece)
+        for piece in decode.flush():
+            size += len(piece)
+            if size > limit:
+                raise FetchError(too_large)
+            parts.append(piece)
+    except DecodeError as error:
+        raise FetchError(f"the response is not valid {encoding} data: {error}") from None
+    except httpx.HTTPError as error:
+        raise FetchError(describe(error, url)) from None
+    return b"".join(parts)
+
+
+def _read_file(url: str, limit: int) -> HttpResponse:
+    path = Path(unquote(urlsplit(url).path))
+    try:
+        with path.open("rb") as handle:
+            body = handle.read(limit + 1)
+    except OSError as error:
+        raise FetchError(f"cannot read {path}: {error.strerror or error}") from None
+    if len(body) > limit:
+        raise FetchError(f"{path} is larger than {limit:,} bytes")
+    return HttpResponse(status=200, reason="OK", headers={}, url=url, body=body, permanent_url=None)
+
+
+def describe(error: httpx.HTTPError, url: str) -> str:
+    """An httpx error in the words an operator needs: which host, and what failed."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    where = f"{host}:{parts.port}" if parts.port else host
+    causes = _causes(error)
+    if isinstance(error, httpx.ConnectTimeout):
+        return f"timed out connecting to {where}"
+    if isinstance(error, httpx.ReadTimeout):
+        return f"{where} stopped sending data (read timed out)"
+    if isinstance(error, httpx.TimeoutException):
+        return f"timed out talking to {where}"
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve host {host}"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {host} is not trusted: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error with {host}: {cause.reason or cause}"
+        if isinstance(cause, ConnectionResetError):
+            return f"{where} reset the connection"
+    if isinstance(error, httpx.RemoteProtocolError):
+        return f"{where} broke the HTTP protocol: {error}"
+    if isinstance(error, httpx.ConnectError):
+        return f"cannot connect to {where}: {error}"
+    if isinstance(error, httpx.UnsupportedProtocol):
+        return f"invalid URL {url}: {error}"
+    return f"cannot fetch {url}: {error or type(error).__name__}"
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -1,0 +1,240 @@
+"""Benchmark story grouping: quality on the labelled UCI headlines, then speed and memory.
+
+Run from the repo root: python tests/bench/bench_grouping.py [--sizes 1000 10000 50000]
+Each size runs in its own subprocess so its peak memory (ru_maxrss) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import numpy as np  # noqa: E402
+from bench.scoring import Scores, bcubed, pairwise  # noqa: E402
+from bench.synthetic import synthetic_day  # noqa: E402
+from bench.uci import UCI_PATH, LabelledItem, load_uci, small_sparse_days  # noqa: E402
+from scipy.cluster.hierarchy import fcluster, linkage  # noqa: E402
+from scipy.spatial.distance import pdist  # noqa: E402
+
+from digests.group import GroupingSettings, assign_stories  # noqa: E402
+
+
+def plain_tfidf_average_linkage(labelled: list[LabelledItem]) -> tuple[dict[str, str], float]:
+    """Textbook baseline: word TF-IDF, all-pairs average linkage, best cut for BCubed F1.
+
+    The cut is chosen on the same data it is scored on, so this flatters the baseline.
+    """
+    titles = [re.findall(r"[a-z0-9]+", entry.item.title.lower()) for entry in labelled]
+    vocabulary = {word: i for i, word in enumerate(sorted({w for t in titles for w in t}))}
+    counts = np.zeros((len(titles), len(vocabulary)))
+    for row, words in enumerate(titles):
+        for word in words:
+            counts[row, vocabulary[word]] += 1
+    tf = np.where(counts > 0, 1 + np.log(np.maximum(counts, 1)), 0)
+    idf = np.log((1 + len(titles)) / (1 + (counts > 0).sum(axis=0))) + 1
+    vectors = tf * idf
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    tree = linkage(pdist(vectors, "cosine"), "average")
+    truth = truth_of(labelled)
+    best: tuple[float, dict[str, str], float] = (-1.0, {}, 0.0)
+    for similarity in np.arange(0.02, 0.42, 0.02):
+        labels = fcluster(tree, 1 - similarity, "distance")
+        predicted = {e.item.item_id: str(lab) for e, lab in zip(labelled, labels, strict=True)}
+        f1 = bcubed(predicted, truth).f1
+        if f1 > best[0]:
+            best = (f1, predicted, float(similarity))
+    return best[1], best[2]
+
+
+def truth_of(labelled: list[LabelledItem]) -> dict[str, str]:
+    return {entry.item.item_id: entry.story for entry in labelled}
+
+
+def row(name: str, b: Scores, p: Scores, extra: str = "") -> str:
+    return f"{name:<34} BCubed {b}   pairwise {p}   {extra}"
+
+
+def tiny_batches(labelled: list[LabelledItem], batches: int) -> list[list[LabelledItem]]:
+    """Batches of four headlines, two from each of two stories: a quiet collection run."""
+    by_story: dict[str, list[LabelledItem]] = defaultdict(list)
+    for entry in labelled:
+        by_story[entry.story].append(entry)
+    rng = random.Random(0)
+    sampled = []
+    for _ in range(batches):
+        first, second = rng.sample(sorted(by_story), 2)
+        sampled.append(rng.sample(by_story[first], 2) + rng.sample(by_story[second], 2))
+    return sampled
+
+
+def streamed(
+    labelled: list[LabelledItem], batch: int, settings: GroupingSettings
+) -> dict[str, str]:
+    """Group the headlines in shuffled batches, each with everything grouped so far as anchors,
+    the way the daemon's collection runs do."""
+    order = list(labelled)
+    random.Random(0).shuffle(order)
+    by_id = {entry.item.item_id: entry.item for entry in order}
+    assigned: dict[str, str] = {}
+    for start in range(0, len(order), batch):
+        anchors = [(by_id[item_id], story) for item_id, story in assigned.items()]
+        new = [entry.item for entry in order[start : start + batch]]
+        assigned.update(assign_stories(new, anchors, settings=settings))
+    return assigned
+
+
+def mean_scores(days: list[list[LabelledItem]], settings: GroupingSettings) -> Scores:
+    scores = [
+        bcubed(assign_stories([e.item for e in day], settings=settings), truth_of(day))
+        for day in days
+    ]
+    # Mean precision and mean recall over the batches (F1 is then of those means).
+    return Scores(
+        float(np.mean([score.precision for score in scores])),
+        float(np.mean([score.recall for score in scores])),
+    )
+
+
+def quality_report() -> None:
+    labelled = load_uci()
+    truth = truth_of(labelled)
+    print(f"UCI headlines: {len(labelled)} items, {len(set(truth.values()))} stories ({UCI_PATH})")
+    singletons = {item_id: item_id for item_id in truth}
+    print(row("singletons", bcubed(singletons, truth), pairwise(singletons, truth)))
+    started = time.perf_counter()
+    baseline, cut = plain_tfidf_average_linkage(labelled)
+    took = time.perf_counter() - started
+    print(
+        row(
+            "plain TF-IDF average linkage",
+            bcubed(baseline, truth),
+            pairwise(baseline, truth),
+            f"(best cut {cut:.2f} chosen on this data, {took:.1f}s)",
+        )
+    )
+    variants = {
+        "assign_stories": GroupingSettings(),
+        "assign_stories, batch-only IDF": GroupingSettings(background_documents=0),
+    }
+    for name, settings in variants.items():
+        started = time.perf_counter()
+        predicted = assign_stories([entry.item for entry in labelled], settings=settings)
+        took = time.perf_counter() - started
+        print(
+            row(
+                name,
+                bcubed(predicted, truth),
+                pairwise(predicted, truth),
+                f"({len(set(predicted.values()))} groups, {took:.2f}s)",
+            )
+        )
+
+    sparse_days = small_sparse_days(labelled, days=50)
+    tiny = tiny_batches(labelled, batches=300)
+    print("\nsmall batches (BCubed, mean over batches; streamed = whole file, scored once)")
+    for name, settings in variants.items():
+        precisions = [
+            bcubed(
+                assign_stories([e.item for e in day], settings=settings), truth_of(day)
+            ).precision
+            for day in sparse_days
+        ]
+        print(f"{name}:")
+        print(
+            f"  sparse days (50 x 30 stories x 1-3 items): precision mean "
+            f"{np.mean(precisions):.3f}, worst day {min(precisions):.3f}"
+        )
+        print(f"  tiny batches (300 x 2 stories x 2 items):  {mean_scores(tiny, settings)}")
+        stream = bcubed(streamed(labelled, 50, settings), truth)
+        print(f"  streamed in batches of 50 with anchors:     {stream}")
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM; ru_maxrss can carry the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scale_child(size: int) -> None:
+    """Runs in a subprocess: group one synthetic day and print timings as JSON."""
+    day = synthetic_day(load_uci(), size, seed=1)
+    items = [entry.item for entry in day]
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    predicted = assign_stories(items)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    # A second, traced run measures what grouping itself allocates (numpy included).
+    tracemalloc.start()
+    assign_stories(items)
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    truth = truth_of(day)
+    print(
+        json.dumps(
+            {
+                "size": size,
+                "seconds": seconds,
+                "peak_mb": peak,
+                "before_mb": before,
+                "traced_mb": traced_peak / 2**20,
+                "bcubed_f1": bcubed(predicted, truth).f1,
+                "pairwise_f1": pairwise(predicted, truth).f1,
+                "stories": len(set(truth.values())),
+                "groups": len(set(predicted.values())),
+            }
+        )
+    )
+
+
+def scale_report(sizes: list[int]) -> None:
+    print(
+        "\nscale (synthetic days from UCI headlines; peak = whole process VmHWM, "
+        "allocated = tracemalloc peak of assign_stories alone)"
+    )
+    for size in sizes:
+        output = subprocess.run(
+            [sys.executable, __file__, "--scale-child", str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        r = json.loads(output)
+        print(
+            f"{r['size']:>7,} items  {r['seconds']:6.2f}s  peak {r['peak_mb']:4.0f} MB "
+            f"(before grouping {r['before_mb']:.0f} MB, allocated {r['traced_mb']:.0f} MB)  "
+            f"{r['stories']:,} true stories, "
+            f"{r['groups']:,} groups, BCubed F1 {r['bcubed_f1']:.3f}, "
+            f"pairwise F1 {r['pairwise_f1']:.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 50_000])
+    parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not UCI_PATH.is_file():
+        sys.exit(f"UCI data not found at {UCI_PATH}")
+    if args.scale_child:
+        scale_child(args.scale_child)
+        return
+    quality_report()
+    scale_report(args.sizes)
+
+
+if __name__ == "__main__":
+    main()

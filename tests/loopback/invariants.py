@@ -1,0 +1,143 @@
+"""The reliability suite's invariants, checked against a real store file and real receivers.
+
+Each check returns a list of violations (plain sentences); an empty list means it holds.
+They read the SQLite file directly, as an operator would, so they trust nothing the daemon
+reports about itself.
+
+1. No item vanishes: every stored item is either covered by a stored digest of each profile
+   that selects it, or still pending for that profile (and inside its lookback, so the next
+   digest will see it). Every item the world served is in the store.
+2. Every stored digest reaches each of its targets exactly once, except the one message in
+   flight at a crash, which may arrive twice (with the same Message-ID for email).
+3. The store passes `PRAGMA integrity_check`, opens and migrates, and `status` runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from daemon.clock import from_text, utcnow
+from daemon.config import Config
+from daemon.status import gather
+from daemon.store import Store
+from sources.urls import canonical_url
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def store_is_healthy(config: Config) -> list[str]:
+    """Invariant 3: integrity, opening (with migrations) and `status` all work."""
+    path = config.storage.database
+    problems: list[str] = []
+    with _connect(path) as conn:
+        verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        if verdict != ["ok"]:
+            problems.append(f"integrity_check: {verdict[:5]}")
+        dangling = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if dangling:
+            problems.append(f"foreign_key_check: {len(dangling)} dangling references")
+    try:
+        with Store.open(path) as store:
+            gather(config, store, utcnow())
+    except Exception as error:  # any failure here is the violation being looked for
+        problems.append(f"store does not open or status fails: {error!r}")
+    return problems
+
+
+def no_item_vanished(
+    config: Config, served_urls: Iterable[str] = (), now: datetime | None = None
+) -> list[str]:
+    """Invariant 1: stored items are covered or pending for each profile selecting them."""
+    now = now or utcnow()
+    problems: list[str] = []
+    with _connect(config.storage.database) as conn:
+        stored_urls = {row[0] for row in conn.execute("SELECT url FROM items")}
+        for url in served_urls:
+            if canonical_url(url) not in stored_urls:
+                problems.append(f"served item {url} is not in the store")
+        digests = {row[0] for row in conn.execute("SELECT id FROM digests")}
+        covered: dict[tuple[str, str], str] = {
+            (row["profile"], row["item_id"]): row["digest_id"]
+            for row in conn.execute("SELECT profile, item_id, digest_id FROM digest_items")
+        }
+        for (profile, item_id), digest_id in covered.items():
+            if digest_id not in digests:
+                problems.append(
+                    f"item {item_id} covered for {profile} by missing digest {digest_id}"
+                )
+        links = conn.execute("SELECT item_id, source, first_seen FROM item_sources").fetchall()
+    for profile in config.digests:
+        selected = {source.name for source in config.sources_for(profile)}
+        horizon = now - profile.lookback
+        for link in links:
+            if link["source"] not in selected or (profile.name, link["item_id"]) in covered:
+                continue
+            if from_text(link["first_seen"]) < horizon:
+                problems.append(
+                    f"item {link['item_id']} from {link['source']} fell out of {profile.name}'s "
+                    "lookback without being covered by a digest"
+                )
+    return sorted(set(problems))
+
+
+def deliveries_all_sent(config: Config) -> list[str]:
+    """After recovery with healthy receivers, every queued delivery is recorded as sent."""
+    problems: list[str] = []
+    with _connect(config.storage.database) as conn:
+        targets = {
+            profile.name: {target.label for target in profile.deliver} for profile in config.digests
+        }
+        rows = conn.execute(
+            "SELECT d.id, d.profile, group_concat(v.target, char(31)) AS targets "
+            "FROM digests d LEFT JOIN deliveries v ON v.digest_id = d.id GROUP BY d.id"
+        ).fetchall()
+        for row in rows:
+            queued = set((row["targets"] or "").split("\x1f")) - {""}
+            missing = targets.get(row["profile"], set()) - queued
+            if missing:
+                problems.append(f"digest {row['id']} has no delivery queued for {sorted(missing)}")
+        for row in conn.execute("SELECT digest_id, target, status FROM deliveries"):
+            if row["status"] != "sent":
+                problems.append(
+                    f"delivery of {row['digest_id']} to {row['target']}: {row['status']}"
+                )
+    return problems
+
+
+def delivered_exactly_once(
+    received: Mapping[str, Iterable[str]], digest_ids: Iterable[str], allowed_duplicates: int = 0
+) -> list[str]:
+    """Invariant 2 for one receiver: `received` maps a target label to the digest ids that
+    arrived there, in order; each stored digest arrives once, and at most
+    `allowed_duplicates` messages (those in flight at crashes) arrive twice."""
+    problems: list[str] = []
+    expected = set(digest_ids)
+    for target, arrivals in received.items():
+        counts = Counter(arrivals)
+        for digest_id in sorted(expected - set(counts)):
+            problems.append(f"{target}: digest {digest_id} never arrived")
+        for digest_id in sorted(set(counts) - expected):
+            problems.append(f"{target}: digest {digest_id} arrived but is not stored")
+        twice = [digest_id for digest_id, n in counts.items() if n == 2]
+        more = [digest_id for digest_id, n in counts.items() if n > 2]
+        if more:
+            problems.append(f"{target}: digests arrived more than twice: {sorted(more)}")
+        if len(twice) > allowed_duplicates:
+            problems.append(
+                f"{target}: {len(twice)} digests arrived twice, at most {allowed_duplicates} "
+                f"in flight at a crash may: {sorted(twice)}"
+            )
+    return problems
+
+
+def stored_digest_ids(config: Config) -> list[str]:
+    with _connect(config.storage.database) as conn:
+        return [row[0] for row in conn.execute("SELECT id FROM digests ORDER BY created_at, id")]

@@ -1,0 +1,211 @@
+"""Story grouping, as a reader of the digest would notice it."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from itertools import combinations
+
+import pytest
+from bench.scoring import bcubed, pairwise
+from bench.synthetic import synthetic_day
+from bench.uci import UCI_PATH, load_uci, small_sparse_days
+
+from digests.group import GroupInput, assign_stories
+
+MONDAY = datetime(2024, 5, 6, 9, tzinfo=UTC)
+TUESDAY = datetime(2024, 5, 7, 9, tzinfo=UTC)
+
+needs_uci = pytest.mark.skipif(not UCI_PATH.is_file(), reason=f"no UCI data at {UCI_PATH}")
+
+
+def item(item_id: str, title: str, source: str = "Wire", text: str = "", when=MONDAY) -> GroupInput:
+    return GroupInput(item_id=item_id, title=title, text=text, source=source, published=when)
+
+
+def groups(assignment: dict[str, str]) -> set[frozenset[str]]:
+    members: dict[str, set[str]] = defaultdict(set)
+    for item_id, story in assignment.items():
+        members[story].add(item_id)
+    return {frozenset(ids) for ids in members.values()}
+
+
+def test_the_same_story_from_three_outlets_becomes_one_group() -> None:
+    new = [
+        item("bbc-1", "Snowden tells SXSW crowd to encrypt everything", "BBC"),
+        item("ap-7", "Edward Snowden at SXSW: encrypt everything", "AP"),
+        item("ft-3", "Snowden's SXSW talk urges tech crowd to encrypt", "FT"),
+        item("ft-4", "Chiquita and Fyffes agree merger to create banana giant", "FT"),
+    ]
+    assert groups(assign_stories(new)) == {
+        frozenset({"bbc-1", "ap-7", "ft-3"}),
+        frozenset({"ft-4"}),
+    }
+
+
+def test_unrelated_headlines_that_share_common_words_stay_apart() -> None:
+    new = [
+        item("a", "Apple shares fall after weak iPhone sales", "Reuters"),
+        item("b", "Apple pie recipe wins county fair contest", "Food & Wine"),
+        item("c", "Shares fall as oil prices climb", "Bloomberg"),
+        item("d", "Weak sales hit toy maker profits", "WSJ"),
+        item("e", "County fair opens with record crowds", "Local News"),
+        item("f", "New York marathon draws record field", "NYT"),
+        item("g", "New York pizza shop wins award", "Eater"),
+    ]
+    assert all(len(group) == 1 for group in groups(assign_stories(new)))
+
+
+# The demo's CloudNimbus outage as its four sample feeds tell it (daemon/demo_feeds/).
+CLOUDNIMBUS = [
+    item(
+        "wire",
+        "CloudNimbus outage knocks thousands of websites offline",
+        "meridian-wire",
+        "A CloudNimbus outage in its eastern data centre region knocked thousands of websites "
+        "and apps offline for more than four hours on Tuesday. The company blamed a faulty "
+        "configuration change to its load balancers.",
+    ),
+    item(
+        "ledger",
+        "CloudNimbus outage: thousands of websites offline after config change",
+        "tech-ledger",
+        "Thousands of websites went offline during a four-hour CloudNimbus outage. Engineers "
+        "traced the failure to a configuration change pushed to load balancers in one region, "
+        "and customers are asking why it spread so far.",
+    ),
+    item(
+        "herald",
+        "Websites down across the world as CloudNimbus outage hits",
+        "northern-herald",
+        "Banks, shops and news websites went offline as a CloudNimbus outage spread across its "
+        "eastern region. Thousands of websites were affected.",
+    ),
+    item(
+        "devnotes",
+        "CloudNimbus outage post-mortem: a load balancer config change took thousands of "
+        "websites offline",
+        "devnotes",
+        "CloudNimbus published a post-mortem of the outage: a configuration change to its load "
+        "balancers cascaded across the region.",
+    ),
+]
+
+
+def test_four_outlets_on_one_outage_are_one_story_in_a_small_batch() -> None:
+    assert groups(assign_stories(CLOUDNIMBUS)) == {frozenset(i.item_id for i in CLOUDNIMBUS)}
+
+
+def test_any_two_reports_of_the_outage_group_even_as_a_batch_of_two() -> None:
+    # Words the two share ("outage", "websites") are rare in English, so they weigh heavily
+    # even though every item in this tiny batch has them.
+    for first, second in combinations(CLOUDNIMBUS, 2):
+        assert len(groups(assign_stories([first, second]))) == 1, (first.title, second.title)
+
+
+def test_a_late_report_of_the_outage_joins_the_story_its_anchors_already_have() -> None:
+    [herald] = [i for i in CLOUDNIMBUS if i.item_id == "herald"]
+    earlier = [i for i in CLOUDNIMBUS if i is not herald]
+    earlier_stories = assign_stories(earlier)
+    [outage_story] = set(earlier_stories.values())
+    anchors = [(i, earlier_stories[i.item_id]) for i in earlier]
+    late = [
+        herald,
+        item("rates", "Central bank raises interest rates again as inflation stays high"),
+    ]
+    stories = assign_stories(late, anchors)
+    assert stories["herald"] == outage_story != stories["rates"]
+
+
+def test_near_duplicates_collapse_even_with_rewritten_headlines() -> None:
+    wire_text = (
+        "WASHINGTON (AP) - The Federal Reserve left interest rates unchanged on Wednesday and "
+        "signalled it expects to cut them later this year if inflation keeps easing, a move "
+        "investors had widely expected after weeks of mixed economic data from the labour market."
+    )
+    new = [
+        item("1", "Fed holds rates steady", "AP", wire_text),
+        item("2", "Central bank pauses again", "Yahoo", wire_text + " More to follow."),
+        item("3", "FED HOLDS RATES STEADY...", "MSN"),
+        item("4", "Fed holds rates steady", "Seattle Times"),
+        item("5", "Local team wins championship", "AP"),
+    ]
+    assert groups(assign_stories(new)) == {frozenset({"1", "2", "3", "4"}), frozenset({"5"})}
+
+
+def test_a_story_continuing_from_yesterday_keeps_its_id_and_a_new_story_gets_a_new_one() -> None:
+    monday = [
+        item("m1", "GM recalls 1.6 million cars over ignition switch flaw", "Reuters"),
+        item("m2", "GM ignition switch recall widens to 1.6 million cars", "AP"),
+        item("m3", "Flappy Bird creator pulls hit game from app stores", "Verge"),
+    ]
+    monday_stories = assign_stories(monday)
+    gm_story = monday_stories["m1"]
+    assert monday_stories["m2"] == gm_story != monday_stories["m3"]
+
+    tuesday = [
+        item("t1", "Justice Department probes GM ignition switch recall", "WSJ", when=TUESDAY),
+        item("t2", "Chiquita and Fyffes agree merger to create banana giant", "FT", when=TUESDAY),
+    ]
+    anchors = [(i, monday_stories[i.item_id]) for i in monday]
+    tuesday_stories = assign_stories(tuesday, anchors)
+    assert tuesday_stories.keys() == {"t1", "t2"}
+    assert tuesday_stories["t1"] == gm_story
+    assert tuesday_stories["t2"] not in set(monday_stories.values())
+
+
+def test_anchors_from_different_stories_are_never_merged_by_a_new_item() -> None:
+    anchors = [
+        (item("x1", "Apple unveils new iPad Air"), "st_ipad"),
+        (item("x2", "Apple unveils new MacBook Air"), "st_macbook"),
+    ]
+    bridge = [item("n1", "Apple unveils new iPad Air and MacBook Air", when=TUESDAY)]
+    assert assign_stories(bridge, anchors)["n1"] in {"st_ipad", "st_macbook"}
+
+
+def test_story_ids_do_not_depend_on_input_order() -> None:
+    new = [
+        item("b", "Twitter outage locks out users worldwide", "CNN"),
+        item("a", "Twitter outage: users worldwide locked out for an hour", "BBC"),
+        item("c", "Elephants can tell human languages apart, study finds", "Guardian"),
+    ]
+    forward = assign_stories(new)
+    assert forward == assign_stories(list(reversed(new)))
+    assert forward["a"] == forward["b"] and forward["a"].startswith("st_")
+
+
+def test_no_items_and_items_without_words() -> None:
+    assert assign_stories([]) == {}
+    lonely = assign_stories([item("1", "..."), item("2", "")])
+    assert lonely.keys() == {"1", "2"} and lonely["1"] != lonely["2"]
+
+
+@needs_uci
+def test_uci_headlines_group_with_bcubed_f1_at_least_085() -> None:
+    labelled = load_uci()
+    predicted = assign_stories([entry.item for entry in labelled])
+    truth = {entry.item.item_id: entry.story for entry in labelled}
+    score = bcubed(predicted, truth)
+    assert score.f1 >= 0.85, f"BCubed {score}, pairwise {pairwise(predicted, truth)}"
+
+
+@needs_uci
+def test_small_sparse_days_rarely_merge_unrelated_stories() -> None:
+    precisions = []
+    for day in small_sparse_days(load_uci(), days=20):
+        predicted = assign_stories([entry.item for entry in day])
+        precisions.append(bcubed(predicted, {e.item.item_id: e.story for e in day}).precision)
+    assert min(precisions) >= 0.9
+    assert sum(precisions) / len(precisions) >= 0.95
+
+
+@needs_uci
+def test_ten_thousand_items_group_in_well_under_ten_seconds() -> None:
+    day = synthetic_day(load_uci(), 10_000, seed=3)
+    started = time.perf_counter()
+    predicted = assign_stories([entry.item for entry in day])
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5.0
+    truth = {entry.item.item_id: entry.story for entry in day}
+    assert bcubed(predicted, truth).f1 >= 0.75

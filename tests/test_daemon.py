@@ -95,9 +95,7 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path):
             wait_for(lambda: covered(tmp_path / "out" / "brief") == 8, "the new items' digest", run)
 
             # The archive target fails and is retried until it works.
-            wait_for(
-                lambda: "to archive failed (will retry" in run.log(), "a failed delivery", run
-            )
+            wait_for(lambda: "to archive failed (will retry" in run.log(), "a failed delivery", run)
             (tmp_path / "blocked").unlink()
             wait_for(
                 lambda: len(digests(tmp_path / "blocked" / "archive" / "brief")) >= 2,

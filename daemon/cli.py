@@ -19,7 +19,7 @@ from daemon import logs
 from daemon.clock import utcnow
 from daemon.config import CollectConfig, Config, ConfigError, config_path, load_config
 from daemon.lock import AlreadyRunning, StateLock
-from daemon.runner import Report, Runner
+from daemon.runner import DigestFailed, Report, Runner
 from daemon.store import Store, StoreError
 from digests.model import Digest
 from sources.model import FetchOutcome
@@ -235,15 +235,22 @@ def cmd_digest(args: argparse.Namespace) -> int:
         if not profiles:
             raise UsageError("no digest profiles are configured")
         runner.group()
+        failures = []
         for profile in profiles:
-            built = runner.digest(profile, dry_run=args.dry_run)
+            try:
+                built = runner.digest(profile, dry_run=args.dry_run)
+            except DigestFailed as error:
+                print(str(error), file=sys.stderr)
+                failures.append(str(error))
+                continue
             if built is None:
                 print(f"{profile.name}: no new items; no digest", file=sys.stderr)
             elif args.dry_run:
                 sys.stdout.write(_rendered(built.digest, args.format))
         if args.dry_run:
-            return EXIT_OK
+            return EXIT_FAILED if failures else EXIT_OK
         report = runner.deliver()
+        report.errors = failures + report.errors
     _print_report(report)
     return EXIT_FAILED if report.failed else EXIT_OK
 

@@ -168,6 +168,10 @@ class LLMConfig(_Model):
         default=timedelta(minutes=15), description="all model calls of one digest, retries included"
     )
     max_output_tokens: int = Field(default=16_000, ge=256)
+    max_input_tokens: int = Field(
+        default=100_000, ge=2_000, description="most tokens of news one request carries"
+    )
+    backoff: Duration = Field(default=timedelta(seconds=2), description="first retry delay")
     context_window: int | None = Field(default=None, ge=1000, description="override the table")
     daily_spend_cap: float | None = Field(default=None, ge=0, description="US dollars")
     prices: dict[str, Price] = Field(default_factory=dict)

@@ -20,11 +20,14 @@ from pathlib import Path
 from daemon.clock import utcnow
 from daemon.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
 from daemon.store import Delivery, SourceState, Store, TokenUsage
-from digests.build import BuiltDigest, build_offline
+from digests import offline
+from digests.ask import Asker, ModelUnavailable
+from digests.build import BuiltDigest, build_offline, build_with_model
 from digests.deliver import DeliveryError, Progress, send
 from digests.group import GroupInput, assign_stories
 from digests.model import Digest, StoredItem
-from digests.select import select
+from digests.select import Selection, select
+from digests.tokens import load_counter
 from sources.collect import collect
 from sources.model import FetchOutcome, FetchRequest
 from sources.policy import next_attempt
@@ -38,6 +41,10 @@ ANCHOR_WINDOW = timedelta(days=3)
 STORE_BATCH = 100
 # Delivery retries back off exponentially from `delivery.backoff`, up to this.
 MAX_BACKOFF = timedelta(hours=6)
+
+
+class DigestFailed(Exception):
+    """Neither analyzer produced a digest; the message says why."""
 
 
 @dataclass
@@ -217,48 +224,87 @@ class Runner:
     def digest(self, profile: DigestProfile, *, dry_run: bool = False) -> BuiltDigest | None:
         """Build (and unless dry_run, store and queue) one digest for `profile`.
 
-        None when nothing new arrived for it: an empty digest would only be noise.
+        None when nothing new arrived for it: an empty digest would only be noise. Raises
+        DigestFailed when neither analyzer produced one; its items then stay pending.
         """
         now = self.clock()
         selection = select(self.store, self.config, profile, now)
         if not selection.items:
             log.info("digest %s: no new items since the last digest; nothing to send", profile.name)
             return None
-        built = build_offline(selection, now, notes=self._analyzer_notes())
-        if dry_run:
-            return built
         run_id = self.store.start_run(f"digest:{profile.name}", now)
-        self.store.save_digest(
-            built.digest,
-            built.covered,
-            [target.label for target in profile.deliver],
-            TokenUsage(),
-            run_id,
-        )
+        try:
+            built, usage = self._analyze(selection, now)
+            if not dry_run:
+                self.store.save_digest(
+                    built.digest,
+                    built.covered,
+                    [target.label for target in profile.deliver],
+                    usage,
+                    run_id,
+                )
+        except Exception as error:
+            # Whatever broke, the run says why and the items stay pending for the next run.
+            reason = f"digest {profile.name}: no digest ({type(error).__name__}: {error})"
+            self.store.finish_run(run_id, self.clock(), "failed", {}, [reason])
+            log.exception("%s; %d items stay pending", reason, len(selection.items))
+            raise DigestFailed(reason) from error
         self.store.finish_run(
             run_id,
             self.clock(),
             "ok",
             {
-                "digest": built.digest.id,
+                "digest": None if dry_run else built.digest.id,
+                "analyzer": built.digest.analyzer,
                 "trends": len(built.digest.trends),
                 "items": len(built.covered),
             },
             [],
+            usage,
         )
         log.info(
-            "digest %s: %d trends from %d items (analyzer: %s)",
+            "digest %s: %d trends from %d items (analyzer: %s; %d tokens in, %d out, $%.4f)",
             built.digest.id,
             len(built.digest.trends),
             built.digest.stats.items,
             built.digest.analyzer,
+            usage.input,
+            usage.output,
+            usage.cost,
         )
         return built
 
-    def _analyzer_notes(self) -> tuple[str, ...]:
-        if self.config.llm.api_key:
-            return ("The model analyzer is not available in this version; ranked offline.",)
-        return ("Ranked by the offline analyzer (no OPENAI_API_KEY set).",)
+    def _analyze(self, selection: Selection, now: datetime) -> tuple[BuiltDigest, TokenUsage]:
+        """The model's digest with an API key, else the offline one; offline when it fails."""
+        llm = self.config.llm
+        if not llm.api_key:
+            notes = ("Ranked by the offline analyzer (no OPENAI_API_KEY set).",)
+            return build_offline(selection, now, notes), TokenUsage()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        asker = Asker(
+            llm, spent_before=self.store.spend_since(midnight), backoff=llm.backoff.total_seconds()
+        )
+        try:
+            asker.check_spend()
+            # The exact encoding is fetched only for OpenAI itself; other endpoints' models
+            # are counted approximately anyway.
+            counter = load_counter(
+                asker.caps.encoding, self.config.storage.state_dir, download=llm.base_url is None
+            )
+            return build_with_model(selection, now, asker, counter), asker.usage
+        except ModelUnavailable as error:
+            log.warning(
+                "digest %s: model %s unavailable: %s", selection.profile.name, llm.model, error
+            )
+            notes = (f"The model ({llm.model}) was not used: {error}. Ranked offline instead.",)
+            built = build_offline(
+                selection,
+                now,
+                notes,
+                analyzer=f"{offline.ANALYZER} (fallback from {llm.model})",
+                usage=asker.usage,
+            )
+            return built, asker.usage
 
     # Deliver -----------------------------------------------------------------------------
 
@@ -365,7 +411,12 @@ class Runner:
         report.grouped_items = self.group()
         profiles = self.config.digests if everything else self.due_profiles(self.clock())
         for profile in profiles:
-            if built := self.digest(profile):
+            try:
+                built = self.digest(profile)
+            except DigestFailed as error:
+                report.errors.append(str(error))
+                continue
+            if built:
                 report.digests.append(built.digest.id)
         delivered = self.deliver()
         report.deliveries_sent = delivered.deliveries_sent

@@ -121,7 +121,10 @@ def render_text(info: dict[str, Any]) -> str:
     lines += ["", f"sources: {sources['configured']} configured, {sources['failing']} failing"]
     for source in info["failing_sources"]:
         if source["disabled"]:
-            lines.append(f"  {source['name']}: disabled: {source['disabled']}")
+            lines.append(
+                f"  {source['name']}: disabled: {source['disabled']} "
+                "(not fetched again until its url changes in the config)"
+            )
         else:
             lines.append(
                 f"  {source['name']}: {source['error']} "

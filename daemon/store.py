@@ -480,13 +480,34 @@ class Store:
         ).fetchone()
         return int(row[0])
 
-    def reported_stories(self, profile: str) -> list[str]:
+    def reported_story_sources(self, profile: str, since: datetime) -> dict[str, frozenset[str]]:
+        """Stories cited by the profile's digests since `since`, each with the sources cited."""
         rows = self.db.execute(
-            "SELECT DISTINCT i.story_id FROM digest_items d JOIN items i ON i.id = d.item_id "
-            "WHERE d.profile = ? AND d.role = 'cited' AND i.story_id IS NOT NULL",
-            [profile],
+            "SELECT i.story_id, s.source FROM digest_items d "
+            "JOIN digests g ON g.id = d.digest_id JOIN items i ON i.id = d.item_id "
+            "JOIN item_sources s ON s.item_id = d.item_id "
+            "WHERE d.profile = ? AND d.role = 'cited' AND g.created_at >= ? "
+            "AND i.story_id IS NOT NULL",
+            [profile, to_text(since)],
         ).fetchall()
-        return [row[0] for row in rows]
+        found: dict[str, set[str]] = {}
+        for story, source in rows:
+            found.setdefault(story, set()).add(source)
+        return {story: frozenset(sources) for story, sources in found.items()}
+
+    def items_per_source(
+        self, sources: Sequence[str], since: datetime, until: datetime
+    ) -> dict[str, int]:
+        """How many items each source brought between `since` and `until`: its usual rate."""
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(
+            f"SELECT source, count(*) FROM item_sources WHERE source IN ({marks}) "
+            "AND first_seen >= ? AND first_seen < ? GROUP BY source",
+            [*sources, to_text(since), to_text(until)],
+        ).fetchall()
+        return {source: int(count) for source, count in rows}
 
     # Digests and deliveries ----------------------------------------------------------------
 
@@ -686,8 +707,9 @@ class Store:
         )
 
     def spend_since(self, since: datetime) -> float:
+        """Model spend of the runs started since `since`, including calls that made no digest."""
         row = self.db.execute(
-            "SELECT coalesce(sum(cost), 0) FROM digests WHERE created_at >= ?", [to_text(since)]
+            "SELECT coalesce(sum(cost), 0) FROM runs WHERE started_at >= ?", [to_text(since)]
         ).fetchone()
         return float(row[0])
 

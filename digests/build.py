@@ -1,31 +1,66 @@
-"""Build a digest from a selection: group, score, analyze, and note what it covered."""
+"""Build a digest from a selection: group, score, analyze, and note what it covered.
+
+Two analyzers share the pipeline: the offline one ranks story groups by their signals; the
+model one packs them into a token budget, asks the model, and keeps only grounded trends.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from daemon.store import TokenUsage
 from digests import offline
-from digests.model import Digest, DigestItem, DigestStats, Trend, Window
+from digests.ask import (
+    Asker,
+    BadAnswer,
+    ContextTooLong,
+    ModelAnswer,
+    ModelUnavailable,
+    Prompt,
+    build_prompt,
+    messages_for,
+    response_format,
+)
+from digests.model import Digest, DigestStats, Trend, Window
+from digests.pack import Pack, PackSettings, inert, pack, split
 from digests.select import Selection
 from digests.signals import ScoredStory, build_groups, score_groups
-from sources.urls import is_web_url
+from digests.tokens import TokenCounter
+from digests.validate import GroundedTrend, Validated, digest_items, links, validate
 
-ITEMS_PER_TREND = 6
+log = logging.getLogger("trendfinder")
+# Tokens kept free besides the counted prompt: chat framing and count error.
+_SLACK_TOKENS = 256
+_MAX_SHRINKS = 3
 
 
 @dataclass(frozen=True)
 class BuiltDigest:
     digest: Digest
-    covered: dict[str, str]  # item id -> role ("cited" in a trend, or "considered")
+    # item id -> role: "cited" in a trend, "considered", or "left_out" of the model's budget
+    covered: dict[str, str]
 
 
 def digest_id(profile: str, created_at: datetime) -> str:
     return f"{profile}-{created_at:%Y%m%dT%H%M%SZ}"
 
 
-def build_offline(selection: Selection, now: datetime, notes: tuple[str, ...] = ()) -> BuiltDigest:
-    stories = score_groups(build_groups(selection.items), selection)
+def scored_stories(selection: Selection) -> list[ScoredStory]:
+    return score_groups(build_groups(selection.items), selection)
+
+
+def build_offline(
+    selection: Selection,
+    now: datetime,
+    notes: tuple[str, ...] = (),
+    *,
+    analyzer: str = offline.ANALYZER,
+    usage: TokenUsage | None = None,
+) -> BuiltDigest:
+    stories = scored_stories(selection)
     chosen = offline.rank(stories, selection.profile.max_trends)
     trends = tuple(
         Trend(
@@ -35,29 +70,181 @@ def build_offline(selection: Selection, now: datetime, notes: tuple[str, ...] = 
             why_it_matters=offline.why_it_matters(story),
             status=story.status,
             score=story.score,
-            items=_evidence(story),
+            items=digest_items(story.group.items),
         )
         for position, story in enumerate(chosen, start=1)
     )
     cited = {item.id for story in chosen for item in story.group.items}
-    return assemble(selection, now, offline.ANALYZER, trends, cited, len(stories), notes)
+    return assemble(selection, now, analyzer, trends, cited, len(stories), notes, usage=usage)
 
 
-def _evidence(story: ScoredStory) -> tuple[DigestItem, ...]:
-    # One item per source first, so the links show the breadth of coverage.
-    by_source: dict[str, DigestItem] = {}
-    rest: list[DigestItem] = []
-    for item in story.group.items:
-        if not is_web_url(item.url):
-            continue
-        entry = DigestItem(
-            title=item.title, url=item.url, source=item.sources[0], published=item.published
+def prompt_overhead(selection: Selection, asker: Asker, counter: TokenCounter) -> int:
+    """Tokens of everything in the request but the dump: instructions, history, schema."""
+    prompt = _prompt(selection, "")
+    text = "".join(message["content"] for message in messages_for(prompt, asker.caps))
+    schema = response_format(asker.caps)
+    return counter.count(text) + (counter.count(str(schema)) if schema else 0) + _SLACK_TOKENS
+
+
+def dump_budget(window: int, selection: Selection, asker: Asker, counter: TokenCounter) -> int:
+    """The context window less the output room and the prompt."""
+    room = window - asker.output_tokens - prompt_overhead(selection, asker, counter)
+    return min(room, asker.llm.max_input_tokens)
+
+
+def build_with_model(
+    selection: Selection,
+    now: datetime,
+    asker: Asker,
+    counter: TokenCounter,
+    settings: PackSettings | None = None,
+) -> BuiltDigest:
+    """The model's digest; ModelUnavailable when the model cannot give one in this run."""
+    settings = settings or PackSettings()
+    stories = scored_stories(selection)
+    budget = dump_budget(asker.context_window, selection, asker, counter)
+    for _ in range(_MAX_SHRINKS + 1):
+        if budget < 1_000:
+            break
+        try:
+            return _attempt(selection, now, stories, asker, counter, budget, settings)
+        except ContextTooLong as error:
+            smaller = (
+                dump_budget(error.window, selection, asker, counter) if error.window else budget
+            )
+            budget = min(smaller, int(budget * 0.75))
+            log.warning("model context exceeded (%s); packing into %d tokens", error, budget)
+    raise ModelUnavailable("the request does not fit the model's context window")
+
+
+def _attempt(
+    selection: Selection,
+    now: datetime,
+    stories: list[ScoredStory],
+    asker: Asker,
+    counter: TokenCounter,
+    budget: int,
+    settings: PackSettings,
+) -> BuiltDigest:
+    profile = selection.profile
+    packs = split(stories, counter, budget, settings) if profile.split_when_too_large else []
+    packs = packs or [pack(stories, counter, budget, settings)]
+
+    def grounded(answer: ModelAnswer, within: Sequence[Pack]) -> Validated:
+        return validate(answer.trends, within, profile.max_trends)
+
+    # A retry gets more output room, as far as the context window leaves it.
+    overhead = prompt_overhead(selection, asker, counter)
+    retry_room = asker.context_window - overhead - max(chunk.tokens for chunk in packs)
+
+    if len(packs) == 1:
+        result = _answer(
+            asker, _prompt(selection, packs[0].dump), lambda a: grounded(a, packs), retry_room
         )
-        if entry.source not in by_source:
-            by_source[entry.source] = entry
-        else:
-            rest.append(entry)
-    return tuple([*by_source.values(), *rest][:ITEMS_PER_TREND])
+    else:
+        candidates: list[GroundedTrend] = []
+        for chunk in packs:
+
+            def within_chunk(answer: ModelAnswer, chunk: Pack = chunk) -> Validated:
+                return grounded(answer, [chunk])
+
+            prompt = _prompt(selection, chunk.dump)
+            candidates += _answer(asker, prompt, within_chunk, retry_room).trends
+        merge = _prompt(selection, _candidates_dump(candidates), merging=True)
+        result = _answer(asker, merge, lambda a: grounded(a, packs), retry_room)
+        log.info("digest %s: merged %d chunks in a final call", profile.name, len(packs))
+    if result.dropped_ids:
+        log.warning(
+            "digest %s: dropped %d evidence ids the dump did not hold (%d trends left empty)",
+            profile.name,
+            result.dropped_ids,
+            result.dropped_trends,
+        )
+    left_out = packs[-1].left_out
+    notes: tuple[str, ...] = ()
+    if left_out:
+        items = sum(story.items for story in left_out)
+        notes = (
+            f"{len(left_out)} lower-ranked stories ({items} items) did not fit the model's "
+            "input budget and were left out.",
+        )
+        log.info("digest %s: %s", profile.name, notes[0])
+    trends = tuple(
+        Trend(
+            rank=position,
+            title=trend.title,
+            summary=trend.summary,
+            why_it_matters=trend.why_it_matters,
+            status=trend.status,
+            score=trend.score,
+            items=links(trend),
+        )
+        for position, trend in enumerate(result.trends, start=1)
+    )
+    cited = {
+        item.id for trend in result.trends for p in trend.stories for item in p.story.group.items
+    }
+    dropped = {item.id for story in left_out for item in story.group.items}
+    return assemble(
+        selection,
+        now,
+        asker.llm.model,
+        trends,
+        cited,
+        len(stories),
+        notes,
+        left_out=dropped,
+        usage=asker.usage,
+    )
+
+
+def _prompt(selection: Selection, dump: str, *, merging: bool = False) -> Prompt:
+    titles = [trend.title for digest in selection.previous for trend in digest.trends]
+    return build_prompt(
+        selection.profile,
+        dump,
+        titles,
+        (selection.window_from, selection.window_to),
+        merging=merging,
+    )
+
+
+def _candidates_dump(candidates: Sequence[GroundedTrend]) -> str:
+    """Chunk answers for the final call; their text came from the model reading feed text."""
+    blocks = []
+    for number, trend in enumerate(candidates, start=1):
+        evidence = ",".join(packed.ref for packed in trend.stories)
+        sources = sum(packed.story.sources for packed in trend.stories)
+        blocks.append(
+            f'<candidate id="C{number}" evidence="{evidence}" sources="{sources}" '
+            f'score="{trend.score}" status="{trend.status}">\n{inert(trend.title)}\n'
+            f"{inert(trend.summary)}\n{inert(trend.why_it_matters)}\n</candidate>"
+        )
+    return "\n\n".join(blocks) + (
+        "\n\nCite the S ids listed in each candidate's evidence attribute, not the C ids."
+    )
+
+
+def _answer(
+    asker: Asker, prompt: Prompt, check: Callable[[ModelAnswer], Validated], retry_room: int
+) -> Validated:
+    """A grounded answer; a bad one is retried once with more output room."""
+    rooms = (
+        asker.output_tokens,
+        max(asker.output_tokens, min(asker.retry_output_tokens, retry_room)),
+    )
+    for attempt, room in enumerate(rooms):
+        try:
+            answer = asker.ask(prompt, room)
+            result = check(answer)
+            if answer.trends and not result.trends:
+                raise BadAnswer("no trend cited an id from the dump")
+            return result
+        except BadAnswer as error:
+            if attempt == len(rooms) - 1:
+                raise ModelUnavailable(f"{error} (also after a retry with more room)") from None
+            log.warning("model answer unusable (%s); retrying once with more room", error)
+    raise AssertionError("unreachable")
 
 
 def assemble(
@@ -68,9 +255,20 @@ def assemble(
     cited: set[str],
     stories: int,
     notes: tuple[str, ...],
+    *,
+    left_out: set[str] | None = None,
+    usage: TokenUsage | None = None,
 ) -> BuiltDigest:
     """The digest and what it covered: every selected item was considered, some cited."""
-    covered = {item.id: ("cited" if item.id in cited else "considered") for item in selection.items}
+    dropped = left_out or set()
+    usage = usage or TokenUsage()
+
+    def role(item_id: str) -> str:
+        if item_id in cited:
+            return "cited"
+        return "left_out" if item_id in dropped else "considered"
+
+    covered = {item.id: role(item.id) for item in selection.items}
     digest = Digest(
         id=digest_id(selection.profile.name, now),
         profile=selection.profile.name,
@@ -84,6 +282,9 @@ def assemble(
             items=len(selection.items),
             sources=len({name for item in selection.items for name in item.sources}),
             stories=stories,
+            input_tokens=usage.input,
+            output_tokens=usage.output,
+            cost=usage.cost,
         ),
     )
     return BuiltDigest(digest=digest, covered=covered)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from digests.model import StoredItem
 from digests.select import Selection
@@ -112,13 +111,14 @@ class StoryGroup:
 @dataclass(frozen=True)
 class ScoredStory:
     group: StoryGroup
-    sources: int
+    sources: int  # distinct sources
     items: int
-    weight: float  # the heaviest source weight among its sources
-    recency: float  # 1 for the window's end, falling towards its start
-    velocity: float  # share of its items in the last quarter of the window
+    weight: float  # the sum of its distinct sources' weights from config
+    recency: float  # 1 when its newest item arrived at the window's end, 0 at its start
+    velocity: float  # items per hour lately against its sources' usual items per hour
     focus: float  # overlap with the profile's focus, 0..1
     reported: bool  # an earlier digest of this profile cited it
+    new_sources: int  # sources the earlier digest did not cite (all of them when not reported)
     score: float
 
     @property
@@ -142,10 +142,16 @@ def build_groups(items: Sequence[StoredItem]) -> list[StoryGroup]:
 
 
 def _central_first(members: list[StoredItem]) -> list[StoredItem]:
-    vocab = [words(item.title) for item in members]
+    """Members ordered by how many title words they share with the others, most first.
 
-    def centrality(index: int) -> tuple[float, int, str]:
-        overlap = sum(len(vocab[index] & other) for j, other in enumerate(vocab) if j != index)
+    The sum of shared words over all other members equals the sum, over an item's own words,
+    of how many other members use each word, so this is linear in the group's size.
+    """
+    vocab = [words(item.title) for item in members]
+    usage: Counter[str] = Counter(word for item_words in vocab for word in item_words)
+
+    def centrality(index: int) -> tuple[int, int, str]:
+        overlap = sum(usage[word] - 1 for word in vocab[index])
         has_text = 1 if members[index].text else 0
         return (-overlap, -has_text, members[index].id)
 
@@ -156,35 +162,42 @@ def _central_first(members: list[StoredItem]) -> list[StoredItem]:
 def score_groups(groups: Sequence[StoryGroup], selection: Selection) -> list[ScoredStory]:
     """Score every group; best first, ties broken by story id so the order is stable."""
     focus_words = words(selection.profile.focus)
-    span = max((selection.window_to - selection.window_from).total_seconds(), 1.0)
-    scored = [_score(group, selection, focus_words, span, selection.window_to) for group in groups]
+    scored = [_score(group, selection, focus_words) for group in groups]
     scored.sort(key=lambda story: (-story.score, story.group.story_id))
     return scored
 
 
-def _score(
-    group: StoryGroup, selection: Selection, focus_words: set[str], span: float, end: datetime
-) -> ScoredStory:
+# The newest quarter of the window is "lately" for velocity.
+_LATELY = 0.25
+
+
+def _score(group: StoryGroup, selection: Selection, focus_words: set[str]) -> ScoredStory:
     sources = group.sources
-    weight = max((selection.source_weights.get(name, 1.0) for name in sources), default=1.0)
-    ages = [max(0.0, (end - item.fetched).total_seconds()) / span for item in group.items]
-    recency = 1.0 - min(1.0, min(ages, default=1.0))
-    velocity = sum(1 for age in ages if age <= 0.25) / len(ages) if ages else 0.0
+    weight = sum(selection.source_weights.get(name, 1.0) for name in sources)
+    span = selection.hours * 3600
+    end = selection.window_to
+    ages = [min(1.0, max(0.0, (end - item.fetched).total_seconds()) / span) for item in group.items]
+    recency = 1.0 - min(ages, default=1.0)
+    lately = sum(1 for age in ages if age <= _LATELY) / (selection.hours * _LATELY)
+    usual = sum(selection.usual_rates.get(name, 0.0) for name in sources)
+    velocity = lately / usual if usual > 0 else 0.0
     story_words: set[str] = set()
     for item in group.items:
         story_words |= words(item.title)
     focus = len(story_words & focus_words) / len(focus_words) if focus_words else 0.0
-    reported = group.story_id in selection.reported_stories
+    cited = selection.reported.get(group.story_id)
+    new_sources = len(set(sources) - cited) if cited is not None else len(sources)
     # Distinct outlets dominate: one outlet repeating itself is not a trend.
     score = (
-        len(sources) * weight
+        weight
         + 0.25 * math.log1p(len(group.items))
         + 0.5 * recency
-        + 0.25 * velocity
+        + 0.5 * min(velocity, 1.0)
         + 2.0 * min(focus * 3, 1.0)
     )
-    if reported:
-        score *= 0.6
+    if cited is not None:
+        # Already told: worth repeating as developing only when new outlets picked it up.
+        score *= 0.8 if new_sources else 0.3
     return ScoredStory(
         group=group,
         sources=len(sources),
@@ -193,6 +206,7 @@ def _score(
         recency=recency,
         velocity=velocity,
         focus=focus,
-        reported=reported,
+        reported=cited is not None,
+        new_sources=new_sources,
         score=round(score, 4),
     )

@@ -1,7 +1,7 @@
 """Incremental HTTP body decoding with bounded output per step.
 
 httpx decodes a whole network chunk at once, so a small gzip bomb inflates to its full
-size before any cap is checked. These decoders yield at most `PIECE` bytes at a time, so
+size before any cap is checked. These decoders yield about `PIECE` bytes at a time, so
 the caller can count decompressed bytes and stop as soon as a limit is passed.
 """
 
@@ -79,12 +79,11 @@ class _Brotli:
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         try:
+            # The limit is soft (a piece may pass it by one internal buffer); empty input
+            # drains what the decompressor still holds.
             piece = self._decompressor.process(data, output_buffer_limit=PIECE)
-            while True:
-                if piece:
-                    yield piece
-                if self._decompressor.can_accept_more_data():
-                    return
+            while piece:
+                yield piece
                 piece = self._decompressor.process(b"", output_buffer_limit=PIECE)
         except brotli.error as error:
             raise DecodeError(str(error)) from None

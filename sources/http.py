@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
+_DISCARDED_BODY_LIMIT = 64 * 1024
 _WEB_SCHEMES = ("http", "https")
 
 
@@ -186,6 +187,8 @@ async def _follow(
         response = await _send(http, current, headers)
         try:
             location = response.headers.get("location")
+            if not 200 <= response.status_code < 300:
+                await _discard_body(response)
             if response.status_code in _REDIRECTS and location:
                 target = str(response.url.join(location.strip()))
                 if urlsplit(target).scheme.lower() not in _WEB_SCHEMES:
@@ -221,6 +224,18 @@ async def _send(http: HttpClients, url: str, headers: dict[str, str]) -> httpx.R
         raise FetchError(f"invalid URL {url}: {error}") from None
     except httpx.HTTPError as error:
         raise FetchError(describe(error, url)) from None
+
+
+async def _discard_body(response: httpx.Response) -> None:
+    """Read a short unwanted body (a 304's, a redirect's), so the connection can be reused."""
+    size = 0
+    try:
+        async for raw in response.aiter_raw():
+            size += len(raw)
+            if size > _DISCARDED_BODY_LIMIT:
+                return  # not worth reading: the connection is closed instead
+    except httpx.HTTPError:
+        return
 
 
 async def _read_body(response: httpx.Response, limit: int, url: str) -> bytes:
@@ -292,6 +307,8 @@ def describe(error: httpx.HTTPError, url: str) -> str:
             return f"TLS error with {host}: {cause.reason or cause}"
         if isinstance(cause, ConnectionResetError):
             return f"{where} reset the connection"
+    if isinstance(error, httpx.RemoteProtocolError) and "peer closed" in str(error):
+        return f"{where} closed the connection before the whole response arrived"
     if isinstance(error, httpx.RemoteProtocolError):
         return f"{where} broke the HTTP protocol: {error}"
     if isinstance(error, httpx.ConnectError):

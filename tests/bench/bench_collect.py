@@ -29,6 +29,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -105,18 +106,51 @@ def serve(
 # --- measured children --------------------------------------------------------------------
 
 
-def _peak_mb(workers: int = 0) -> float:
-    """This process's peak RSS plus, for each parsing process, the largest child's peak."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + workers * child) / 1024
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the parsing processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ChildMemory:
+    """Peak RSS (VmHWM) of each child process, sampled from /proc while they run.
+
+    RUSAGE_CHILDREN would count a spawned child's pre-exec moment, when it is a copy of this
+    process, so the parsing processes are read from /proc instead.
+    """
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            for task in Path("/proc/self/task").iterdir():
+                for pid in (task / "children").read_text().split():
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        kb = int(status.split("VmHWM:")[1].split()[0])
+                        self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), kb / 1024)
 
 
 def our_cycle(urls: list[str], db: str, concurrency: int) -> Measurement:
     from daemon.config import parse_config
     from daemon.runner import Runner
     from daemon.store import Store
-    from sources.workers import POOL_MIN_SOURCES
 
     sources = "\n".join(f"  - {{name: feed-{n}, url: '{url}'}}" for n, url in enumerate(urls))
     config = parse_config(
@@ -124,27 +158,34 @@ def our_cycle(urls: list[str], db: str, concurrency: int) -> Measurement:
         f"collect: {{concurrency: {concurrency}, per_host: {concurrency}}}\n"
         f"sources:\n{sources}\n"
     )
-    with Store.open(Path(db)) as store:
+    with Store.open(Path(db)) as store, ChildMemory() as children:
         runner = Runner(config, store)
+        cpu_before = _cpu_seconds()
         started = time.perf_counter()
         report = runner.collect(due_only=False)
         seconds = time.perf_counter() - started
-    workers = os.cpu_count() or 1 if len(urls) >= POOL_MIN_SOURCES else 0
+        cpu = _cpu_seconds() - cpu_before
+    own = _peak_mb()
     detail = (
         f"{report.sources_ok} parsed, {report.sources_unchanged} unchanged, "
-        f"{report.sources_failed} failed, {report.new_items} new items; "
-        f"{workers} parsing processes"
+        f"{report.sources_failed} failed, {report.new_items} new items; {cpu:.1f} CPU-s"
     )
-    return Measurement(seconds, _peak_mb(workers), detail)
+    if children.peaks:
+        workers = " + ".join(f"{peak:.0f}" for peak in children.peaks.values())
+        detail += f"; memory: {own:.0f} MB + parsing processes {workers} MB"
+    return Measurement(seconds, own + sum(children.peaks.values()), detail)
 
 
 def naive_loop(urls: list[str]) -> Measurement:
     import feedparser
 
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     entries = sum(len(feedparser.parse(url).entries) for url in urls)
     seconds = time.perf_counter() - started
-    return Measurement(seconds, _peak_mb(), f"{len(urls)} feeds, {entries} entries")
+    cpu = _cpu_seconds() - cpu_before
+    detail = f"{len(urls)} feeds, {entries} entries; {cpu:.1f} CPU-s"
+    return Measurement(seconds, _peak_mb(), detail)
 
 
 def _child(conn: multiprocessing.connection.Connection, name: str, args: tuple[object, ...]):
@@ -179,6 +220,7 @@ def main() -> None:
     )
     server.start()
     urls: list[str] = control.recv()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(
         f"{args.feeds} feeds x {args.items} items on {args.origins} loopback origins, "
         f"{args.latency * 1000:.0f} ms latency per request, concurrency {args.concurrency}"
@@ -226,6 +268,7 @@ def main() -> None:
         f"unchanged-body cycle: {third.seconds:.2f} s, "
         f"{naive_seconds / third.seconds:.0f}x faster than naive"
     )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(
         f"collector peak memory: {peak:.0f} MB (goal < {GOAL_MEMORY_MB:.0f} MB) "
         f"{'ok' if peak < GOAL_MEMORY_MB else 'MISSED'}; naive {naive_sampled.peak_mb:.0f} MB"

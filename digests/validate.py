@@ -1,0 +1,132 @@
+"""Validate: turn the model's answer into trends backed only by what the dump held.
+
+Evidence ids not in the dump are dropped, and so are trends left without evidence. Links
+come from the store through the evidence ids, never from the model: a URL in the model's
+text is removed, and a bare domain is defanged so no mail client turns it into a link.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from digests.ask import ModelTrend
+from digests.model import DigestItem, StoredItem
+from digests.pack import Pack, PackedStory
+from sources.urls import is_web_url
+
+ITEMS_PER_TREND = 6
+
+_URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.|mailto:)\S+")
+_EMAIL = re.compile(r"(?i)\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_DOMAIN = re.compile(
+    r"(?i)\b((?:[a-z0-9-]+\.)+)(com|net|org|io|co|info|biz|xyz|ru|cn|me|ly|app|dev|ai|site|"
+    r"online|top|click|link|ws|cc|tk|gg|to|sh|us|uk|de|fr)\b(/\S*)?"
+)
+
+
+@dataclass(frozen=True)
+class GroundedTrend:
+    title: str
+    summary: str
+    why_it_matters: str
+    status: str
+    score: float
+    stories: tuple[PackedStory, ...]  # the story groups its evidence names, in citation order
+    items: tuple[StoredItem, ...]  # the items to link, from the store
+
+
+@dataclass(frozen=True)
+class Validated:
+    trends: tuple[GroundedTrend, ...]
+    dropped_ids: int  # evidence ids the dump did not hold
+    dropped_trends: int  # trends left without evidence
+
+
+def scrub(text: str) -> str:
+    """Model text without links: URLs and e-mail addresses removed, bare domains defanged."""
+    text = _URL.sub("[link removed]", text)
+    text = _EMAIL.sub("[address removed]", text)
+    text = _DOMAIN.sub(lambda m: f"{m[1][:-1]}[.]{m[2]}", text)
+    return " ".join(text.split())
+
+
+def _refs(packs: Sequence[Pack]) -> dict[str, tuple[PackedStory, StoredItem | None]]:
+    found: dict[str, tuple[PackedStory, StoredItem | None]] = {}
+    for chunk in packs:
+        for packed in chunk.stories:
+            found[packed.ref] = (packed, None)
+            for ref, item in packed.items:
+                found[ref] = (packed, item)
+    return found
+
+
+def _normalise(ref: str) -> str:
+    return ref.strip().strip("[]()").strip().upper()
+
+
+def validate(trends: Sequence[ModelTrend], packs: Sequence[Pack], max_trends: int) -> Validated:
+    refs = _refs(packs)
+    grounded: list[GroundedTrend] = []
+    dropped_ids = dropped_trends = 0
+    for trend in trends:
+        stories: dict[str, PackedStory] = {}
+        named: list[StoredItem] = []
+        for raw in trend.evidence:
+            target = refs.get(_normalise(raw))
+            if target is None:
+                dropped_ids += 1
+                continue
+            packed, item = target
+            stories.setdefault(packed.ref, packed)
+            if item is not None:
+                named.append(item)
+        if not stories:
+            dropped_trends += 1
+            continue
+        reported = any(packed.story.reported for packed in stories.values())
+        grounded.append(
+            GroundedTrend(
+                title=scrub(trend.title) or next(iter(stories.values())).story.group.items[0].title,
+                summary=scrub(trend.summary),
+                why_it_matters=scrub(trend.why_it_matters),
+                status="developing" if reported else trend.status,
+                score=round(min(max(trend.score, 0.0), 100.0), 2),
+                stories=tuple(stories.values()),
+                items=tuple(named),
+            )
+        )
+    # Python's sort is stable: equal scores keep the model's order.
+    grounded.sort(key=lambda trend: -trend.score)
+    return Validated(tuple(grounded[:max_trends]), dropped_ids, dropped_trends)
+
+
+def links(trend: GroundedTrend) -> tuple[DigestItem, ...]:
+    """The items the model named first, then the rest of its stories' items."""
+    named = list(trend.items)
+    for packed in trend.stories:
+        named += packed.story.group.items
+    return digest_items(named)
+
+
+def digest_items(items: Sequence[StoredItem]) -> tuple[DigestItem, ...]:
+    """Links from the store: one item per source first, so they show the breadth of coverage."""
+    by_source: dict[str, DigestItem] = {}
+    rest: list[DigestItem] = []
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen or not is_web_url(item.url):
+            continue
+        seen.add(item.id)
+        entry = DigestItem(
+            title=item.title,
+            url=item.url,
+            source=item.sources[0] if item.sources else "",
+            published=item.published,
+        )
+        if entry.source not in by_source:
+            by_source[entry.source] = entry
+        else:
+            rest.append(entry)
+    return tuple([*by_source.values(), *rest][:ITEMS_PER_TREND])

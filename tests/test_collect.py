@@ -1,0 +1,236 @@
+"""Collection over real loopback HTTP into a real store: what a user sees across cycles."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import tracemalloc
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import brotli
+import pytest
+from loopback import FeedServer
+
+from daemon.config import CollectConfig, parse_config
+from daemon.runner import Runner
+from daemon.store import Store
+from sources.collect import collect
+from sources.decompress import DecodeError, decoder
+from sources.http import FetchError, FetchLimits, HttpClients, fetch
+from sources.model import FetchRequest
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def rss(*entries: tuple[str, str, str], extra: str = "") -> str:
+    items = "".join(
+        f"<item><title>{title}</title><link>{link}</link><description>{body}</description></item>"
+        for title, link, body in entries
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://site.example/</link>{extra}{items}</channel></rss>"
+    )
+
+
+def open_runner(tmp_path: Path, sources: dict[str, str], collect: str = "{}") -> Runner:
+    listed = "\n".join(f"  - {{name: {name}, url: '{url}'}}" for name, url in sources.items())
+    config = parse_config(
+        f"storage: {{path: '{tmp_path / 'store.db'}'}}\ncollect: {collect}\nsources:\n{listed}\n"
+    )
+    return Runner(config, Store.open(tmp_path / "store.db"))
+
+
+def test_a_second_cycle_costs_a_304_and_an_unchanged_body_costs_no_parsing(tmp_path, feed_server):
+    url = feed_server.add("/feed", rss(("A", "https://site.example/a", "x")), gzip=True)
+    runner = open_runner(tmp_path, {"news": url})
+    assert runner.collect(due_only=False).new_items == 1
+    second = runner.collect(due_only=False)
+    assert (second.sources_unchanged, second.new_items) == (1, 0)
+    request = feed_server.requests[-1]
+    assert request.headers["if-none-match"] and request.headers["if-modified-since"]
+    assert "trendfinder" in request.headers["user-agent"]
+    assert runner.store.source_state("news").last_status == 304
+
+    feed_server.ignore_conditional = True
+    third = runner.collect(due_only=False)
+    assert (third.sources_unchanged, third.new_items) == (1, 0)
+    assert runner.store.source_state("news").last_status == 200
+
+
+def test_an_edited_entry_is_an_update_not_a_new_item(tmp_path, feed_server):
+    url = feed_server.add("/feed", rss(("A", "https://site.example/a", "first")))
+    runner = open_runner(tmp_path, {"news": url})
+    runner.collect(due_only=False)
+    feed_server.add(
+        "/feed", rss(("A", "https://site.example/a", "edited"), ("B", "https://site.example/b", ""))
+    )
+    report = runner.collect(due_only=False)
+    assert (report.new_items, report.updated_items) == (1, 1)
+    texts = {i.title: i.text for i in runner.store.pending_items("p", ["news"], EPOCH)}
+    assert texts == {"A": "edited", "B": ""}
+
+
+def test_the_same_link_from_two_feeds_is_one_item_seen_by_both(tmp_path, feed_server):
+    one = feed_server.add("/one", rss(("Storm", "https://site.example/storm?utm_source=a", "")))
+    two = feed_server.add("/two", rss(("Storm", "https://SITE.example/storm#x", "")))
+    runner = open_runner(tmp_path, {"one": one, "two": two})
+    assert runner.collect(due_only=False).new_items == 1
+    [stored] = runner.store.pending_items("p", ["one", "two"], EPOCH)
+    assert stored.sources == ("one", "two")
+    assert stored.url == "https://site.example/storm"
+
+
+def test_a_permanent_redirect_moves_the_source_and_a_temporary_one_does_not(tmp_path, feed_server):
+    feed_server.add("/new", rss(("A", "https://site.example/a", "")))
+    moved = feed_server.add_redirect("/old", "/new", 301)
+    feed_server.add_redirect("/hop", "/old", 308)
+    visiting = feed_server.add_redirect("/temp", "/new", 302)
+    runner = open_runner(tmp_path, {"moved": feed_server.url_for("/hop"), "visiting": visiting})
+    report = runner.collect(due_only=False)
+    assert report.sources_ok == 2
+    assert runner.store.source_state("moved").fetch_url == feed_server.url_for("/new")
+    assert runner.store.source_state("visiting").fetch_url == visiting
+    assert moved  # the intermediate hop was followed
+
+
+def test_cache_control_and_rss_ttl_hold_the_next_poll_back(tmp_path, feed_server):
+    cached = feed_server.add(
+        "/cached",
+        rss(("A", "https://site.example/a", "")),
+        headers={"Cache-Control": "max-age=7200"},
+    )
+    ttl = feed_server.add("/ttl", rss(("B", "https://site.example/b", ""), extra="<ttl>240</ttl>"))
+    runner = open_runner(tmp_path, {"cached": cached, "ttl": ttl})
+    started = datetime.now(UTC)
+    runner.collect(due_only=False)
+    cached_next = runner.store.source_state("cached").next_fetch_at
+    ttl_next = runner.store.source_state("ttl").next_fetch_at
+    assert cached_next and cached_next >= started + timedelta(hours=2)
+    assert ttl_next and ttl_next >= started + timedelta(hours=4)
+    assert runner.collect().sources_ok == 0  # nothing is due
+
+
+def test_failures_back_off_and_success_resets_them(tmp_path, feed_server):
+    url = feed_server.add_status("/flaky", 500)
+    runner = open_runner(tmp_path, {"flaky": url})
+    waits = []
+    for _ in range(3):
+        before = datetime.now(UTC)
+        runner.collect(due_only=False)
+        state = runner.store.source_state("flaky")
+        assert state.next_fetch_at
+        waits.append(state.next_fetch_at - before)
+    assert runner.store.source_state("flaky").failures == 3
+    assert waits[0] < waits[1] < waits[2]
+    feed_server.add("/flaky", rss(("A", "https://site.example/a", "")))
+    runner.collect(due_only=False)
+    state = runner.store.source_state("flaky")
+    assert (state.failures, state.last_error) == (0, None)
+
+
+def test_a_json_feed_and_a_file_url_are_collected(tmp_path, feed_server):
+    json_url = feed_server.add(
+        "/feed.json",
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": '
+        '[{"id": "1", "url": "https://j.example/1", "title": "Json one", '
+        '"date_published": "2026-11-20T10:00:00Z"}]}',
+        "application/feed+json",
+    )
+    local = tmp_path / "local.xml"
+    local.write_text(rss(("Local", "https://site.example/local", "")))
+    runner = open_runner(tmp_path, {"json": json_url, "local": local.as_uri()})
+    assert runner.collect(due_only=False).new_items == 2
+    titles = {i.title for i in runner.store.pending_items("p", ["json", "local"], EPOCH)}
+    assert titles == {"Json one", "Local"}
+
+
+def test_sources_of_one_host_are_fetched_at_most_per_host_at_a_time():
+    with FeedServer(latency=0.2) as server:
+        urls = [
+            server.add(f"/f{n}", rss((f"S{n}", f"https://s.example/{n}", ""))) for n in range(8)
+        ]
+        config = CollectConfig(per_host=2, concurrency=64)
+        requests = [FetchRequest(name=f"f{n}", kind="feed", url=url) for n, url in enumerate(urls)]
+        outcomes = collect(requests, config, datetime.now(UTC))
+        times = sorted(request.at for request in server.requests)
+    assert all(outcome.status == "ok" for outcome in outcomes)
+    # 8 requests, 2 at a time, 0.2 s each: no third request starts within the first pair.
+    assert times[2] - times[0] >= 0.15
+
+
+def test_a_gzip_bomb_is_stopped_early_with_bounded_memory(feed_server):
+    url = feed_server.add_gzip_bomb("/bomb", inflated_mib=200)
+    limits = FetchLimits(
+        connect_timeout=5, read_timeout=5, total_timeout=20, max_bytes=5_000_000, max_redirects=2
+    )
+
+    async def fetch_bomb() -> str:
+        async with HttpClients(CollectConfig()) as clients:
+            with pytest.raises(FetchError) as raised:
+                await fetch(clients, url, limits)
+        return str(raised.value)
+
+    tracemalloc.start()
+    try:
+        message = asyncio.run(fetch_bomb())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "larger than 5,000,000 bytes once decompressed" in message
+    assert peak < 30_000_000
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),
+        ("br", brotli.compress),
+    ],
+)
+def test_every_accepted_encoding_decodes_in_bounded_pieces(encoding, compress):
+    bomb = compress(bytes(50_000_000))
+    decode = decoder(encoding)
+    pieces = [len(piece) for piece in decode.decode(bomb)] + [
+        len(piece) for piece in decode.flush()
+    ]
+    assert sum(pieces) == 50_000_000
+    assert max(pieces) <= 2 * 64 * 1024
+
+
+def test_corrupt_or_unknown_encodings_are_named():
+    with pytest.raises(DecodeError):
+        list(decoder("gzip").decode(b"definitely not gzip"))
+    with pytest.raises(DecodeError, match="unsupported content encoding 'zstd'"):
+        decoder("zstd")
+
+
+def test_every_real_world_and_spec_example_feed_parses_over_http(shared_data, tmp_path):
+    """Served twice over, so the cycle is big enough to parse in worker processes."""
+    with FeedServer() as server:
+        served = {
+            f"{prefix}{folder}/{path}": url
+            for folder in ("real-world", "examples")
+            for prefix in ("", "again-")
+            for path, url in server.add_directory(
+                shared_data / "feeds" / folder, f"/{prefix}{folder}"
+            ).items()
+        }
+        assert len(served) == 90
+        requests = [FetchRequest(name=name, kind="feed", url=url) for name, url in served.items()]
+        now = datetime.now(UTC)
+        outcomes = collect(requests, CollectConfig(parse_processes=2), now)
+    for outcome in outcomes:
+        assert outcome.status == "ok", (outcome.source, outcome.error)
+        assert outcome.items, outcome.source
+        for item in outcome.items:
+            assert item.title.strip(), outcome.source
+            assert item.url.startswith(("http://", "https://")), (outcome.source, item.url)
+            assert EPOCH < item.published <= now, outcome.source
+    dated = [o for o in outcomes if any(i.published != now for i in o.items)]
+    real_world = [o for o in outcomes if "real-world" in o.source]
+    assert all(o in dated for o in real_world)

@@ -1,7 +1,7 @@
 """The `trendfinder` command line.
 
 Exit codes: 0 success, 1 the run finished but something failed (a source, a delivery),
-2 usage or configuration error.
+2 usage or configuration error, 75 another trendfinder holds the state directory's lock.
 """
 
 from __future__ import annotations
@@ -16,15 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from daemon import logs
+from daemon.clock import utcnow
 from daemon.config import CollectConfig, Config, ConfigError, config_path, load_config
+from daemon.lock import AlreadyRunning, StateLock
 from daemon.runner import DigestFailed, Report, Runner
 from daemon.store import Store, StoreError
 from digests.model import Digest
 from sources.model import FetchOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# sysexits.h EX_TEMPFAIL: try again later (cron and systemd timers simply will).
+EXIT_LOCKED = 75
 FORMATS = ["md", "text", "html", "json", "slack"]
 log = logging.getLogger("trendfinder")
+
+
+SHIPPED_EXECUTABLE = "/opt/trendfinder/bin/trendfinder"
 
 
 class UsageError(Exception):
@@ -52,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="one cycle: collect, digest, deliver, exit"
     )
     run.add_argument("--all", action="store_true", help="with --once: everything, due or not")
+    run.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long the current step may take before it is abandoned (30)",
+    )
     run.set_defaults(handler=cmd_run)
 
     collect = commands.add_parser("collect", help="collect every source now")
@@ -95,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.set_defaults(handler=cmd_digests_show)
 
+    service = commands.add_parser("service", help="systemd units and a cron line for this install")
+    service_commands = service.add_subparsers(
+        dest="service_command", metavar="COMMAND", required=True
+    )
+    unit = service_commands.add_parser(
+        "print", help="print a unit file or the cron line, pointing at this installation"
+    )
+    unit.add_argument("name", nargs="?", choices=sorted(UNITS), default="trendfinder.service")
+    unit.set_defaults(handler=cmd_service_print, needs_config=False)
+
     demo = commands.add_parser("demo", help="the whole pipeline offline, on bundled sample feeds")
     demo.add_argument("--keep", metavar="DIR", help="keep the demo's store and digests in DIR")
     demo.set_defaults(handler=cmd_demo, needs_config=False)
@@ -118,12 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as error:
         print(f"trendfinder: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except AlreadyRunning as error:
+        print(f"trendfinder: {error}", file=sys.stderr)
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         return 130
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(config_path(args.config))
+    config = load_config(config_path(args.config))
+    logs.hide_secrets(config)
+    return config
 
 
 @contextmanager
@@ -172,8 +201,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         from daemon.scheduler import run_forever
 
-        return run_forever(config_path(args.config))
-    with _runner(args) as runner:
+        return run_forever(config_path(args.config), args.stop_timeout)
+    config = _config(args)
+    with StateLock(config.storage.state_dir), Store.open(config.storage.database) as store:
+        store.close_unfinished_runs(utcnow())
+        runner = Runner(config, store)
         start, advance, stop = _progress()
         try:
             report = runner.run_once(everything=args.all, on_outcome=advance, on_start=start)
@@ -337,6 +369,28 @@ def cmd_digests_show(args: argparse.Namespace) -> int:
     with _runner(args) as runner:
         digest = runner.store.digest(args.id)
     sys.stdout.write(_rendered(digest, args.format))
+    return EXIT_OK
+
+
+UNITS = {
+    "trendfinder.service": "trendfinder.service",
+    "trendfinder-once.service": "trendfinder-once.service",
+    "trendfinder.timer": "trendfinder.timer",
+    "cron": "trendfinder.cron",
+}
+
+
+def cmd_service_print(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    text = resources.files("daemon").joinpath(UNITS[args.name]).read_text(encoding="utf-8")
+    # The shipped files name /opt/trendfinder; print them for wherever this copy lives.
+    here = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "trendfinder" else None
+    if here is None and (beside := Path(sys.executable).parent / "trendfinder").exists():
+        here = beside
+    if here is not None:
+        text = text.replace(SHIPPED_EXECUTABLE, str(here))
+    sys.stdout.write(text)
     return EXIT_OK
 
 

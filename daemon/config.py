@@ -11,7 +11,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -25,6 +25,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 CONFIG_ENV = "TRENDFINDER_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -234,14 +237,32 @@ class SlackTarget(_Model):
 Target = Annotated[FileTarget | EmailTarget | SlackTarget, Field(discriminator="kind")]
 
 
-def _cron(expression: str) -> str:
+def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
+    """A cron schedule: the usual 5 fields, or 6 with seconds first (`*/10 * * * * *`)."""
     from apscheduler.triggers.cron import CronTrigger
 
+    fields = expression.split()
+    if len(fields) == 6:
+        second, minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=ZoneInfo(timezone),
+        )
+    return CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
+
+
+def _cron(expression: str) -> str:
     try:
-        CronTrigger.from_crontab(expression)
+        cron_trigger(expression)
     except ValueError as error:
         raise ValueError(
-            f"expected a 5-field cron expression, got {expression!r}: {error}"
+            f"expected a 5-field cron expression (or 6 fields, seconds first), "
+            f"got {expression!r}: {error}"
         ) from None
     return expression
 

@@ -16,12 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
-
-from apscheduler.triggers.cron import CronTrigger
 
 from daemon.clock import utcnow
-from daemon.config import Config, DigestProfile, SourceConfig, Target
+from daemon.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
 from daemon.store import Delivery, SourceState, Store, TokenUsage
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
@@ -322,6 +319,7 @@ class Runner:
         outbox at once, and an attempt left 'sending' by a process that stopped is finished.
         """
         report = Report()
+        started = self.clock()
         with _exclusive(self.store.path.with_name(self.store.path.name + ".deliver.lock")) as ok:
             if not ok:
                 log.info("another trendfinder process is delivering; leaving the outbox to it")
@@ -336,6 +334,10 @@ class Runner:
                 self._attempt(
                     delivery, digest, targets.get((digest.profile, delivery.target)), report
                 )
+        if report.deliveries_sent or report.deliveries_failed:
+            run_id = self.store.start_run("deliver", started)
+            summary = report.summary()
+            self.store.finish_run(run_id, self.clock(), _status(report), summary, report.errors)
         return report
 
     def _attempt(
@@ -429,22 +431,24 @@ class Runner:
 
 def last_fire_time(profile: DigestProfile, now: datetime) -> datetime | None:
     """The most recent time at or before `now` that the profile's cron schedule names."""
-    zone = ZoneInfo(profile.timezone)
-    trigger = CronTrigger.from_crontab(profile.schedule, timezone=zone)
-    # Walk forward from a week back; cron schedules fire at least weekly in practice,
-    # and a yearly one simply reports its last time within the walk or None.
-    moment = trigger.get_next_fire_time(None, now - timedelta(days=7))
-    last = None
-    for _ in range(20_000):
-        if moment is None or moment > now:
-            break
-        last = moment
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-    return last
+    trigger = cron_trigger(profile.schedule, profile.timezone)
+    # Look back over growing spans, so a schedule firing every few seconds and a weekly one
+    # are both found in a bounded walk; a yearly one may report None.
+    for span in (timedelta(minutes=2), timedelta(hours=2), timedelta(days=2), timedelta(days=8)):
+        moment = trigger.get_next_fire_time(None, now - span)
+        last: datetime | None = None
+        for _ in range(20_000):
+            if moment is None or moment > now:
+                break
+            last = moment
+            moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        if last is not None:
+            return last
+    return None
 
 
 def next_fire_time(profile: DigestProfile, now: datetime | None = None) -> datetime:
-    trigger = CronTrigger.from_crontab(profile.schedule, timezone=ZoneInfo(profile.timezone))
+    trigger = cron_trigger(profile.schedule, profile.timezone)
     now = now or utcnow()
     moment: datetime = trigger.get_next_fire_time(None, now)
     return moment

@@ -1,40 +1,347 @@
-"""Long-running mode: APScheduler 3 runs the cycle on the config's schedule."""
+"""Long-running mode (`trendfinder run`) and the one-shot cycle (`run --once`).
+
+APScheduler 3's BlockingScheduler keeps the schedule: UTC internally, each digest profile's
+cron in its own timezone. The schedule is rebuilt from the config at every start and reload
+and all state lives in the SQLite store, so APScheduler's own job store holds nothing worth
+keeping. Jobs:
+
+- `cycle`: at start and after a reload, one `run --once` cycle of what is due, which also
+  catches up a digest whose time passed while the daemon was stopped;
+- `collect`: collects the sources that are due (a source's `next_fetch_at` carries its
+  interval with jitter, or its backoff after failures, so sources in backoff are skipped),
+  then reschedules itself for when the next source falls due;
+- `digest:<profile>`: on the profile's cron: group, build the digest, deliver it;
+- `deliver`: retries failed deliveries when their backoff ends;
+- `reload`: applies a config accepted on SIGHUP.
+
+Every job runs on one worker thread, one at a time, so the store's single connection is
+never used by two threads at once, and a slow job delays the others instead of piling up.
+The main thread runs the scheduler loop, acts on signals and pings systemd's watchdog.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from threading import TIMEOUT_MAX
+from types import FrameType
+from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
 
-from daemon.config import load_config
-from daemon.runner import Runner
+from daemon import logs
+from daemon.clock import utcnow
+from daemon.config import Config, ConfigError, cron_trigger, load_config
+from daemon.lock import StateLock
+from daemon.runner import Report, Runner, next_fire_time
 from daemon.store import Store
+from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")
 
+STOP_TIMEOUT = 30.0
+# Collection and delivery look at the store at least this often, so work queued by another
+# process (an operator's `trendfinder digest`) is picked up without a restart.
+MAX_IDLE = timedelta(minutes=5)
+# The fewest seconds between two collection sweeps: sources falling due close together are
+# fetched in one sweep instead of one sweep each.
+MIN_SWEEP_GAP = timedelta(seconds=1)
+MAX_SWEEP_GAP = timedelta(seconds=60)
 
-def run_forever(path: Path) -> int:
+
+class _Scheduler(BlockingScheduler):  # type: ignore[misc]
+    """A BlockingScheduler whose loop also calls `between` at least every `tick` seconds.
+
+    Signal handlers only set flags; acting on them here, in the loop's own thread and
+    outside `_process_jobs`, never takes the scheduler's locks inside a signal handler.
+    This is APScheduler 3.x's `_main_loop` with the hook added (the version is pinned).
+    """
+
+    def __init__(self, between: Callable[[], None], tick: float, **options: Any) -> None:
+        super().__init__(**options)
+        self._between = between
+        self._tick = tick
+
+    def _main_loop(self) -> None:
+        while self.state != STATE_STOPPED:
+            self._between()
+            if self.state == STATE_STOPPED:
+                break
+            wait_seconds = self._process_jobs()
+            self._event.wait(min(TIMEOUT_MAX if wait_seconds is None else wait_seconds, self._tick))
+            self._event.clear()
+
+
+class Daemon:
+    def __init__(
+        self,
+        path: Path,
+        config: Config,
+        store: Store,
+        notifier: Notifier,
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.store = store
+        self.runner = Runner(config, store)
+        self.notifier = notifier
+        self.stop_timeout = stop_timeout
+        watchdog = notifier.watchdog.total_seconds() if notifier.watchdog else None
+        self.scheduler = _Scheduler(
+            self._between_passes,
+            tick=min(1.0, watchdog / 4) if watchdog else 1.0,
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # Never drop a run for being late (the machine slept, a sweep ran long): run it
+            # once when possible, however many times it was missed.
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._ping_every = watchdog / 2 if watchdog else None
+        self._last_ping = 0.0
+        self._ready = False
+        self._reload_requested = False
+        self._stop_signal: int | None = None
+        self._stop_deadline = 0.0
+        self._stopping = threading.Event()
+        # Held while a job runs: shutdown waits on it before closing the store.
+        self._busy = threading.Lock()
+
+    # Running and stopping ------------------------------------------------------------------
+
+    def run(self) -> int:
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+        self._add_digest_jobs()
+        self._add_job("cycle", self._cycle)
+        log.info(
+            "trendfinder running: %d sources, %d digest profiles, store %s",
+            len(self.config.sources),
+            len(self.config.digests),
+            self.store.path,
+        )
+        self.scheduler.start()
+        return self._finish()
+
+    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        if number == signal.SIGHUP:
+            self._reload_requested = True
+        elif self._stop_signal is None:
+            self._stop_signal = number
+            self._stop_deadline = time.monotonic() + self.stop_timeout
+
+    def _between_passes(self) -> None:
+        """Runs in the scheduler loop's thread between passes over the jobs."""
+        if not self._ready:
+            self._ready = True
+            self.notifier.ready(self._summary_line())
+        if self._ping_every and time.monotonic() - self._last_ping >= self._ping_every:
+            self.notifier.ping()
+            self._last_ping = time.monotonic()
+        if self._stop_signal is not None:
+            name = signal.Signals(self._stop_signal).name
+            log.info("%s received: stopping (finishing the current step)", name)
+            self.notifier.stopping(f"stopping on {name}")
+            self._stopping.set()
+            self.scheduler.shutdown(wait=False)
+        elif self._reload_requested:
+            self._reload_requested = False
+            self._accept_reload()
+
+    def _finish(self) -> int:
+        """Wait (bounded) for the current step, close the store, and return the exit code."""
+        deadline = self._stop_deadline or time.monotonic() + self.stop_timeout
+        # Keep a second for closing and exiting inside the promised time.
+        if self._busy.acquire(timeout=max(0.0, deadline - time.monotonic() - 1.0)):
+            try:
+                self.store.close()
+            finally:
+                self._busy.release()
+            log.info("stopped")
+            return 0
+        # Every write is its own SQLite transaction, so leaving mid-step loses nothing that
+        # was committed and the next start picks the step up again.
+        log.warning("the current step did not finish in %.0f s; abandoning it", self.stop_timeout)
+        logging.shutdown()
+        os._exit(0)
+
+    # Jobs ------------------------------------------------------------------------------------
+
+    def _add_job(
+        self, job_id: str, work: Callable[[], str | None], when: datetime | None = None
+    ) -> None:
+        self.scheduler.add_job(
+            self._run_job,
+            trigger=DateTrigger(when or utcnow(), timezone=UTC),
+            args=(job_id, work),
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+        )
+
+    def _add_digest_jobs(self) -> None:
+        wanted = {f"digest:{profile.name}": profile for profile in self.config.digests}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("digest:") and job.id not in wanted:
+                job.remove()
+        for job_id, profile in wanted.items():
+            self.scheduler.add_job(
+                self._run_job,
+                trigger=cron_trigger(profile.schedule, profile.timezone),
+                args=(job_id, partial(self._digest, profile.name)),
+                id=job_id,
+                name=job_id,
+                replace_existing=True,
+            )
+
+    def _run_job(self, job_id: str, work: Callable[[], str | None]) -> None:
+        with self._busy:
+            if self._stopping.is_set():
+                return
+            started = time.monotonic()
+            try:
+                outcome = work()
+            except Exception:
+                log.exception("%s: failed", job_id)
+                outcome = "failed"
+            if outcome is not None:
+                log.info("%s: %s (%.1f s)", job_id, outcome, time.monotonic() - started)
+            if not self._stopping.is_set():
+                self.notifier.status(self._summary_line())
+
+    def _cycle(self) -> str:
+        try:
+            report = self.runner.run_once()
+        finally:
+            self._schedule_collect()
+            self._schedule_deliver()
+        return _describe(report)
+
+    def _collect(self) -> str | None:
+        try:
+            report = self.runner.collect(due_only=True)
+        finally:
+            self._schedule_collect()
+        fetched = report.sources_ok + report.sources_unchanged + report.sources_failed
+        return _describe(report) if fetched else None
+
+    def _digest(self, name: str) -> str:
+        profile = next((p for p in self.config.digests if p.name == name), None)
+        if profile is None:
+            return "no longer configured"
+        self.runner.group()
+        built = self.runner.digest(profile)
+        self._deliver()
+        return f"built {built.digest.id}" if built else "nothing new"
+
+    def _deliver(self) -> str | None:
+        try:
+            report = self.runner.deliver()
+        finally:
+            self._schedule_deliver()
+        if not (report.deliveries_sent or report.deliveries_failed):
+            return None
+        return f"{report.deliveries_sent} delivered, {report.deliveries_failed} failed"
+
+    def _schedule_collect(self) -> None:
+        now = utcnow()
+        enabled = {s.name: s.interval for s in self.config.sources if s.enabled}
+        due = [
+            state.next_fetch_at or now
+            for state in self.store.source_states()
+            if state.name in enabled and not state.disabled_reason
+        ]
+        gap = min(max(min(enabled.values(), default=MAX_IDLE) / 10, MIN_SWEEP_GAP), MAX_SWEEP_GAP)
+        self._add_job("collect", self._collect, max(min([*due, now + MAX_IDLE]), now + gap))
+
+    def _schedule_deliver(self) -> None:
+        now = utcnow()
+        pending = [d.next_attempt_at for d in self.store.deliveries("pending")]
+        when = min(min(pending, default=now + MAX_IDLE), now + MAX_IDLE)
+        self._add_job("deliver", self._deliver, max(when, now + MIN_SWEEP_GAP))
+
+    # Reloading ---------------------------------------------------------------------------------
+
+    def _accept_reload(self) -> None:
+        """Validate the new config here; the worker applies it between two jobs."""
+        try:
+            config = load_config(self.path)
+        except ConfigError as error:
+            log.error(
+                "config reload rejected, still running the previous config: %s: %s",
+                error.source,
+                "; ".join(error.problems),
+            )
+            return
+        if config.storage.database != self.config.storage.database:
+            log.error(
+                "config reload rejected, still running the previous config: storage.path "
+                "changed from %s to %s; restart trendfinder to move the store",
+                self.config.storage.database,
+                config.storage.database,
+            )
+            return
+        self._add_job("reload", lambda: self._apply(config))
+
+    def _apply(self, config: Config) -> str:
+        logs.hide_secrets(config)
+        self.config = config
+        self.runner = Runner(config, self.store)
+        self._add_digest_jobs()
+        log.info(
+            "config reloaded from %s: %d sources, %d digest profiles",
+            self.path,
+            len(config.sources),
+            len(config.digests),
+        )
+        return self._cycle()
+
+    # What systemd shows ------------------------------------------------------------------------
+
+    def _summary_line(self) -> str:
+        states = self.store.source_states()
+        names = {s.name for s in self.config.sources if s.enabled}
+        failing = sum(1 for s in states if s.name in names and (s.last_error or s.disabled_reason))
+        pending = len(self.store.deliveries("pending"))
+        parts = [f"{len(names)} sources ({failing} failing)", f"{pending} deliveries pending"]
+        if self.config.digests:
+            upcoming = min((next_fire_time(p), p.name) for p in self.config.digests)
+            parts.append(f"next digest {upcoming[1]} at {upcoming[0]:%Y-%m-%d %H:%M %Z}")
+        return "; ".join(parts)
+
+
+def _describe(report: Report) -> str:
+    parts = [
+        f"{report.sources_ok} sources ok",
+        f"{report.sources_unchanged} unchanged",
+        f"{report.sources_failed} failed",
+        f"{report.new_items} new items",
+    ]
+    if report.digests:
+        parts.append(f"digests {', '.join(report.digests)}")
+    if report.deliveries_sent or report.deliveries_failed:
+        parts.append(f"{report.deliveries_sent} delivered, {report.deliveries_failed} failed")
+    return ", ".join(parts)
+
+
+def run_forever(path: Path, stop_timeout: float = STOP_TIMEOUT) -> int:
     config = load_config(path)
-    store = Store.open(config.storage.database)
-    runner = Runner(config, store)
-    tick = min([s.interval for s in config.sources] + [timedelta(minutes=1)])
-    scheduler = BlockingScheduler(timezone="UTC")
-    scheduler.add_job(
-        runner.run_once,
-        "interval",
-        seconds=tick.total_seconds(),
-        max_instances=1,
-        coalesce=True,
-        next_run_time=None,
-    )
-    log.info("trendfinder running; checking for due work every %s", tick)
-    try:
-        runner.run_once()
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        store.close()
-    return 0
+    logs.hide_secrets(config)
+    with StateLock(config.storage.state_dir):
+        store = Store.open(config.storage.database)
+        store.close_unfinished_runs(utcnow())
+        notifier = Notifier()
+        try:
+            return Daemon(path, config, store, notifier, stop_timeout).run()
+        finally:
+            notifier.close()

@@ -6,38 +6,29 @@ import json
 from datetime import datetime
 from typing import Any
 
-from daemon.clock import to_text
+from daemon.clock import from_text, to_text
 from daemon.config import Config
+from daemon.runner import next_fire_time
 from daemon.store import Store
 
 
 def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = today.replace(day=1)
-    # A source taken out of the config (or disabled there) keeps its row, but is not failing.
     configured = {source.name for source in config.sources if source.enabled}
     failing = [
         {
             "name": state.name,
             "error": state.last_error,
             "failures": state.failures,
+            "last_success": to_text(state.last_success_at) if state.last_success_at else None,
             "next_attempt": to_text(state.next_fetch_at) if state.next_fetch_at else None,
             "disabled": state.disabled_reason,
         }
         for state in store.source_states()
         if state.name in configured and (state.last_error or state.disabled_reason)
     ]
-    runs = [
-        {
-            "kind": row["kind"],
-            "started_at": row["started_at"],
-            "finished_at": row["finished_at"],
-            "status": row["status"],
-            "summary": json.loads(row["summary"]),
-            "errors": json.loads(row["errors"]),
-        }
-        for row in store.last_runs()
-    ]
+    runs = [_run(row) for row in store.last_runs()]
     deliveries = [
         {
             "digest": delivery.digest_id,
@@ -45,7 +36,9 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "status": delivery.status,
             "attempts": delivery.attempts,
             "last_error": delivery.last_error,
-            "next_attempt": to_text(delivery.next_attempt_at),
+            "next_attempt": (
+                to_text(delivery.next_attempt_at) if delivery.status == "pending" else None
+            ),
         }
         for status in ("sending", "pending", "failed")
         for delivery in store.deliveries(status)
@@ -56,19 +49,57 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
         )
         for profile in config.digests
     }
+    profiles = []
+    for profile in config.digests:
+        last = store.last_digest(profile.name)
+        profiles.append(
+            {
+                "name": profile.name,
+                "items_waiting": waiting[profile.name],
+                "last_digest": last.id if last else None,
+                "last_digest_at": to_text(last.created_at) if last else None,
+                "next_digest_at": to_text(next_fire_time(profile, now)),
+            }
+        )
     return {
         "now": to_text(now),
         "store": {"path": str(store.path), "bytes": store.size_bytes(), **store.counts()},
         "runs": runs,
+        "sources": {"configured": len(configured), "failing": len(failing)},
         "failing_sources": failing,
         "deliveries": deliveries,
         "items_waiting": waiting,
+        "profiles": profiles,
         "spend": {
             "today": round(store.spend_since(today), 4),
             "month": round(store.spend_since(month), 4),
             "daily_cap": config.llm.daily_spend_cap,
         },
-        "sources": len(config.sources),
+    }
+
+
+def _run(row: dict[str, Any]) -> dict[str, Any]:
+    finished = row["finished_at"]
+    duration = (
+        round((from_text(finished) - from_text(row["started_at"])).total_seconds(), 3)
+        if finished
+        else None
+    )
+    return {
+        "kind": row["kind"],
+        "started_at": row["started_at"],
+        "finished_at": finished,
+        "duration_s": duration,
+        "status": row["status"],
+        "summary": json.loads(row["summary"]),
+        "errors": json.loads(row["errors"]),
+        "tokens": {
+            "input": row["input_tokens"],
+            "cached": row["cached_tokens"],
+            "reasoning": row["reasoning_tokens"],
+            "output": row["output_tokens"],
+        },
+        "cost": row["cost"],
     }
 
 
@@ -78,14 +109,16 @@ def render_text(info: dict[str, Any]) -> str:
         f"store: {store['path']} ({store['bytes'] / 1e6:.1f} MB): {store['items']} items, "
         f"{store['stories']} stories, {store['digests']} digests",
         "",
-        "last runs:",
+        "last run of each job:",
     ]
-    for run in info["runs"] or [
-        {"kind": "(none yet)", "status": "", "started_at": "", "errors": []}
-    ]:
-        lines.append(f"  {run['kind']:<24} {run['status']:<8} {run['started_at']}")
+    if not info["runs"]:
+        lines.append("  (none yet)")
+    for run in info["runs"]:
+        took = f" in {run['duration_s']:.1f} s" if run["duration_s"] is not None else ""
+        lines.append(f"  {run['kind']:<24} {run['status']:<9} {run['started_at']}{took}")
         lines += [f"      {error}" for error in run["errors"][:5]]
-    lines += ["", f"failing sources: {len(info['failing_sources'])}"]
+    sources = info["sources"]
+    lines += ["", f"sources: {sources['configured']} configured, {sources['failing']} failing"]
     for source in info["failing_sources"]:
         if source["disabled"]:
             lines.append(
@@ -99,12 +132,18 @@ def render_text(info: dict[str, Any]) -> str:
             )
     lines += ["", "deliveries waiting or failed:" if info["deliveries"] else "deliveries: all sent"]
     for delivery in info["deliveries"]:
+        retry = f"; next try {delivery['next_attempt']}" if delivery["next_attempt"] else ""
         lines.append(
             f"  {delivery['digest']} -> {delivery['target']}: {delivery['status']} after "
-            f"{delivery['attempts']} attempts; {delivery['last_error'] or ''}"
+            f"{delivery['attempts']} attempts{retry}; {delivery['last_error'] or ''}"
         )
-    lines += ["", "items waiting per digest profile:"]
-    lines += [f"  {name}: {count}" for name, count in info["items_waiting"].items()]
+    lines += ["", "digest profiles:"]
+    for profile in info["profiles"]:
+        last = profile["last_digest_at"] or "never"
+        lines.append(
+            f"  {profile['name']}: {profile['items_waiting']} items waiting; last digest {last}; "
+            f"next {profile['next_digest_at']}"
+        )
     spend = info["spend"]
     cap = f" (daily cap ${spend['daily_cap']:.2f})" if spend["daily_cap"] is not None else ""
     lines += [

@@ -708,6 +708,15 @@ class Store:
                 ],
             )
 
+    def close_unfinished_runs(self, now: datetime) -> int:
+        """Mark runs a killed process left 'running' as 'abandoned'; call holding the lock."""
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "UPDATE runs SET status = 'abandoned', finished_at = ? WHERE status = 'running'",
+                [to_text(now)],
+            )
+        return int(cursor.rowcount)
+
     def last_runs(self) -> list[dict[str, Any]]:
         """The latest run of each kind, as stored."""
         return self._rows(

@@ -1,0 +1,60 @@
+"""One trendfinder per state directory: an exclusive, non-blocking flock.
+
+The daemon and `run --once` both take it, so cron, a timer and the service never work on
+the same store at once. The kernel drops the lock when the process dies, so a crash never
+leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+LOCK_NAME = "trendfinder.lock"
+
+
+class AlreadyRunning(Exception):
+    """Another trendfinder holds the state directory's lock."""
+
+
+class StateLock:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise AlreadyRunning(
+                f"another trendfinder{who} is already working on {self.path.parent}; "
+                "not starting a second one"
+            ) from None
+        # The pid is only for the message above; the flock is what excludes.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from daemon.clock import utcnow
 from daemon.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
+from daemon.crashpoints import crash_point
 from daemon.store import Delivery, SourceState, Store, TokenUsage
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
@@ -130,12 +131,17 @@ class Runner:
         fetched: list[tuple[FetchOutcome, datetime]] = []
 
         def store_fetched() -> None:
+            if not fetched:
+                return
             with self.store.transaction():
                 for outcome, finished in fetched:
                     self._store_outcome(outcome, finished, configs, states, report)
+                    crash_point("collect.storing")
             fetched.clear()
+            crash_point("collect.stored")
 
         def on_fetched(outcome: FetchOutcome) -> None:
+            crash_point("collect.fetched")
             fetched.append((outcome, self.clock()))
             if len(fetched) >= STORE_BATCH:
                 store_fetched()
@@ -205,7 +211,9 @@ class Runner:
             [_group_input(item) for item in new],
             [(_group_input(item), item.story_id or "") for item in anchors],
         )
+        crash_point("group.assigning")
         self.store.assign_stories(assignment.stories, assignment.merged, now)
+        crash_point("group.assigned")
         log.info(
             "grouped %d new items into stories, merged %d stories",
             len(assignment.stories),
@@ -240,6 +248,7 @@ class Runner:
         try:
             built, usage = self._analyze(selection, now)
             if not dry_run:
+                crash_point("digest.saving")
                 self.store.save_digest(
                     built.digest,
                     built.covered,
@@ -247,6 +256,7 @@ class Runner:
                     usage,
                     run_id,
                 )
+                crash_point("digest.saved")
         except Exception as error:
             # Whatever broke, the run says why and the items stay pending for the next run.
             reason = f"digest {profile.name}: no digest ({type(error).__name__}: {error})"
@@ -364,7 +374,9 @@ class Runner:
                 raise DeliveryError(
                     f"target {delivery.target!r} is no longer in the profile's config"
                 )
+            crash_point("deliver.sending")
             where = send(digest, target, progress)
+            crash_point("deliver.sent")
         except Exception as error:
             if not isinstance(error, DeliveryError):
                 log.exception("delivery of %s to %s: unexpected error", digest.id, delivery.target)
@@ -380,6 +392,7 @@ class Runner:
         else:
             # Recorded first: nothing else may happen between a send and its record.
             self.store.record_delivery_sent(delivery.id, self.clock())
+            crash_point("deliver.recorded")
             report.deliveries_sent += 1
             log.info("delivered %s to %s: %s", digest.id, delivery.target, where)
 

@@ -19,6 +19,7 @@ from typing import Any
 import sqlite_utils
 
 from daemon.clock import from_text, to_text
+from daemon.crashpoints import crash_point
 from digests.model import Digest, StoredItem
 from sources.model import FetchOutcome, NewItem
 
@@ -568,6 +569,7 @@ class Store:
                 "VALUES (?, ?, ?, ?)",
                 [(digest.profile, item_id, digest.id, role) for item_id, role in covered.items()],
             )
+            crash_point("digest.inside_save")
             self.db.conn.executemany(
                 "INSERT INTO deliveries (digest_id, target, status, next_attempt_at) "
                 "VALUES (?, ?, 'pending', ?)",

@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daemon.config import DigestProfile, LLMConfig
+from daemon.crashpoints import crash_point
 from daemon.store import TokenUsage
 from digests.capabilities import Capabilities, capabilities, cost, price_for
 
@@ -218,6 +219,7 @@ class Asker:
     def ask(self, prompt: Prompt, output_tokens: int) -> ModelAnswer:
         """One answer; BadAnswer, ContextTooLong or ModelUnavailable when there is none."""
         completion = self._complete(messages_for(prompt, self.caps), output_tokens)
+        crash_point("model.answered")
         choice = completion.choices[0]
         if choice.message.refusal:
             raise BadAnswer(f"the model refused: {choice.message.refusal}")
@@ -289,6 +291,7 @@ class Asker:
             options["response_format"] = schema
         seconds = min(self.llm.timeout.total_seconds(), remaining)
         self.calls += 1
+        crash_point("model.request")
         completion: ChatCompletion = self.client.with_options(
             timeout=httpx2.Timeout(seconds, connect=min(seconds, 15.0))
         ).chat.completions.create(

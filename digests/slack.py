@@ -111,6 +111,11 @@ def trend_blocks(trend: Trend) -> list[Block]:
     return [_section(chunk) for chunk in _chunks(lines)]
 
 
+def block_id(digest: Digest, number: int, total: int) -> str:
+    """`trendfinder:<digest id>:<part>/<parts>`, well inside Slack's 255 characters."""
+    return f"trendfinder:{digest.id[:200]}:{number}/{total}"
+
+
 def messages(digest: Digest) -> list[SlackMessage]:
     """The digest as one or more messages, in reading order, each valid on its own."""
     heading = render.title(digest)
@@ -147,5 +152,8 @@ def messages(digest: Digest) -> list[SlackMessage]:
         else:
             text = f"{heading} (part {number} of {total})"
             blocks = [_context(escape(f"{text}, continued")), *body]
+        # The first block names the digest and the part, so a message in the channel (and a
+        # re-sent one) can be traced to `trendfinder digests show ID` by any Slack app.
+        blocks[0] = {**blocks[0], "block_id": block_id(digest, number, total)}
         result.append(SlackMessage(text=escape(text), blocks=tuple(blocks)))
     return result

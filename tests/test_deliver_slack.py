@@ -24,6 +24,8 @@ def test_a_digest_posts_as_one_valid_message(slack_receiver: SlackReceiver):
     assert blocks[0] == {
         "type": "header",
         "text": {"type": "plain_text", "text": "morning-brief: what matters, 2026-11-27"},
+        # Names the digest, so a message in the channel leads back to `digests show ID`.
+        "block_id": f"trendfinder:{digest.id}:1/1",
     }
     assert "analyzer: offline" in blocks[1]["elements"][0]["text"]
     sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
@@ -88,6 +90,10 @@ def test_a_retry_continues_after_the_parts_already_posted(slack_receiver: SlackR
     assert len(messages) == recorded[-1] > 2
     assert [m["blocks"][0]["type"] for m in messages].count("header") == 1
     assert all(f"part {n} of" in m["text"] for n, m in enumerate(messages[1:], 2))
+    total = len(messages)
+    assert [m["blocks"][0]["block_id"] for m in messages] == [
+        f"trendfinder:{digest.id}:{n}/{total}" for n in range(1, total + 1)
+    ]
 
 
 def test_an_unreachable_webhook_fails_without_showing_its_secret_url():

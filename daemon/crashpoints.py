@@ -26,6 +26,7 @@ POINTS: dict[str, str] = {
     "deliveries not queued",
     "digest.saved": "save_digest committed; the digest run is not finished",
     "deliver.sending": "a delivery is marked 'sending'; nothing has left yet",
+    "deliver.part_sent": "Slack accepted one message of a digest; it is not recorded yet",
     "deliver.sent": "the target accepted the digest; it is not recorded as sent yet",
     "deliver.recorded": "the delivery is recorded as sent; the next one has not started",
 }

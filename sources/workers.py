@@ -12,6 +12,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,6 +31,24 @@ class ParserDied(Exception):
     """A parsing process died (killed, out of memory) while it held this body."""
 
 
+def _exit_with_parent() -> None:
+    """In a worker: end when the daemon ends, however it ends.
+
+    A worker waits for work on a queue it also holds the writing end of, so it never sees
+    the daemon go; after a SIGKILL (the OOM killer, a power-cut test) it would wait forever,
+    holding memory and the daemon's stderr.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the spawn pipe closes: it died
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class FeedParser:
     """Parses feed bodies for one collection cycle; close() when the cycle ends."""
 
@@ -43,7 +62,11 @@ class FeedParser:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, never fork: the daemon has threads (scheduler, HTTP pools).
-        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(
+            self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+        )
 
     async def parse(
         self, body: bytes, url: str, headers: Mapping[str, str], now: datetime, source: str

@@ -13,6 +13,7 @@ from datetime import timedelta
 import httpx
 
 from daemon.config import USER_AGENT, SlackTarget
+from daemon.crashpoints import crash_point
 from digests import slack
 from digests.deliver import DeliveryError, Progress
 from digests.model import Digest
@@ -61,5 +62,6 @@ def post_digest(digest: Digest, target: SlackTarget, progress: Progress) -> str:
         for index in range(progress.done, total):
             where = f"message {index + 1} of {total}" if total > 1 else "the message"
             _post(client, target.webhook_url, messages[index], where)
+            crash_point("deliver.part_sent")
             progress.record(index + 1)
     return f"{total} message{'s' if total > 1 else ''} to Slack ({target.label})"

@@ -138,6 +138,9 @@ def delivered_exactly_once(
     return problems
 
 
-def stored_digest_ids(config: Config) -> list[str]:
+def stored_digest_ids(config: Config, profile: str | None = None) -> list[str]:
+    """Every stored digest's id, oldest first; only `profile`'s when given."""
+    where, params = ("WHERE profile = ?", [profile]) if profile else ("", [])
     with _connect(config.storage.database) as conn:
-        return [row[0] for row in conn.execute("SELECT id FROM digests ORDER BY created_at, id")]
+        query = f"SELECT id FROM digests {where} ORDER BY created_at, id"
+        return [row[0] for row in conn.execute(query, params)]

@@ -1,0 +1,199 @@
+"""Crash anywhere: `run --once` killed with SIGKILL at every named crash point and at random
+moments, then run again; nothing is lost, nothing but the message in flight arrives twice,
+the store stays healthy, and no process hangs or outlives its run.
+
+A longer manual run of the random kills: TRENDFINDER_KILL_ITERATIONS=500
+TRENDFINDER_KILL_SECONDS=3600 (and TRENDFINDER_KILL_SEED to replay a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from loopback import FeedServer
+from loopback.invariants import no_item_vanished, store_is_healthy
+from reliability import Trendfinder, World
+
+from daemon.config import load_config
+from daemon.crashpoints import POINTS, _armed
+from sources.workers import POOL_MIN_SOURCES
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Deliveries go out in this order in the world's first run: brief to mail, team (Slack) and
+# file, then wire-watch to desk (Slack) and file.
+# (TRENDFINDER_CRASH_AT, digests stored when it dies, the target whose message was in flight)
+SCENARIOS = [
+    ("collect.fetched", 0, None),
+    ("collect.fetched:3", 0, None),
+    ("collect.storing:2", 0, None),
+    ("collect.stored", 0, None),
+    ("group.assigning", 0, None),
+    ("group.assigned", 0, None),
+    ("model.request", 0, None),
+    ("model.answered", 0, None),
+    ("model.request:2", 1, None),
+    ("digest.saving", 0, None),
+    ("digest.inside_save", 0, None),
+    ("digest.saved", 1, None),
+    ("digest.saved:2", 2, None),
+    ("deliver.sending", 2, None),
+    ("deliver.sending:4", 2, None),
+    ("deliver.part_sent", 2, "team"),
+    ("deliver.part_sent:2", 2, "desk"),
+    ("deliver.sent", 2, "mail"),
+    # Slack records each message as it is accepted, before the delivery as a whole: a
+    # retry finds every part posted and sends nothing again.
+    ("deliver.sent:2", 2, None),
+    ("deliver.sent:3", 2, None),  # a file target rewrites the same files: nothing doubles
+    ("deliver.sent:4", 2, None),
+    ("deliver.recorded", 2, None),
+    ("deliver.recorded:5", 2, None),
+]
+
+
+def stored_digests(world: World) -> int:
+    with sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM digests").fetchone()[0])
+
+
+@pytest.mark.parametrize(("point", "digests_at_crash", "in_flight"), SCENARIOS)
+def test_a_crash_at_a_named_point_loses_nothing_and_sends_only_the_message_in_flight_twice(
+    tmp_path: Path, point: str, digests_at_crash: int, in_flight: str | None
+) -> None:
+    with World(tmp_path) as world:
+        crashed = world.run("run", "--once", crash_at=point)
+        assert crashed.returncode == -signal.SIGKILL, f"{point} never reached:\n{crashed.stderr}"
+        # The store holds what was committed before the kill, and nothing half-written.
+        assert stored_digests(world) == digests_at_crash
+        recovery = world.recover()
+        assert world.violations({in_flight: 1} if in_flight else 0) == []
+        assert world.duplicates() == (1 if in_flight else 0)
+    if point.startswith(("deliver.sending", "deliver.part_sent", "deliver.sent")):
+        assert "was interrupted" in recovery[0].stderr
+
+
+def test_every_crash_point_is_in_the_code_once_and_crashed_at_by_a_scenario() -> None:
+    placed = Counter(
+        name
+        for folder in ("daemon", "digests", "sources")
+        for path in (REPO / folder).rglob("*.py")
+        for name in re.findall(r'crash_point\("([^"]+)"\)', path.read_text())
+    )
+    assert placed == Counter(dict.fromkeys(POINTS, 1))
+    assert {spec.partition(":")[0] for spec, _, _ in SCENARIOS} == set(POINTS)
+    documented = (REPO / "DEVELOPERS.md").read_text()
+    assert [name for name in POINTS if f"`{name}`" not in documented] == []
+
+
+def test_a_crash_point_spec_counts_arrivals_and_a_wrong_one_names_the_points() -> None:
+    assert _armed("") == {}
+    assert _armed("deliver.sent:3") == {"deliver.sent": 3}
+    for wrong in ("deliver.snet", "deliver.sent:0", "deliver.sent:x"):
+        with pytest.raises(ValueError, match=r"collect\.fetched, collect\.storing"):
+            _armed(wrong)
+
+
+def where_it_died(world: World) -> str:
+    """Which step the killed run was in, from what it left unfinished in the store."""
+    with sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True) as conn:
+        running = [row[0] for row in conn.execute("SELECT kind FROM runs WHERE status='running'")]
+        sending = conn.execute("SELECT count(*) FROM deliveries WHERE status='sending'")
+        in_flight = int(sending.fetchone()[0])
+    if in_flight:
+        return "delivering"
+    if running:
+        return running[-1].partition(":")[0]
+    return "between steps or starting"
+
+
+def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flight_twice(
+    tmp_path: Path,
+) -> None:
+    seed = int(os.environ.get("TRENDFINDER_KILL_SEED") or random.randrange(2**32))
+    iterations = int(os.environ.get("TRENDFINDER_KILL_ITERATIONS", "20"))
+    budget = float(os.environ.get("TRENDFINDER_KILL_SECONDS", "100"))
+    rng = random.Random(seed)
+    landed: Counter[str] = Counter()
+    kills = 0
+    with World(tmp_path, model_delay=0.2) as world:
+        running = world.start("run", "--once")
+        startup = world.wait_working(running)
+        first = world.finish(running)
+        assert first.returncode == 0, first.stderr
+        work = first.seconds - startup
+        started = time.monotonic()
+        for iteration in range(iterations):
+            if time.monotonic() - started > budget:
+                break
+            world.publish()
+            running = world.start("run", "--once")
+            # Most kills land while it works (some after it ended); a few while it starts.
+            if rng.random() < 0.1:
+                delay = rng.uniform(0, startup)
+            else:
+                delay = rng.uniform(0, 1.1 * work) + world.wait_working(running)
+            try:
+                running.process.wait(timeout=max(0.0, delay - (time.monotonic() - running.started)))
+                landed["after it finished"] += 1
+            except subprocess.TimeoutExpired:
+                running.process.send_signal(signal.SIGKILL)
+                kills += 1
+            context = f"seed {seed} (TRENDFINDER_KILL_SEED), iteration {iteration}"
+            if world.finish(running).returncode == -signal.SIGKILL:
+                landed[where_it_died(world)] += 1
+            world.recover()
+            assert world.violations(kills) == [], context
+            assert world.duplicates() <= kills, context
+        duplicates = world.duplicates()
+        status = world.run("status")
+    assert status.returncode == 0, status.stderr
+    summary = (
+        f"random kills: seed {seed}, {iteration + 1} iterations, {kills} kills "
+        f"({dict(sorted(landed.items()))}), {duplicates} messages arrived twice"
+    )
+    print(summary)
+    assert iteration + 1 >= min(iterations, 5), summary
+
+
+def test_a_crash_while_worker_processes_parse_feeds_leaves_no_process_behind(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    # Enough sources due at once that feeds are parsed in worker processes.
+    count = POOL_MIN_SOURCES + 6
+    served = []
+    for number in range(count):
+        links = [f"https://outlet{number}.example.org/story/{n}" for n in range(3)]
+        served += links
+        items = "".join(
+            f"<item><title>Story {n}</title><link>{link}</link></item>"
+            for n, link in enumerate(links)
+        )
+        feed_server.add(
+            f"/f{number}.xml",
+            f'<rss version="2.0"><channel><title>f{number}</title>{items}</channel></rss>',
+        )
+    sources = "\n".join(
+        f"  - {{name: f{n}, url: '{feed_server.url_for(f'/f{n}.xml')}'}}" for n in range(count)
+    )
+    (tmp_path / "config.yaml").write_text(
+        f"storage: {{path: state/trendfinder.db}}\ncollect: {{parse_processes: 2}}\n"
+        f"sources:\n{sources}\n"
+    )
+    world = Trendfinder(tmp_path / "config.yaml")
+    crashed = world.run("run", "--once", crash_at=f"collect.fetched:{count // 2}")
+    # finish() has waited for every process of the run's session: the parsing workers too.
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert world.run("run", "--once").returncode == 0
+    config = load_config(tmp_path / "config.yaml")
+    assert store_is_healthy(config) == []
+    assert no_item_vanished(config, served) == []

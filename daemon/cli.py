@@ -1,7 +1,8 @@
 """The `trendfinder` command line.
 
 Exit codes: 0 success, 1 the run finished but something failed (a source, a delivery),
-2 usage or configuration error, 75 another trendfinder holds the state directory's lock.
+2 usage or configuration error, 75 another trendfinder holds the state directory's lock (or
+another process kept the store locked for longer than storage.busy_timeout): try again later.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 from daemon import logs
 from daemon.clock import utcnow
 from daemon.config import CollectConfig, Config, ConfigError, config_path, load_config
-from daemon.lock import AlreadyRunning, StateLock
+from daemon.lock import AlreadyRunning, LockUnavailable, StateLock
 from daemon.runner import DigestFailed, Report, Runner
-from daemon.store import Store, StoreError
+from daemon.store import Store, StoreError, StoreLocked
 from digests.model import Digest
 from sources.model import FetchOutcome
 
@@ -139,12 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if error.args else str(error)
         print(f"trendfinder: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except StoreError as error:
-        print(f"trendfinder: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except AlreadyRunning as error:
+    except (AlreadyRunning, StoreLocked) as error:
         print(f"trendfinder: {error}", file=sys.stderr)
         return EXIT_LOCKED
+    except (StoreError, LockUnavailable) as error:
+        print(f"trendfinder: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -158,7 +159,7 @@ def _config(args: argparse.Namespace) -> Config:
 @contextmanager
 def _runner(args: argparse.Namespace) -> Iterator[Runner]:
     config = _config(args)
-    with Store.open(config.storage.database) as store:
+    with Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store:
         yield Runner(config, store)
 
 
@@ -203,7 +204,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return run_forever(config_path(args.config), args.stop_timeout)
     config = _config(args)
-    with StateLock(config.storage.state_dir), Store.open(config.storage.database) as store:
+    with (
+        StateLock(config.storage.state_dir),
+        Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store,
+    ):
         store.close_unfinished_runs(utcnow())
         runner = Runner(config, store)
         start, advance, stop = _progress()
@@ -259,7 +263,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args)
     from daemon.runner import next_fire_time
 
-    with Store.open(config.storage.database) as store:
+    with Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store:
         version = store.schema_version
     print(f"config ok: {config_path(args.config)}")
     print(f"store: {config.storage.database} (schema version {version})")

@@ -91,6 +91,10 @@ class StorageConfig(_Model):
     path: Path | None = Field(
         default=None, description="SQLite database file; default <state dir>/trendfinder.db"
     )
+    busy_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="how long a write waits while another process holds the store's lock",
+    )
 
     @property
     def database(self) -> Path:

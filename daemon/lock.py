@@ -19,14 +19,24 @@ class AlreadyRunning(Exception):
     """Another trendfinder holds the state directory's lock."""
 
 
+class LockUnavailable(Exception):
+    """The lock file cannot be created or written (a read-only or full state directory)."""
+
+
 class StateLock:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise LockUnavailable(
+                f"cannot create the lock file {self.path}: {error.strerror}; trendfinder "
+                f"needs to write in {self.path.parent}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -37,9 +47,15 @@ class StateLock:
                 f"another trendfinder{who} is already working on {self.path.parent}; "
                 "not starting a second one"
             ) from None
-        # The pid is only for the message above; the flock is what excludes.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            # The pid is only for the message above; the flock is what excludes.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:
+            os.close(fd)
+            raise LockUnavailable(
+                f"cannot write the lock file {self.path}: {error.strerror}"
+            ) from None
         self._fd = fd
 
     def release(self) -> None:

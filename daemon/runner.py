@@ -11,6 +11,7 @@ import fcntl
 import functools
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from daemon.clock import utcnow
 from daemon.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
 from daemon.crashpoints import crash_point
-from daemon.store import Delivery, SourceState, Store, TokenUsage
+from daemon.store import Delivery, SourceState, Store, TokenUsage, store_error
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
 from digests.build import BuiltDigest, build_offline, build_with_model
@@ -259,6 +260,8 @@ class Runner:
                 crash_point("digest.saved")
         except Exception as error:
             # Whatever broke, the run says why and the items stay pending for the next run.
+            if isinstance(error, sqlite3.Error):
+                error = store_error(self.store.path, error, self.store.busy_timeout)
             reason = f"digest {profile.name}: no digest ({type(error).__name__}: {error})"
             self.store.finish_run(run_id, self.clock(), "failed", {}, [reason])
             log.exception("%s; %d items stay pending", reason, len(selection.items))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from daemon.clock import utcnow
 from daemon.config import Config, ConfigError, cron_trigger, load_config
 from daemon.lock import StateLock
 from daemon.runner import Report, Runner, next_fire_time
-from daemon.store import Store
+from daemon.store import Store, store_error
 from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")
@@ -211,6 +212,11 @@ class Daemon:
             started = time.monotonic()
             try:
                 outcome = work()
+            except sqlite3.Error as error:
+                # A full disk or a lock held elsewhere: the reason, not a traceback.
+                trouble = store_error(self.store.path, error, self.store.busy_timeout)
+                log.error("%s: failed: %s", job_id, trouble)
+                outcome = "failed"
             except Exception:
                 log.exception("%s: failed", job_id)
                 outcome = "failed"
@@ -338,8 +344,12 @@ def run_forever(path: Path, stop_timeout: float = STOP_TIMEOUT) -> int:
     config = load_config(path)
     logs.hide_secrets(config)
     with StateLock(config.storage.state_dir):
-        store = Store.open(config.storage.database)
-        store.close_unfinished_runs(utcnow())
+        store = Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
+        try:
+            store.close_unfinished_runs(utcnow())
+        except sqlite3.Error as error:
+            store.close()
+            raise store_error(store.path, error, store.busy_timeout) from error
         notifier = Notifier()
         try:
             return Daemon(path, config, store, notifier, stop_timeout).run()

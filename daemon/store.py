@@ -8,12 +8,14 @@ Times are fixed-width ISO-8601 UTC text (see daemon.clock), so they sort as text
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import sqlite_utils
@@ -156,6 +158,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Seconds a write waits for another process holding the database's lock (storage.busy_timeout).
+DEFAULT_BUSY_TIMEOUT = 30.0
 # A site page lists far fewer links than this; older ones have left the page.
 SITE_LINKS_KEPT = 5000
 SITE_LINKS_FORGOTTEN_AFTER = timedelta(days=180)
@@ -163,6 +167,53 @@ SITE_LINKS_FORGOTTEN_AFTER = timedelta(days=180)
 
 class StoreError(Exception):
     """The store cannot be opened or used; the message names the file."""
+
+
+class StoreLocked(StoreError):
+    """Another process held the store's write lock for longer than `busy_timeout`."""
+
+
+# SQLite's primary result codes for the troubles an operator can fix.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
+_SQLITE_FULL, _SQLITE_CANTOPEN = 13, 14
+
+
+def store_error(
+    path: Path, error: sqlite3.Error, busy_timeout: float, verb: str = "use"
+) -> StoreError:
+    """What went wrong with the store at `path`, in words that say what to do about it."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StoreLocked(
+            f"the store at {path} is locked by another process ({error}; waited "
+            f"{busy_timeout:g} s, storage.busy_timeout); try again later"
+        )
+    message = f"cannot {verb} the store at {path}: {error}"
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _free_bytes(path.parent) < 1 << 20):
+        message += f"; the disk holding {path.parent} is full"
+    elif code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) and _read_only(path.parent):
+        message += (
+            f"; the directory {path.parent} is read-only, and trendfinder writes the "
+            "database, its -wal and -shm files and its lock file there"
+        )
+    return StoreError(message)
+
+
+def _free_bytes(directory: Path) -> int:
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return 1 << 62
+    return stats.f_bavail * stats.f_frsize
+
+
+def _read_only(directory: Path) -> bool:
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(directory, os.W_OK)
 
 
 @dataclass(frozen=True)
@@ -229,24 +280,34 @@ def _time(value: str | None) -> datetime | None:
 class Store:
     """The one interface to the database. Open with `Store.open(path)`; close when done."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+    def __init__(
+        self, db: sqlite_utils.Database, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> None:
         self.db = db
         self.path = path
+        self.busy_timeout = busy_timeout
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+        """Open (creating and migrating) the store; StoreError names the file and the trouble."""
+        conn = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # A generous busy timeout: a second process (an operator's `status`) waits, not fails.
-            conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+            # A write waits this long for another process's (an operator's sqlite3 shell, a
+            # backup); then StoreLocked.
+            conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits to a power cut
+            # (not to a process crash), and a lost 'sent' mark would send a digest again.
+            db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
-            store = cls(db, path)
+            store = cls(db, path, busy_timeout)
             store._migrate()
-        except sqlite3.DatabaseError as error:
-            raise StoreError(f"cannot open the store at {path}: {error}") from error
+        except sqlite3.Error as error:
+            if conn is not None:
+                conn.close()
+            raise store_error(path, error, busy_timeout, "open") from error
         except OSError as error:
             raise StoreError(f"cannot open the store at {path}: {error.strerror}") from error
         return store
@@ -257,8 +318,16 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()
+        # A full disk, a lock held too long or a vanished directory mid-run: say which store.
+        if isinstance(error, sqlite3.Error):
+            raise store_error(self.path, error, self.busy_timeout) from error
 
     @property
     def schema_version(self) -> int:

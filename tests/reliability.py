@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -94,7 +94,12 @@ class Trendfinder:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "daemon", "--config", str(self.config_path), *args]
 
-    def start(self, *args: str, crash_at: str | None = None) -> Running:
+    def start(
+        self,
+        *args: str,
+        crash_at: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> Running:
         """`trendfinder ARGS` in its own session, so every process it starts can be found.
         Its stderr goes to a file: a process left behind cannot hold up reading it."""
         extra = {"TRENDFINDER_CRASH_AT": crash_at} if crash_at else {}
@@ -108,6 +113,7 @@ class Trendfinder:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=preexec_fn,
             )
         return Running(process, log, time.monotonic())
 
@@ -149,8 +155,13 @@ class Trendfinder:
             tuple(map(str, process.args)), process.returncode, running.log.read_text(), seconds
         )
 
-    def run(self, *args: str, crash_at: str | None = None) -> Ran:
-        return self.finish(self.start(*args, crash_at=crash_at))
+    def run(
+        self,
+        *args: str,
+        crash_at: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> Ran:
+        return self.finish(self.start(*args, crash_at=crash_at, preexec_fn=preexec_fn))
 
     def recover(self, attempts: int = 4) -> list[Ran]:
         """Plain `run --once` until one exits 0 (a delivery waiting out its backoff may need
@@ -172,8 +183,11 @@ class Trendfinder:
 class World(Trendfinder):
     """Start with `with World(tmp_path) as world:`; `publish()` adds a round of stories."""
 
-    def __init__(self, folder: Path, *, model_delay: float = 0.0) -> None:
+    def __init__(
+        self, folder: Path, *, model_delay: float = 0.0, busy_timeout: str = "30s"
+    ) -> None:
         super().__init__(folder / "config.yaml")
+        self.busy_timeout = busy_timeout
         self.feeds = FeedServer()
         self.model = OpenAIServer()
         self.smtp = SMTPServer()
@@ -213,7 +227,7 @@ class World(Trendfinder):
             "timeout": "20s",
         }
         return f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{path: state/trendfinder.db, busy_timeout: {self.busy_timeout}}}
 llm: {json.dumps(llm)}
 delivery: {{max_attempts: 8, backoff: 1s}}
 sources:

@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 # (TRENDFINDER_CRASH_AT, digests stored when it dies, the target whose message was in flight)
 SCENARIOS = [
     ("collect.fetched", 0, None),
-    ("collect.fetched:3", 0, None),
     ("collect.storing:2", 0, None),
     ("collect.stored", 0, None),
     ("group.assigning", 0, None),
@@ -47,9 +47,7 @@ SCENARIOS = [
     ("digest.saved", 1, None),
     ("digest.saved:2", 2, None),
     ("deliver.sending", 2, None),
-    ("deliver.sending:4", 2, None),
     ("deliver.part_sent", 2, "team"),
-    ("deliver.part_sent:2", 2, "desk"),
     ("deliver.sent", 2, "mail"),
     # Slack records each message as it is accepted, before the delivery as a whole: a
     # retry finds every part posted and sends nothing again.
@@ -57,12 +55,13 @@ SCENARIOS = [
     ("deliver.sent:3", 2, None),  # a file target rewrites the same files: nothing doubles
     ("deliver.sent:4", 2, None),
     ("deliver.recorded", 2, None),
-    ("deliver.recorded:5", 2, None),
 ]
 
 
 def stored_digests(world: World) -> int:
-    with sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True) as conn:
+    with closing(
+        sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
+    ) as conn:
         return int(conn.execute("SELECT count(*) FROM digests").fetchone()[0])
 
 
@@ -105,7 +104,9 @@ def test_a_crash_point_spec_counts_arrivals_and_a_wrong_one_names_the_points() -
 
 def where_it_died(world: World) -> str:
     """Which step the killed run was in, from what it left unfinished in the store."""
-    with sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True) as conn:
+    with closing(
+        sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
+    ) as conn:
         running = [row[0] for row in conn.execute("SELECT kind FROM runs WHERE status='running'")]
         sending = conn.execute("SELECT count(*) FROM deliveries WHERE status='sending'")
         in_flight = int(sending.fetchone()[0])
@@ -120,8 +121,8 @@ def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flig
     tmp_path: Path,
 ) -> None:
     seed = int(os.environ.get("TRENDFINDER_KILL_SEED") or random.randrange(2**32))
-    iterations = int(os.environ.get("TRENDFINDER_KILL_ITERATIONS", "20"))
-    budget = float(os.environ.get("TRENDFINDER_KILL_SECONDS", "100"))
+    iterations = int(os.environ.get("TRENDFINDER_KILL_ITERATIONS", "12"))
+    budget = float(os.environ.get("TRENDFINDER_KILL_SECONDS", "60"))
     rng = random.Random(seed)
     landed: Counter[str] = Counter()
     kills = 0

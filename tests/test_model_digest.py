@@ -309,7 +309,7 @@ def test_a_model_failing_for_good_falls_back_offline_within_the_run_budget(
 def test_a_context_length_error_shrinks_the_dump_and_records_what_was_left_out(
     runner, openai_server, tmp_path
 ):
-    write_items(runner.store, fillers(60), NOW - timedelta(hours=3))
+    write_items(runner.store, fillers(200), NOW - timedelta(hours=3))
     runner.group()
     runner = with_llm(runner, tmp_path, openai_server, max_output_tokens=2000)
     openai_server.set_context_window("o1", 8000)

@@ -8,6 +8,7 @@ another process kept the store locked for longer than storage.busy_timeout): try
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -157,9 +158,16 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 @contextmanager
-def _runner(args: argparse.Namespace) -> Iterator[Runner]:
+def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Runner]:
+    """A runner over the configured store; `exclusive` for commands that do the daemon's
+    work (collect, digest), so they never run beside it or beside each other."""
     config = _config(args)
-    with Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store:
+    with contextlib.ExitStack() as stack:
+        if exclusive:
+            stack.enter_context(StateLock(config.storage.state_dir))
+        store = stack.enter_context(
+            Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
+        )
         yield Runner(config, store)
 
 
@@ -220,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
+    with _runner(args, exclusive=True) as runner:
         start, advance, stop = _progress()
         try:
             report = runner.collect(
@@ -234,11 +242,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
+    # A dry run only reads (it previews with the stories as grouped so far), so it may run
+    # beside the daemon; a real one takes the lock and groups first.
+    with _runner(args, exclusive=not args.dry_run) as runner:
         profiles = [runner.config.profile(args.profile)] if args.profile else runner.config.digests
         if not profiles:
             raise UsageError("no digest profiles are configured")
-        runner.group()
+        if not args.dry_run:
+            runner.group()
         failures = []
         for profile in profiles:
             try:

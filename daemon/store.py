@@ -173,25 +173,22 @@ class StoreLocked(StoreError):
     """Another process held the store's write lock for longer than `busy_timeout`."""
 
 
-# SQLite's primary result codes for the troubles an operator can fix.
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
-_SQLITE_FULL, _SQLITE_CANTOPEN = 13, 14
-
-
 def store_error(
     path: Path, error: sqlite3.Error, busy_timeout: float, verb: str = "use"
 ) -> StoreError:
     """What went wrong with the store at `path`, in words that say what to do about it."""
-    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
-    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return StoreLocked(
             f"the store at {path} is locked by another process ({error}; waited "
             f"{busy_timeout:g} s, storage.busy_timeout); try again later"
         )
     message = f"cannot {verb} the store at {path}: {error}"
-    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _free_bytes(path.parent) < 1 << 20):
+    if code == sqlite3.SQLITE_FULL or (
+        code == sqlite3.SQLITE_IOERR and _free_bytes(path.parent) < 1 << 20
+    ):
         message += f"; the disk holding {path.parent} is full"
-    elif code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) and _read_only(path.parent):
+    elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) and _read_only(path.parent):
         message += (
             f"; the directory {path.parent} is read-only, and trendfinder writes the "
             "database, its -wal and -shm files and its lock file there"

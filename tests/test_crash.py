@@ -102,8 +102,11 @@ def test_a_crash_point_spec_counts_arrivals_and_a_wrong_one_names_the_points() -
             _armed(wrong)
 
 
-def where_it_died(world: World) -> str:
-    """Which step the killed run was in, from what it left unfinished in the store."""
+def where_it_died(world: World, pid: int) -> str:
+    """Which step the killed run was in, from what it left in the lock file and the store."""
+    lock = world.folder / "state" / "trendfinder.lock"
+    if not lock.exists() or lock.read_text().strip() != str(pid):
+        return "starting"
     with closing(
         sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
     ) as conn:
@@ -114,7 +117,7 @@ def where_it_died(world: World) -> str:
         return "delivering"
     if running:
         return running[-1].partition(":")[0]
-    return "between steps or starting"
+    return "grouping or between steps"
 
 
 def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flight_twice(
@@ -151,7 +154,7 @@ def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flig
                 kills += 1
             context = f"seed {seed} (TRENDFINDER_KILL_SEED), iteration {iteration}"
             if world.finish(running).returncode == -signal.SIGKILL:
-                landed[where_it_died(world)] += 1
+                landed[where_it_died(world, running.process.pid)] += 1
             world.recover()
             assert world.violations(kills) == [], context
             assert world.duplicates() <= kills, context

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from daemon.clock import to_text
-from daemon.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, TokenUsage
+from daemon.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+    StoreLocked,
+    TokenUsage,
+)
 from digests.model import Digest, DigestStats, Window
 from sources.model import FetchOutcome, NewItem
 
@@ -84,6 +91,28 @@ def test_an_unusable_file_is_a_store_error_naming_the_path(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=str(path)):
         Store.open(path)
+
+
+def test_a_store_error_while_in_use_names_the_file_and_a_lock_held_too_long_is_store_locked(
+    tmp_path,
+):
+    path = tmp_path / "t.db"
+    Store.open(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than we wait
+    try:
+        with (
+            pytest.raises(StoreLocked, match=f"the store at {path} is locked"),
+            Store.open(path, busy_timeout=0.1) as store,
+        ):
+            store.start_run("collect", NOW)
+    finally:
+        holder.close()
+    with (
+        pytest.raises(StoreError, match=f"cannot use the store at {path}: no such table"),
+        Store.open(path) as store,
+    ):
+        store.db.execute("SELECT * FROM no_such_table")
 
 
 def test_items_are_stored_once_updated_in_place_and_shared_between_sources(tmp_path):

@@ -72,9 +72,6 @@ class Ran:
     stderr: str
     seconds: float
 
-    def describe(self) -> str:
-        return f"{' '.join(self.command[-3:])} -> {self.returncode} in {self.seconds:.1f}s"
-
 
 @dataclass(frozen=True)
 class Running:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from loopback.openai_server import ChatRequest
+from processes import daemon, wait_for
 from reliability import Ran, World, model_answer
 
 EXIT_FAILED, EXIT_LOCKED = 1, 75
@@ -236,3 +237,29 @@ def test_a_lock_taken_while_a_digest_is_written_stops_the_run_with_75_and_loses_
         assert_clear_failure(locked, EXIT_LOCKED, "locked by another process")
         world.model.set_default(model_answer)
         recovered(world)
+
+
+def test_the_daemon_logs_a_locked_store_with_its_path_and_carries_on_when_it_is_free(
+    tmp_path: Path,
+):
+    with World(tmp_path, busy_timeout="1s") as world:
+        assert world.run("run", "--once").returncode == 0
+        database = world.config.storage.database
+        with daemon(world.config_path) as running:
+            wait_for(lambda: "trendfinder running" in running.log(), "the daemon's start", running)
+            holder = sqlite3.connect(database, isolation_level=None)
+            try:
+                holder.execute("BEGIN EXCLUSIVE")
+                world.publish()
+                wait_for(
+                    lambda: f"failed: the store at {database} is locked" in running.log(),
+                    "a job failing on the lock",
+                    running,
+                )
+            finally:
+                holder.close()
+            # Free again: the next cycles collect the new round and deliver its digests.
+            wait_for(lambda: world.violations() == [], "the invariants after the lock", running)
+            running.signal(signal.SIGTERM)
+            assert running.process.wait(timeout=30) == 0
+        assert "Traceback" not in running.log(), running.log()

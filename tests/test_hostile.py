@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import feedparser
 import pytest
@@ -30,6 +31,7 @@ from digests import render
 from digests.model import Digest
 from digests.validate import scrub
 from sources.model import NewItem
+from sources.urls import canonical_url
 
 XSS = (
     "<script>alert(1)</script>",
@@ -88,6 +90,18 @@ def hostile_feeds(server: FeedServer) -> dict[str, str]:
             "title": "Breach report: reset your password at https://evil.com/login now",
             "link": "https://xss.example.org/breach/url-in-title",
             "description": "Write to support@evil.com or visit www.evil.com today.",
+            "pubDate": now,
+        }
+    )
+    # A web link crafted to break out of an href, a Markdown link and a Slack link.
+    xss.append(
+        {
+            "title": "Breach report with a crafted link",
+            "link": xml_text(
+                'https://xss.example.org/a"><script>alert(14)</script>?q=<img onerror=x>'
+                "&s=)](javascript:alert(15))|<!here>"
+            ),
+            "description": "Crafted link.",
             "pubDate": now,
         }
     )
@@ -330,7 +344,8 @@ def text_problems(text: str, store_urls: frozenset[str], where: str) -> list[str
     """
     problems = []
     for url in _WEB_URL.findall(text):
-        if not any(url == stored or url.startswith(stored) for stored in store_urls):
+        # Found in running text, a URL may end before a bracket that is part of it.
+        if not any(stored.startswith(url) or url.startswith(stored) for stored in store_urls):
             problems.append(f"{where}: foreign URL {url[:80]!r}")
     if "evil.com" in text.lower():
         problems.append(f"{where}: the injected domain evil.com, not defanged")
@@ -349,7 +364,9 @@ def model_text_problems(digest: Digest) -> list[str]:
 
 def markdown_problems(text: str, store_urls: frozenset[str], where: str) -> list[str]:
     targets = re.findall(r"\]\(<([^>]*)>\)", text)
-    problems = [f"{where}: link to {t[:80]!r}" for t in targets if t not in store_urls]
+    # Markdown links percent-encode brackets: compare what the URLs mean.
+    meant = {unquote(url) for url in store_urls}
+    problems = [f"{where}: link to {t[:80]!r}" for t in targets if unquote(t) not in meant]
     rest = re.sub(r"\]\(<[^>]*>\)", "](link)", text)
     problems += [f"{where}: raw markup {m[:40]!r}" for m in re.findall(r"(?<!\\)<[a-z!/]\S*", rest)]
     return problems + text_problems(rest, store_urls, where)
@@ -360,7 +377,7 @@ def slack_problems(payload: dict[str, Any], store_urls: frozenset[str]) -> list[
     for block in payload["blocks"]:
         for text in _slack_texts(block):
             for target in re.findall(r"<([^|>]*)(?:\|[^>]*)?>", text):
-                if target not in store_urls:
+                if html.unescape(target) not in store_urls:
                     problems.append(f"slack: link <{target[:80]}>")
             rest = re.sub(r"<[^|>]*(?:\|[^>]*)?>", "", text)
             problems += text_problems(rest, store_urls, "slack")
@@ -549,3 +566,11 @@ digests:
     assert [(i.title, i.url) for i in trend.items] == [
         ("Reset your password at [link removed]", "https://wire.example.org/a")
     ]
+
+
+def test_a_link_with_quotes_or_brackets_is_stored_percent_encoded_so_no_output_cuts_it_short():
+    crafted = canonical_url('https://x.example/a"><b>|c d`e{f}^g\\h')
+    assert crafted == "https://x.example/a%22%3E%3Cb%3E%7Cc%20d%60e%7Bf%7D%5Eg%5Ch"
+    # Everything else keeps its identity: items stored before this change are not new again.
+    for url in ("https://x.example/café/été", "https://x.example/a(b)c;d=e/f:g@h!i$j*k+l,m~n"):
+        assert canonical_url(url) == url

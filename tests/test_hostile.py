@@ -31,6 +31,7 @@ from digests import render
 from digests.model import Digest
 from digests.validate import scrub
 from sources.model import NewItem
+from sources.text import one_line
 from sources.urls import canonical_url
 
 XSS = (
@@ -574,3 +575,10 @@ def test_a_link_with_quotes_or_brackets_is_stored_percent_encoded_so_no_output_c
     # Everything else keeps its identity: items stored before this change are not new again.
     for url in ("https://x.example/café/été", "https://x.example/a(b)c;d=e/f:g@h!i$j*k+l,m~n"):
         assert canonical_url(url) == url
+
+
+def test_bidirectional_overrides_cannot_make_a_headline_read_as_something_else():
+    # After U+202E the rest displays reversed: "gnp.exe" reads as "exe.png". Isolates likewise.
+    assert one_line("Update \u202egnp.exe\u202c and \u2067rtl\u2069 text") == (
+        "Update gnp.exe and rtl text"
+    )

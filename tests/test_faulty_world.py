@@ -147,11 +147,11 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
             # Malformed JSON twice, then invented ids twice: offline, labelled as a fallback.
             model.reply_malformed(times=2)
             world.wait_for(lambda: model.pending == 0, "the malformed answers")
-            model.reply(invented_answer, times=2)
-            world.wait_for(lambda: model.pending == 0, "the invented answers")
             # Then the model is down (503 until healed): digests keep coming, offline.
-            model.reply_error(503, times=FOREVER)
+            # Queued together, so no digest can slip in between and get a good answer.
             count = len(digests(tmp_path))
+            model.reply(invented_answer, times=2)
+            model.reply_error(503, times=FOREVER)
             world.wait_for(lambda: len(digests(tmp_path)) >= count + 3, "offline digests")
 
             info = status(config_path)
@@ -194,8 +194,11 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
         stored = digests(tmp_path)
         analyzers = [row["analyzer"] for row in stored]
         fallbacks = [row for row in stored if row["analyzer"] == "offline (fallback from o1)"]
-        assert len(fallbacks) >= 5, analyzers
+        # One fallback per kind of failure at least (how many the 503 spell produced depends
+        # on timing), each saying why in its notes.
+        assert len(fallbacks) >= 3, analyzers
         assert any("malformed" in row["body"] or "JSON" in row["body"] for row in fallbacks)
+        assert any("no trend cited an id" in row["body"] for row in fallbacks)
         assert any("503" in row["body"] for row in fallbacks)
         times = [from_text(row["created_at"]) for row in stored]
         gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]

@@ -1,9 +1,13 @@
 """Story grouping: decide which news items are about the same story.
 
 Pure functions, no I/O beyond reading the English word frequencies that ship with `wordfreq`.
-Items become TF-IDF vectors over their title words (plus a little of their text). The IDF blends
-the batch's document frequencies with general English ones, so weights do not hinge on the batch
-size: a collection run often brings only a few dozen items. Two passes then build the groups:
+Items become TF-IDF vectors over their title words plus a few distinctive words of the start of
+their text: each text word counts once, only the rarest 30 that another item shares and that
+few items contain, and never a line that most of one source's items carry (a wire footer, a
+byline). Long texts thus add evidence without making every item look like every other. The IDF
+blends the batch's document frequencies with general English ones, so weights do not hinge on
+the batch size: a collection run often brings only a few dozen items. Two passes then build the
+groups:
 
 1. Near-duplicates (wire copies, identical or near-identical titles or text) are joined outright.
 2. Groups are merged agglomeratively by the cosine between their summed vectors (centroid
@@ -12,8 +16,10 @@ size: a collection run often brings only a few dozen items. Two passes then buil
    steadier signal than one headline. This is what lets a 200-headline story with drifting
    vocabulary come together while two unrelated headlines that share a word stay apart.
 
-Candidate pairs come from a sparse matrix product computed in row blocks, so memory stays
-proportional to the pairs that are actually similar rather than to all pairs. The merge pass
+Candidate pairs come from a sparse matrix product computed in row blocks of bounded size, and
+each item or group keeps its 100 most similar others, so a story of thousands of near-identical
+items costs thousands of pairs rather than millions (on the UCI file a cut at 100 leaves every
+figure unchanged; one at 30 cost 0.005 BCubed precision). The merge pass
 runs in rounds; each round recomputes the group vectors exactly, so a similarity dropped below
 the candidate floor in one round is seen again in the next.
 

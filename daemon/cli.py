@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the run finished but something failed (a source, a deli
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -156,9 +157,14 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 @contextmanager
-def _runner(args: argparse.Namespace) -> Iterator[Runner]:
+def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Runner]:
+    """A runner over the configured store; `exclusive` for commands that do the daemon's
+    work (collect, digest), so they never run beside it or beside each other."""
     config = _config(args)
-    with Store.open(config.storage.database) as store:
+    with contextlib.ExitStack() as stack:
+        if exclusive:
+            stack.enter_context(StateLock(config.storage.state_dir))
+        store = stack.enter_context(Store.open(config.storage.database))
         yield Runner(config, store)
 
 
@@ -216,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
+    with _runner(args, exclusive=True) as runner:
         start, advance, stop = _progress()
         try:
             report = runner.collect(
@@ -230,11 +236,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
+    # A dry run only reads (it previews with the stories as grouped so far), so it may run
+    # beside the daemon; a real one takes the lock and groups first.
+    with _runner(args, exclusive=not args.dry_run) as runner:
         profiles = [runner.config.profile(args.profile)] if args.profile else runner.config.digests
         if not profiles:
             raise UsageError("no digest profiles are configured")
-        runner.group()
+        if not args.dry_run:
+            runner.group()
         failures = []
         for profile in profiles:
             try:

@@ -237,23 +237,63 @@ class SlackTarget(_Model):
 Target = Annotated[FileTarget | EmailTarget | SlackTarget, Field(discriminator="kind")]
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _cron_weekdays(field: str) -> str:
+    """Cron's day-of-week numbers (0 or 7 is Sunday) as names.
+
+    APScheduler 3 numbers weekdays from Monday = 0, so passing cron's numbers through
+    would move every weekly schedule a day later.
+    """
+    if not any(char.isdigit() for char in field):
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        else:
+            first_text, _, last_text = span.partition("-")
+            first = _weekday_number(first_text)
+            last = _weekday_number(last_text) if last_text else (6 if step_text else first)
+            if last_text and last == 0:
+                last = 7  # "5-7" and "5-0" both end on Sunday
+        if step < 1 or first > last:
+            raise ValueError(f"invalid day-of-week field {field!r}")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+
+
+def _weekday_number(text: str) -> int:
+    name = text.strip().lower()
+    if name.isdigit() and 0 <= int(name) <= 7:
+        return int(name)
+    if name[:3] in _WEEKDAYS:
+        return _WEEKDAYS.index(name[:3])
+    raise ValueError(f"invalid day of week {text!r}")
+
+
 def cron_trigger(expression: str, timezone: str = "UTC") -> CronTrigger:
     """A cron schedule: the usual 5 fields, or 6 with seconds first (`*/10 * * * * *`)."""
     from apscheduler.triggers.cron import CronTrigger
 
     fields = expression.split()
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=ZoneInfo(timezone),
-        )
-    return CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ValueError(f"wrong number of fields; got {len(fields)}")
+    second, minute, hour, day, month, day_of_week = fields
+    return CronTrigger(
+        second=second,
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_cron_weekdays(day_of_week),
+        timezone=ZoneInfo(timezone),
+    )
 
 
 def _cron(expression: str) -> str:

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -243,6 +243,7 @@ class Runner:
         run_id = self.store.start_run(f"digest:{profile.name}", now)
         try:
             built, usage = self._analyze(selection, now)
+            built = self._unique_id(built)
             if not dry_run:
                 self.store.save_digest(
                     built.digest,
@@ -281,6 +282,17 @@ class Runner:
             usage.cost,
         )
         return built
+
+    def _unique_id(self, built: BuiltDigest) -> BuiltDigest:
+        """Digest ids name the second they were made; a second digest in that second of the
+        same profile (a manual `digest` beside the daemon's) gets a suffix, not a clash."""
+        digest_id, suffix = built.digest.id, 1
+        while self.store.has_digest(digest_id):
+            suffix += 1
+            digest_id = f"{built.digest.id}-{suffix}"
+        if digest_id == built.digest.id:
+            return built
+        return replace(built, digest=built.digest.model_copy(update={"id": digest_id}))
 
     def _analyze(self, selection: Selection, now: datetime) -> tuple[BuiltDigest, TokenUsage]:
         """The model's digest with an API key, else the offline one; offline when it fails."""

@@ -584,6 +584,10 @@ class Store:
                 [(digest.id, target, created) for target in targets],
             )
 
+    def has_digest(self, digest_id: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM digests WHERE id = ?", [digest_id]).fetchone()
+        return row is not None
+
     def digest(self, digest_id: str) -> Digest:
         rows = self._rows("SELECT body FROM digests WHERE id = ?", [digest_id])
         if not rows:

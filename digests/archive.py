@@ -16,7 +16,9 @@ _NAMESPACE = uuid.UUID("6f1c1d0e-2b8f-4d5e-9a57-7d1f5c3b9a10")
 
 
 def file_stem(digest: Digest) -> str:
-    return f"{digest.created_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    """The digest id without its profile: the creation time, plus a suffix when a profile
+    had two digests in the same second."""
+    return digest.id.removeprefix(f"{digest.profile}-")
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -9,7 +9,7 @@ Feed text is untrusted: the characters that could close or open a block are neut
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from digests.model import StoredItem
 from digests.signals import ScoredStory
@@ -18,10 +18,18 @@ from digests.tokens import TokenCounter
 
 @dataclass(frozen=True)
 class PackSettings:
-    text_tokens: int = 300  # the representative item's text
-    title_tokens: int = 40  # each title
+    # The best-ranked stories get room for detail; the rest a lead and a few titles, so a
+    # busy day's dump carries breadth instead of stopping after the first hundred stories.
+    detailed_stories: int = 25
+    text_tokens: int = 300  # the representative item's text, in a detailed story
     max_titles: int = 10  # other items listed by title; the rest are counted by source
+    brief_text_tokens: int = 50
+    brief_max_titles: int = 2
+    title_tokens: int = 40  # each title
     max_chunks: int = 6  # when splitting, at most this many requests before the merge
+
+    def brief(self) -> PackSettings:
+        return replace(self, text_tokens=self.brief_text_tokens, max_titles=self.brief_max_titles)
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,11 @@ def pack(
     """
     packed: list[PackedStory] = []
     used = 0
+    brief = settings.brief()
     for number, story in enumerate(stories):
-        candidate = render_story(f"S{first_ref + number}", story, counter, settings)
+        rank = first_ref + number
+        shape = settings if rank <= settings.detailed_stories else brief
+        candidate = render_story(f"S{rank}", story, counter, shape)
         if used + candidate.tokens > budget:
             break
         packed.append(candidate)

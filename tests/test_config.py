@@ -114,3 +114,35 @@ def test_the_shipped_config_passes_check(tmp_path, monkeypatch, capsys):
     config = load_config(REPO / "config.yaml")
     assert len([s for s in config.sources if s.kind == "feed"]) >= 12
     assert any(s.kind == "site" for s in config.sources)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "weekdays"),
+    [
+        ("0 7 * * 1", {"Monday"}),
+        ("0 7 * * 0", {"Sunday"}),
+        ("0 7 * * 7", {"Sunday"}),
+        ("0 7 * * 1-5", {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday"}),
+        ("0 7 * * 5-7", {"Friday", "Saturday", "Sunday"}),
+        ("0 7 * * 0,6", {"Saturday", "Sunday"}),
+        ("0 7 * * */3", {"Sunday", "Wednesday", "Saturday"}),
+        ("0 7 * * mon-wed", {"Monday", "Tuesday", "Wednesday"}),
+        (
+            "0 7 * * *",
+            {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"},
+        ),
+    ],
+)
+def test_cron_weekdays_mean_what_they_mean_in_cron(schedule, weekdays):
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.config import cron_trigger
+
+    trigger = cron_trigger(schedule)
+    moment = datetime(2026, 11, 27, tzinfo=UTC)
+    fired = set()
+    for _ in range(14):
+        moment = trigger.get_next_fire_time(None, moment + timedelta(seconds=1))
+        fired.add(moment.strftime("%A"))
+        assert moment.hour == 7 and moment.minute == 0
+    assert fired == weekdays

@@ -114,3 +114,45 @@ def test_run_once_with_the_network_unreachable_exits_1_with_a_summary(tmp_path):
     assert "0 sources ok" in result.stderr and "3 failed" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("failed: source s") == 3
+
+
+def test_two_digests_of_a_profile_in_the_same_second_are_both_kept(tmp_path):
+    from daemon.config import parse_config
+    from daemon.runner import Runner
+    from daemon.store import Store
+    from sources.model import NewItem
+
+    moment = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+    config = parse_config(
+        f"""
+storage: {{path: '{tmp_path / "t.db"}'}}
+sources: [{{name: wire, url: 'http://127.0.0.1:9/feed.xml'}}]
+digests:
+  - {{name: brief, focus: news, deliver: [{{kind: file, directory: '{tmp_path / "out"}'}}]}}
+""",
+        env={},
+    )
+
+    def item(n: int) -> NewItem:
+        return NewItem(
+            id=f"it_{n}",
+            url=f"https://wire.example/{n}",
+            title=f"Harbour bridge reopens after repair number {n}",
+            text="",
+            published=moment,
+            content_hash=f"h{n}",
+        )
+
+    with Store.open(config.storage.database) as store:
+        runner = Runner(config, store, clock=lambda: moment)
+        ids = []
+        for n in (1, 2):
+            store.add_items("wire", [item(n)], moment)
+            runner.group()
+            built = runner.digest(config.digests[0])
+            assert built is not None
+            ids.append(built.digest.id)
+        runner.deliver()
+    assert ids == ["brief-20261127T070000Z", "brief-20261127T070000Z-2"]
+    files = sorted(path.name for path in (tmp_path / "out" / "brief").glob("*.json"))
+    assert files == ["20261127T070000Z-2.json", "20261127T070000Z.json"]

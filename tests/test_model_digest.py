@@ -309,7 +309,7 @@ def test_a_model_failing_for_good_falls_back_offline_within_the_run_budget(
 def test_a_context_length_error_shrinks_the_dump_and_records_what_was_left_out(
     runner, openai_server, tmp_path
 ):
-    write_items(runner.store, fillers(60), NOW - timedelta(hours=3))
+    write_items(runner.store, fillers(200), NOW - timedelta(hours=3))
     runner.group()
     runner = with_llm(runner, tmp_path, openai_server, max_output_tokens=2000)
     openai_server.set_context_window("o1", 8000)
@@ -412,12 +412,12 @@ def test_chunks_are_asked_separately_and_merged_in_a_final_call(runner, openai_s
 def test_when_no_digest_can_be_stored_the_items_stay_pending_and_the_run_says_why(
     runner, openai_server
 ):
-    # A digest with the id this run would use already exists: storing it fails.
+    # The database refuses the digest (as a full disk would): storing it fails.
     profile = runner.config.digests[0]
     openai_server.reply(good_answer)
     runner.store.db.execute(
-        "INSERT INTO digests (id, profile, created_at, analyzer, window_from, window_to, body) "
-        "VALUES ('brief-20261127T070000Z', 'other', '', 'offline', '', '', '{}')"
+        "CREATE TRIGGER refuse_digests BEFORE INSERT ON digests "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
     )
     sources = ["wire", "ledger", "herald", "spam"]
     pending = runner.store.count_pending("brief", sources, NOW - timedelta(days=1))
@@ -425,4 +425,4 @@ def test_when_no_digest_can_be_stored_the_items_stay_pending_and_the_run_says_wh
         runner.digest(profile)
     assert runner.store.count_pending("brief", sources, NOW - timedelta(days=1)) == pending
     [run] = [r for r in runner.store.last_runs() if r["kind"] == "digest:brief"]
-    assert run["status"] == "failed" and "UNIQUE" in run["errors"]
+    assert run["status"] == "failed" and "disk is full" in run["errors"]

@@ -267,3 +267,19 @@ digests:
     assert "brief: 0 items waiting; last digest 20" in text
     assert "model spend: today $0.0000" in text
     assert os.path.getsize(tmp_path / "state" / "trendfinder.db") > 0
+
+
+@pytest.mark.parametrize("command", [["collect"], ["digest"], ["run", "--once"]])
+def test_commands_that_do_the_daemons_work_wait_for_no_one_and_exit_75(tmp_path, capsys, command):
+    from daemon.cli import main
+    from daemon.lock import StateLock
+
+    with FeedFarm(feeds=1) as farm:
+        config = once_config(tmp_path, farm)
+        (tmp_path / "state").mkdir()
+        with StateLock(tmp_path / "state"):
+            assert main(["--config", str(config), *command]) == 75
+        assert "already working on" in capsys.readouterr().err
+        # A dry run only previews, so it runs beside the daemon.
+        with StateLock(tmp_path / "state"):
+            assert main(["--config", str(config), "digest", "--dry-run"]) == 0

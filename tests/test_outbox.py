@@ -175,9 +175,11 @@ class CrashingReceiver(SlackReceiver):
     def _deliver(self, delivery: Post) -> None:
         super()._deliver(delivery)
         if delivery.path == self.crash_path and self.victim and not self.crashed.is_set():
+            # Set before the kill: the test thread may see the process dead before this
+            # thread gets to run again.
+            self.crashed.set()
             self.victim.send_signal(signal.SIGKILL)
             self.victim.wait(timeout=30)
-            self.crashed.set()
 
 
 def test_a_crash_between_sent_and_recorded_resends_only_the_message_in_flight(tmp_path):

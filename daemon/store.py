@@ -440,13 +440,15 @@ class Store:
         return self._items("i.story_id IS NULL ORDER BY i.fetched, i.id", [], text_chars)
 
     def grouped_items_since(
-        self, since: datetime, text_chars: int | None = None
+        self, since: datetime, text_chars: int | None = None, limit: int | None = None
     ) -> list[StoredItem]:
         """Recently grouped items: the anchors that let new items join existing stories.
-        With `text_chars`, each text is cut to its first characters."""
+        With `text_chars`, each text is cut to its first characters; with `limit`, only the
+        latest items (by fetch time, then id) come back."""
         return self._items(
-            "i.story_id IS NOT NULL AND i.fetched >= ? ORDER BY i.fetched, i.id",
-            [to_text(since)],
+            "i.id IN (SELECT id FROM items WHERE story_id IS NOT NULL AND fetched >= ? "
+            "ORDER BY fetched DESC, id DESC LIMIT ?) ORDER BY i.fetched, i.id",
+            [to_text(since), -1 if limit is None else limit],
             text_chars,
         )
 

@@ -184,3 +184,7 @@ def test_items_for_grouping_can_come_with_only_the_start_of_their_text(tmp_path)
             ("it_1", 600, "st_a"),
             ("it_2", 5, "st_b"),
         }
+        store.add_items("s", [item(3)], NOW + timedelta(minutes=1))
+        store.assign_stories({"it_3": "st_a"}, {}, NOW)
+        latest = store.grouped_items_since(NOW - timedelta(days=1), limit=2)
+        assert [i.id for i in latest] == ["it_2", "it_3"]

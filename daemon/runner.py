@@ -26,7 +26,7 @@ from digests import offline
 from digests.ask import Asker, ModelUnavailable
 from digests.build import BuiltDigest, build_offline, build_with_model
 from digests.deliver import DeliveryError, Progress, send
-from digests.group import GroupInput, assign_stories
+from digests.group import GroupingSettings, GroupInput, assign_stories
 from digests.model import Digest, StoredItem
 from digests.select import Selection, select
 from digests.tokens import load_counter
@@ -38,6 +38,10 @@ log = logging.getLogger("trendfinder")
 
 # How far back items anchor story grouping: tomorrow's item joins a story seen this week.
 ANCHOR_WINDOW = timedelta(days=3)
+# ...but no more than this many of the latest: each run regroups its anchors, so this bounds
+# a run's time and memory (about 1 s and 100 MB at 10,000 items) on a busy store.
+MAX_ANCHORS = 10_000
+GROUPING = GroupingSettings()
 # Fetched sources are written this many to a transaction: one commit per source would
 # dominate a thousand-source cycle, and a crash only refetches an unwritten batch.
 STORE_BATCH = 100
@@ -204,13 +208,16 @@ class Runner:
     def group(self) -> int:
         """Assign every ungrouped item to a story, once per run for all profiles."""
         now = self.clock()
-        new = self.store.ungrouped_items()
+        # Grouping reads only the start of each text; the rest stays in the store.
+        text_chars = GROUPING.text_max_chars
+        new = self.store.ungrouped_items(text_chars)
         if not new:
             return 0
-        anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW)
+        anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW, text_chars, MAX_ANCHORS)
         assignment = assign_stories(
             [_group_input(item) for item in new],
             [(_group_input(item), item.story_id or "") for item in anchors],
+            settings=GROUPING,
         )
         crash_point("group.assigning")
         self.store.assign_stories(assignment.stories, assignment.merged, now)

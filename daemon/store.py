@@ -483,9 +483,13 @@ class Store:
         seen = len(items) - new - updated
         return AddedItems(new=new, updated=updated, seen=seen)
 
-    def _items(self, where: str, params: Sequence[Any]) -> list[StoredItem]:
+    def _items(
+        self, where: str, params: Sequence[Any], text_chars: int | None = None
+    ) -> list[StoredItem]:
+        text = "i.text" if text_chars is None else f"substr(i.text, 1, {int(text_chars)})"
         rows = self._rows(
-            "SELECT i.*, (SELECT group_concat(source, char(31)) FROM item_sources s "
+            f"SELECT i.id, i.url, i.title, {text} AS text, i.published, i.fetched, i.story_id, "
+            "(SELECT group_concat(source, char(31)) FROM item_sources s "
             f"WHERE s.item_id = i.id) AS source_names FROM items i WHERE {where}",
             params,
         )
@@ -498,13 +502,21 @@ class Store:
             found += self._items(f"i.id IN ({','.join('?' * len(chunk))})", chunk)
         return found
 
-    def ungrouped_items(self) -> list[StoredItem]:
-        return self._items("i.story_id IS NULL ORDER BY i.fetched, i.id", [])
+    def ungrouped_items(self, text_chars: int | None = None) -> list[StoredItem]:
+        """Items not in a story yet; with `text_chars`, each text cut to its first characters."""
+        return self._items("i.story_id IS NULL ORDER BY i.fetched, i.id", [], text_chars)
 
-    def grouped_items_since(self, since: datetime) -> list[StoredItem]:
-        """Recently grouped items: the anchors that let new items join existing stories."""
+    def grouped_items_since(
+        self, since: datetime, text_chars: int | None = None, limit: int | None = None
+    ) -> list[StoredItem]:
+        """Recently grouped items: the anchors that let new items join existing stories.
+        With `text_chars`, each text is cut to its first characters; with `limit`, only the
+        latest items (by fetch time, then id) come back."""
         return self._items(
-            "i.story_id IS NOT NULL AND i.fetched >= ? ORDER BY i.fetched, i.id", [to_text(since)]
+            "i.id IN (SELECT id FROM items WHERE story_id IS NOT NULL AND fetched >= ? "
+            "ORDER BY fetched DESC, id DESC LIMIT ?) ORDER BY i.fetched, i.id",
+            [to_text(since), -1 if limit is None else limit],
+            text_chars,
         )
 
     def assign_stories(

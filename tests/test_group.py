@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import combinations
 
@@ -12,7 +13,7 @@ from bench.scoring import bcubed, pairwise
 from bench.synthetic import synthetic_day
 from bench.uci import UCI_PATH, load_uci, small_sparse_days
 
-from digests.group import GroupInput, assign_stories
+from digests.group import GroupingSettings, GroupInput, assign_stories
 
 MONDAY = datetime(2024, 5, 6, 9, tzinfo=UTC)
 TUESDAY = datetime(2024, 5, 7, 9, tzinfo=UTC)
@@ -233,6 +234,70 @@ def test_no_items_and_items_without_words() -> None:
     assert assign_stories([]).stories == {}
     lonely = assign_stories([item("1", "..."), item("2", "")]).stories
     assert lonely.keys() == {"1", "2"} and lonely["1"] != lonely["2"]
+
+
+def test_shared_boilerplate_text_does_not_join_unrelated_stories() -> None:
+    furniture = "Details follow. " * 30 + "Sign up for the Wire newsletter for breaking alerts."
+    notice = (
+        "Copyright Thomson Reuters. All rights reserved. Republication or redistribution of "
+        "this content is expressly prohibited without prior written consent. "
+    )
+    titles = [
+        "Chipmaker reports record quarterly revenue",
+        "Central bank holds interest rates steady",
+        "Satellite launch adds coverage to rural areas",
+        "Open-source maintainers discuss funding",
+        "Museum returns looted bronzes to Nigeria",
+    ]
+    own_source = [
+        item(f"w{n}", title, "Wire", f"{title}. {furniture}") for n, title in enumerate(titles)
+    ]
+    across_sources = [
+        item(f"r{n}", title, f"Outlet {n}", notice + title) for n, title in enumerate(titles)
+    ]
+    for batch in (own_source, across_sources):
+        assert all(len(group) == 1 for group in groups(assign_stories(batch).stories))
+
+
+def test_only_the_start_of_a_text_counts_so_callers_may_cut_texts() -> None:
+    settings = GroupingSettings()
+    words = ["outage", "regulators", "cloud", "datacenter", "inquiry", "refunds", "engineers"]
+    new = [
+        item(
+            f"n{n}",
+            f"Report {n} on the cloud outage",
+            f"Outlet {n % 7}",
+            " ".join(words[n % 7 :] * 40),
+        )
+        for n in range(40)
+    ]
+    cut = [replace(entry, text=entry.text[: settings.text_max_chars]) for entry in new]
+    assert assign_stories(new).stories == assign_stories(cut).stories
+
+
+def test_thousands_of_reports_of_six_stories_are_six_stories_quickly() -> None:
+    # Every report shares words with a sixth of the batch: the similarity product is dense.
+    topics = [
+        "Regulators open an inquiry into cloud outage",
+        "Chipmaker reports record quarterly revenue",
+        "New Python release speeds up start-up",
+        "Central bank holds interest rates steady",
+        "Open-source maintainers discuss funding",
+        "Satellite launch adds coverage to rural areas",
+    ]
+    new = [
+        item(
+            f"{feed}-{update}",
+            f"{topics[(feed + update) % 6]} (feed {feed}, update {update})",
+            f"feed{feed}",
+            f"{topics[(feed + update) % 6]}. Report {update} from outlet {feed}.",
+        )
+        for feed in range(600)
+        for update in range(5)
+    ]
+    started = time.perf_counter()
+    assert len(groups(assign_stories(new).stories)) == 6
+    assert time.perf_counter() - started < 5.0
 
 
 @needs_uci

@@ -201,3 +201,21 @@ def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reporte
         assert [tuple(row) for row in rows] == [
             ("st_old", to_text(monday), to_text(NOW + timedelta(hours=1)))
         ]
+
+
+def test_items_for_grouping_can_come_with_only_the_start_of_their_text(tmp_path):
+    with Store.open(tmp_path / "t.db") as store:
+        with store.transaction():
+            store.add_items("s", [item(1, text="x" * 5000), item(2, text="short")], NOW)
+        assert sorted(len(i.text) for i in store.ungrouped_items(600)) == [5, 600]
+        assert sorted(len(i.text) for i in store.ungrouped_items()) == [5, 5000]
+        store.assign_stories({"it_1": "st_a", "it_2": "st_b"}, {}, NOW)
+        anchors = store.grouped_items_since(NOW - timedelta(days=1), 600)
+        assert {(i.id, len(i.text), i.story_id) for i in anchors} == {
+            ("it_1", 600, "st_a"),
+            ("it_2", 5, "st_b"),
+        }
+        store.add_items("s", [item(3)], NOW + timedelta(minutes=1))
+        store.assign_stories({"it_3": "st_a"}, {}, NOW)
+        latest = store.grouped_items_since(NOW - timedelta(days=1), limit=2)
+        assert [i.id for i in latest] == ["it_2", "it_3"]

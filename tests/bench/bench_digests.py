@@ -92,7 +92,7 @@ def ndcg_at_10() -> dict[str, float]:
             published=NOW - timedelta(hours=1),
             fetched=NOW - timedelta(hours=1),
             sources=(row["PUBLISHER"],),
-            story_id=assignment[row["ID"]],
+            story_id=assignment.stories[row["ID"]],
         )
         for row in rows
     )

@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
 from bench.scoring import Scores, bcubed, pairwise  # noqa: E402
-from bench.synthetic import synthetic_day  # noqa: E402
+from bench.synthetic import synthetic_day, with_texts  # noqa: E402
 from bench.uci import UCI_PATH, LabelledItem, load_uci, small_sparse_days  # noqa: E402
 from scipy.cluster.hierarchy import fcluster, linkage  # noqa: E402
 from scipy.spatial.distance import pdist  # noqa: E402
@@ -160,6 +160,35 @@ def quality_report() -> None:
         )
         print(f"  tiny batches (300 x 2 stories x 2 items):  {mean_scores(tiny, settings)}")
     streamed_report(labelled, GroupingSettings())
+    texts_report(labelled)
+
+
+def texts_report(labelled: list[LabelledItem]) -> None:
+    """The same headlines with 150-200-word texts (story words, common English, and boilerplate
+    that half the sources and a fifth of all items carry), against texts without boilerplate."""
+    print("\nwith texts (tests/bench/synthetic.py with_texts; BCubed)")
+    for name, variant in (
+        ("texts with boilerplate", with_texts(labelled)),
+        ("texts without boilerplate", with_texts(labelled, boilerplate=False)),
+    ):
+        truth = truth_of(variant)
+        started = time.perf_counter()
+        whole = bcubed(assign_stories([e.item for e in variant]).stories, truth)
+        took = time.perf_counter() - started
+        precisions = [
+            bcubed(assign_stories([e.item for e in day]).stories, truth_of(day)).precision
+            for day in small_sparse_days(variant, days=50)
+        ]
+        scores = [
+            bcubed(streamed(variant, 50, GroupingSettings(), seed), truth) for seed in range(4)
+        ]
+        print(
+            f"  {name:<26} all at once {whole} ({took:.1f}s)  batches of 50: mean "
+            f"P={np.mean([x.precision for x in scores]):.3f} "
+            f"R={np.mean([x.recall for x in scores]):.3f} "
+            f"F1={np.mean([x.f1 for x in scores]):.3f}  sparse days: precision mean "
+            f"{np.mean(precisions):.3f}, worst {min(precisions):.3f}"
+        )
 
 
 def streamed_report(labelled: list[LabelledItem], settings: GroupingSettings) -> None:
@@ -192,9 +221,11 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def scale_child(size: int) -> None:
+def scale_child(size: int, texts: bool) -> None:
     """Runs in a subprocess: group one synthetic day and print timings as JSON."""
     day = synthetic_day(load_uci(), size, seed=1)
+    if texts:
+        day = with_texts(day, seed=1)
     items = [entry.item for entry in day]
     before = peak_rss_mb()
     started = time.perf_counter()
@@ -230,14 +261,15 @@ def scale_child(size: int) -> None:
     )
 
 
-def scale_report(sizes: list[int]) -> None:
+def scale_report(sizes: list[int], texts: bool) -> None:
+    kind = "with 150-200-word texts" if texts else "headlines only"
     print(
-        "\nscale (synthetic days from UCI headlines; peak = whole process VmHWM, "
-        "allocated = tracemalloc peak of assign_stories alone)"
+        f"\nscale (synthetic days from UCI headlines, {kind}; "
+        "peak = whole process VmHWM, allocated = tracemalloc peak of assign_stories alone)"
     )
     for size in sizes:
         output = subprocess.run(
-            [sys.executable, __file__, "--scale-child", str(size)],
+            [sys.executable, __file__, "--scale-child", str(size)] + (["--texts"] if texts else []),
             check=True,
             capture_output=True,
             text=True,
@@ -258,14 +290,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 50_000])
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--texts", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not UCI_PATH.is_file():
         sys.exit(f"UCI data not found at {UCI_PATH}")
     if args.scale_child:
-        scale_child(args.scale_child)
+        scale_child(args.scale_child, args.texts)
         return
     quality_report()
-    scale_report(args.sizes)
+    scale_report(args.sizes, texts=False)
+    scale_report(args.sizes, texts=True)
 
 
 if __name__ == "__main__":

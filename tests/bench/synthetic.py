@@ -89,3 +89,71 @@ def synthetic_day(
                 emit(" ".join(words), template, story)
         copy_number += 1
     return out
+
+
+# Furniture that a source prints around every article, whatever the story.
+_SOURCE_FURNITURE = (
+    "Sign up for the {source} newsletter and get breaking alerts delivered to your inbox.",
+    "Advertisement. Continue reading the main story from {source} below.",
+    "Follow {source} on Twitter, Facebook and Instagram for the latest updates.",
+    "{source} staff writers. Published in print and online. Comments are moderated.",
+)
+# Syndication boilerplate that many sources carry on many stories.
+_WIRE_NOTICE = (
+    "Copyright Thomson Reuters. All rights reserved. Republication or redistribution of this "
+    "content is expressly prohibited without prior written consent."
+)
+_WIRE_FOOTER = (
+    "Copyright 2014 The Associated Press. All rights reserved. This material may not be "
+    "published, broadcast, rewritten or redistributed."
+)
+
+
+def with_texts(
+    labelled: list[LabelledItem],
+    *,
+    seed: int = 0,
+    words: tuple[int, int] = (150, 200),
+    boilerplate: bool = True,
+) -> list[LabelledItem]:
+    """The same items with article texts of `words` words, as a feed's full text would read.
+
+    A text mixes the story's own vocabulary (words of its headlines) with common English
+    (sampled by frequency from `wordfreq`), and carries boilerplate that says nothing about
+    the story: half the sources open every text with their own furniture line, and a fifth of
+    all items, across sources and stories, open with a wire service's legal notice and end with
+    another's footer. A story's texts are drawn independently, so they share its words but
+    never a sentence.
+    """
+    import wordfreq
+
+    rng = random.Random(seed)
+    english = wordfreq.top_n_list("en", 5000)
+    weights = [wordfreq.word_frequency(word, "en") for word in english]
+    story_words: dict[str, list[str]] = defaultdict(list)
+    for entry in labelled:
+        story_words[entry.story] += entry.item.title.split()
+    sources = sorted({entry.item.source for entry in labelled})
+    furniture = {
+        source: rng.choice(_SOURCE_FURNITURE).format(source=source)
+        for source in sources
+        if boilerplate and rng.random() < 0.5
+    }
+    out = []
+    for entry in labelled:
+        length = rng.randint(*words)
+        own = story_words[entry.story]
+        body = [
+            rng.choice(own) if rng.random() < 0.2 else word
+            for word in rng.choices(english, weights, k=length)
+        ]
+        parts = [furniture.get(entry.item.source, "")]
+        wire = boilerplate and rng.random() < 0.2
+        if wire:
+            parts.append(_WIRE_NOTICE)
+        parts.append(" ".join(body).capitalize() + ".")
+        if wire:
+            parts.append(_WIRE_FOOTER)
+        text = " ".join(part for part in parts if part)
+        out.append(LabelledItem(replace(entry.item, text=text), entry.story))
+    return out

@@ -255,3 +255,41 @@ def test_failures_back_off_exponentially_with_jitter_and_honour_the_server():
     assert len(jittered) == 5
     asked = FetchOutcome(source="s", status="ok", retry_after=NOW + timedelta(hours=5))
     assert next_attempt(asked, interval, 0, NOW) == NOW + timedelta(hours=5)
+
+
+def test_feedparser_sped_up_returns_exactly_what_it_returns_unchanged(shared_data, monkeypatch):
+    import feedparser.api
+    import feedparser.mixin
+    import feedparser.urls
+
+    memo = feedparser.mixin.make_safe_absolute_uri
+    bodies = [path.read_bytes() for path in sorted((shared_data / "feeds").glob("*/*.xml"))]
+    bodies.append(
+        b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://a.example/blog/">'
+        b"<title>A</title><entry xml:base='posts/'><title>One</title><link href='1.html'/>"
+        b"<id>tag:a,1</id><summary type='html'>&lt;p&gt;x &amp;amp; y&lt;/p&gt;\nz</summary>"
+        b"</entry><entry><title>Two</title><link href='javascript:alert(1)'/></entry></feed>"
+    )
+
+    def parse_all() -> list[tuple[object, ...]]:
+        results = []
+        for body in bodies:
+            parsed = feedparser.parse(
+                body,
+                response_headers={"content-location": "https://a.example/feed"},
+                sanitize_html=False,
+                resolve_relative_uris=False,
+            )
+            results.append((parsed.feed, parsed.entries, parsed.bozo, parsed.version))
+        return results
+
+    hits = memo.cache_info().hits  # type: ignore[attr-defined]
+    sped_up = parse_all()
+    assert memo.cache_info().hits > hits  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        feedparser.mixin,
+        "make_safe_absolute_uri",
+        feedparser.urls.make_safe_absolute_uri,
+    )
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", [])
+    assert sped_up == parse_all()

@@ -65,8 +65,8 @@ class _TextCollector(HTMLParser):
 
 def clean_text(text: str, max_chars: int | None = None) -> str:
     """Normalise plain text: no control characters, single spaces, at most one blank line."""
-    text = _CONTROL.sub("", text)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = _SPACES.sub(" ", _CONTROL.sub("", text))
+    lines = [line.strip() for line in text.split("\n")]
     text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     if max_chars is not None and len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
@@ -88,4 +88,8 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
 
 def one_line(text: str, max_chars: int = 500) -> str:
     """A title: plain text on one line."""
-    return clean_text(html_to_text(text).replace("\n", " "), max_chars)
+    text = html_to_text(text)
+    # Most titles are one short line already, and clean_text would return them unchanged.
+    if "\n" in text or len(text) > max_chars:
+        text = clean_text(text.replace("\n", " "), max_chars)
+    return text

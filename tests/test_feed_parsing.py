@@ -12,6 +12,7 @@ import pytest
 from sources.model import FetchOutcome
 from sources.parse import NotAFeed, parse_feed
 from sources.policy import max_age, next_attempt, not_before, retry_after
+from sources.text import html_to_text
 from sources.urls import canonical_url
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -116,6 +117,31 @@ def test_feed_html_becomes_capped_plain_text_without_scripts():
     assert entry.text.startswith("Hello world& co.")
     assert "alert" not in entry.text and "<" not in entry.text
     assert len(entry.text) <= 300
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>One &amp; <b>two</b></p><p>Three<br/>four</p>", "One & two\n\nThree\n\nfour"),
+        ("<a title='a > b' href=\"x\">link</a> text", "link text"),
+        ("<script>if (a<b) document.write('<p>x</p>')</script>kept", "kept"),
+        ("<STYLE>p {}</style ><svg><text>drawn</text></svg>after", "after"),
+        ("before<!-- a <p> comment -->after<!DOCTYPE html><?pi?>", "beforeafter"),
+        ("1 < 2 and 3 > 2 &lt;p&gt; &#39;q&#39; &nbsp;end", "1 < 2 and 3 > 2 <p> 'q' end"),
+        ("</ p>a<br>b<script/>c<!-- never closed", "a\nbc"),
+    ],
+)
+def test_html_becomes_plain_text(html, text):
+    assert html_to_text(html) == text
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "hostile", ["<a " * 50_000, "<!--" * 50_000, "</" * 50_000, "<a '" * 30_000 + ">"]
+)
+def test_hostile_markup_is_read_in_linear_time(hostile):
+    # html.parser needs minutes for the first of these.
+    assert "\n" not in html_to_text(hostile, 100)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import sys
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -39,10 +40,19 @@ class ParserDied(Exception):
     """A parsing process died (killed, out of memory) while it held this body."""
 
 
+# Bodies sent to a worker ahead of its answers: it starts the next as soon as it has
+# written one, without waiting for this process to read the answer and send more.
+_DEPTH = 2
+
+
 class _Worker:
+    """One parsing process: calls go out on its stdin, answers come back in order."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self.usable = True  # False once the protocol state is unknown: it is then killed
+        self.pending: deque[asyncio.Future[tuple[bool, object]]] = deque()
+        self.alive = True
+        self._reader = asyncio.create_task(self._read_answers())
 
     @classmethod
     async def start(cls) -> _Worker:
@@ -58,33 +68,53 @@ class _Worker:
         return cls(process)
 
     async def call(self, message: bytes) -> tuple[bool, object]:
-        assert self.process.stdin and self.process.stdout
-        self.usable = False
+        assert self.process.stdin
+        if not self.alive:
+            raise ParserDied("the feed parsing process died")
+        answer: asyncio.Future[tuple[bool, object]] = asyncio.get_running_loop().create_future()
+        self.pending.append(answer)
         try:
             self.process.stdin.write(frame(message))
             await self.process.stdin.drain()
-            header = await self.process.stdout.readexactly(HEADER.size)
-            data = await self.process.stdout.readexactly(HEADER.unpack(header)[0])
+            return await answer
+        except ConnectionError:
+            return await answer  # it died: the reader fails every pending call
+        except asyncio.CancelledError:
+            answer.cancel()  # its answer still comes, in order, and is dropped
+            raise
+
+    async def _read_answers(self) -> None:
+        assert self.process.stdout
+        try:
+            while True:
+                header = await self.process.stdout.readexactly(HEADER.size)
+                data = await self.process.stdout.readexactly(HEADER.unpack(header)[0])
+                answer = self.pending.popleft()
+                if not answer.cancelled():
+                    answer.set_result(pickle.loads(data))  # noqa: S301 (our own child)
         except (ConnectionError, asyncio.IncompleteReadError):
-            raise ParserDied("the feed parsing process died while reading it") from None
-        outcome: tuple[bool, object] = pickle.loads(data)  # noqa: S301 (our own child)
-        self.usable = True
-        return outcome
+            pass
+        self.alive = False
+        if self.pending:
+            # This body, or one queued behind it, may be what killed it: they are not
+            # retried here; a fresh worker takes the next ones.
+            log.warning("a feed parsing process died; starting a new one")
+        while self.pending:
+            answer = self.pending.popleft()
+            if not answer.cancelled():
+                answer.set_exception(ParserDied("the feed parsing process died while reading it"))
 
     async def stop(self) -> None:
         process = self.process
-        if process.returncode is None:
-            if self.usable and process.stdin:
-                process.stdin.close()  # at the end of its input it exits
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+        if process.returncode is None and process.stdin:
+            process.stdin.close()  # at the end of its input it exits
         try:
             await asyncio.wait_for(process.wait(), 5)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+        await self._reader
 
 
 class FeedParser:
@@ -95,20 +125,15 @@ class FeedParser:
         workers = config.parse_processes
         workers = (os.cpu_count() or 1) if workers is None else workers
         self._size = workers if sources >= POOL_MIN_SOURCES else 0
-        self._started = 0
+        self._workers: list[_Worker] = []
+        self._starting = 0
         self._closed = False
-        self._idle: list[_Worker] = []
         self._freed = asyncio.Condition()
 
     async def parse(
         self, body: bytes, url: str, headers: Mapping[str, str], now: datetime, source: str
     ) -> ParsedFeed:
         """parse_feed with the configured limits: raises NotAFeed as it does, or ParserDied."""
-        options = {
-            "source": source,
-            "max_items": self._config.max_items_per_source,
-            "max_text_chars": self._config.max_text_chars,
-        }
         if not self._size:
             return parse_feed(
                 body,
@@ -119,49 +144,49 @@ class FeedParser:
                 max_items=self._config.max_items_per_source,
                 max_text_chars=self._config.max_text_chars,
             )
+        options = {
+            "source": source,
+            "max_items": self._config.max_items_per_source,
+            "max_text_chars": self._config.max_text_chars,
+        }
         message = pickle.dumps(((body, url, dict(headers), now), options), pickle.HIGHEST_PROTOCOL)
-        worker = await self._take()
+        worker = await self._worker()
         try:
             ok, result = await worker.call(message)
         finally:
-            await self._give_back(worker)
+            async with self._freed:
+                self._freed.notify()
         if not ok:
             assert isinstance(result, BaseException)
             raise result
         assert isinstance(result, ParsedFeed)
         return result
 
-    async def _take(self) -> _Worker:
+    async def _worker(self) -> _Worker:
+        """The least busy worker with room for one more body; a new one while there are few."""
         async with self._freed:
-            while not self._idle:
+            while True:
                 if self._closed:
                     raise ParserDied("the collection cycle is over")
-                if self._started < self._size:
-                    self._started += 1
-                    try:
-                        return await _Worker.start()
-                    except BaseException:
-                        self._started -= 1
-                        raise
+                alive = [worker for worker in self._workers if worker.alive]
+                if len(alive) + self._starting < self._size:
+                    break
+                worker = min(alive, key=lambda w: len(w.pending), default=None)
+                if worker and len(worker.pending) < _DEPTH:
+                    return worker
                 await self._freed.wait()
-            return self._idle.pop()
-
-    async def _give_back(self, worker: _Worker) -> None:
-        if worker.usable and not self._closed:
-            self._idle.append(worker)
-        else:
-            if not worker.usable:
-                # Dead, or cancelled mid-call: this body may be what killed it, so it is
-                # not retried here; a fresh worker takes its place for the rest.
-                log.warning("a feed parsing process died or was interrupted; starting a new one")
-            self._started -= 1
-            await worker.stop()
+            self._starting += 1
+        try:
+            worker = await _Worker.start()
+        finally:
+            self._starting -= 1
+        self._workers.append(worker)
         async with self._freed:
-            self._freed.notify()
+            self._freed.notify_all()  # room for more bodies
+        return worker
 
     async def aclose(self) -> None:
-        """Stop the workers; one still parsing (its caller cancelled) stops when it returns."""
         self._closed = True
-        idle, self._idle = self._idle, []
-        for worker in idle:
+        workers, self._workers = self._workers, []
+        for worker in workers:
             await worker.stop()

@@ -40,9 +40,9 @@ class ParserDied(Exception):
     """A parsing process died (killed, out of memory) while it held this body."""
 
 
-# Bodies sent to a worker ahead of its answers: it starts the next as soon as it has
-# written one, without waiting for this process to read the answer and send more.
-_DEPTH = 2
+# Bodies sent to a worker ahead of its answers, so it keeps parsing while this process is
+# busy elsewhere (a batch of store writes holds the event loop for tens of milliseconds).
+_DEPTH = 8
 
 
 class _Worker:

@@ -75,6 +75,16 @@ def _positive(value: timedelta) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
 
 
+def _parse_seconds(value: Any) -> Any:
+    """A timeout in seconds, written as a number (20) or a duration ("20s", "2m")."""
+    if isinstance(value, str) and not value.strip().replace(".", "", 1).isdigit():
+        return _parse_duration(value).total_seconds()
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_seconds)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,9 +131,9 @@ class SourceConfig(_Model):
 class CollectConfig(_Model):
     concurrency: int = Field(default=64, ge=1, le=1024)
     per_host: int = Field(default=4, ge=1, le=64)
-    timeout: float = Field(default=20.0, gt=0, description="seconds per request, in total")
-    connect_timeout: float = Field(default=10.0, gt=0)
-    read_timeout: float = Field(default=10.0, gt=0, description="seconds without a byte")
+    timeout: Seconds = Field(default=20.0, gt=0, description="seconds per request, in total")
+    connect_timeout: Seconds = Field(default=10.0, gt=0)
+    read_timeout: Seconds = Field(default=10.0, gt=0, description="seconds without a byte")
     max_bytes: int = Field(default=10_000_000, ge=1024, description="after decompression")
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_items_per_source: int = Field(default=500, ge=1)
@@ -143,7 +153,7 @@ class CollectConfig(_Model):
 class FirecrawlConfig(_Model):
     api_key: str | None = None
     api_url: str | None = None
-    timeout: float = Field(default=60.0, gt=0)
+    timeout: Seconds = Field(default=60.0, gt=0)
 
     @property
     def enabled(self) -> bool:
@@ -205,7 +215,7 @@ class EmailTarget(_Model):
     password: str | None = None
     sender: str
     to: tuple[str, ...] = Field(min_length=1)
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: Seconds = Field(default=30.0, gt=0)
     ca_file: Path | None = Field(
         default=None, description="PEM certificates to trust (a private CA); default: system"
     )
@@ -219,7 +229,7 @@ class SlackTarget(_Model):
     kind: Literal["slack"]
     name: str | None = None
     webhook_url: str
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: Seconds = Field(default=30.0, gt=0)
 
     @field_validator("webhook_url")
     @classmethod

@@ -29,7 +29,7 @@ from digests.pack import Pack, PackSettings, inert, pack, split
 from digests.select import Selection
 from digests.signals import ScoredStory, build_groups, score_groups
 from digests.tokens import TokenCounter
-from digests.validate import GroundedTrend, Validated, digest_items, links, validate
+from digests.validate import GroundedTrend, Validated, digest_items, links, scrub, validate
 
 log = logging.getLogger("trendfinder")
 # Tokens kept free besides the counted prompt: chat framing and count error.
@@ -65,8 +65,9 @@ def build_offline(
     trends = tuple(
         Trend(
             rank=position,
-            title=story.group.items[0].title,
-            summary=offline.summary(story),
+            # Feed text, written into the digest as the analyzer's own: no links in it.
+            title=scrub(story.group.items[0].title),
+            summary=scrub(offline.summary(story)),
             why_it_matters=offline.why_it_matters(story),
             status=story.status,
             score=story.score,

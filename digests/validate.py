@@ -18,7 +18,11 @@ from sources.urls import is_web_url
 
 ITEMS_PER_TREND = 6
 
-_URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.|mailto:)\S+")
+# Web addresses, and the script and data URIs a prompt injection may ask for.
+_URL = re.compile(
+    r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.|mailto:|(?:javascript|vbscript):(?=\S)"
+    r"|data:[a-z]+/[\w.+-]+[;,])\S*"
+)
 _EMAIL = re.compile(r"(?i)\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _DOMAIN = re.compile(
     r"(?i)\b((?:[a-z0-9-]+\.)+)(com|net|org|io|co|info|biz|xyz|ru|cn|me|ly|app|dev|ai|site|"
@@ -44,12 +48,19 @@ class Validated:
     dropped_trends: int  # trends left without evidence
 
 
-def scrub(text: str) -> str:
-    """Model text without links: URLs and e-mail addresses removed, bare domains defanged."""
+def unlink(text: str) -> str:
+    """Text without URLs and e-mail addresses, which mail clients and Slack turn into links."""
     text = _URL.sub("[link removed]", text)
-    text = _EMAIL.sub("[address removed]", text)
-    text = _DOMAIN.sub(lambda m: f"{m[1][:-1]}[.]{m[2]}", text)
-    return " ".join(text.split())
+    return " ".join(_EMAIL.sub("[address removed]", text).split())
+
+
+def scrub(text: str) -> str:
+    """Analyzer text without links: URLs and e-mail addresses removed, bare domains defanged.
+
+    For what the model or the offline analyzer writes; a headline keeps its domains
+    (`unlink`), so "Amazon.com reports earnings" still reads as written.
+    """
+    return _DOMAIN.sub(lambda m: f"{m[1][:-1]}[.]{m[2]}", unlink(text))
 
 
 def _refs(packs: Sequence[Pack]) -> dict[str, tuple[PackedStory, StoredItem | None]]:
@@ -88,7 +99,8 @@ def validate(trends: Sequence[ModelTrend], packs: Sequence[Pack], max_trends: in
         reported = any(packed.story.reported for packed in stories.values())
         grounded.append(
             GroundedTrend(
-                title=scrub(trend.title) or next(iter(stories.values())).story.group.items[0].title,
+                title=scrub(trend.title)
+                or scrub(next(iter(stories.values())).story.group.items[0].title),
                 summary=scrub(trend.summary),
                 why_it_matters=scrub(trend.why_it_matters),
                 status="developing" if reported else trend.status,
@@ -120,7 +132,7 @@ def digest_items(items: Sequence[StoredItem]) -> tuple[DigestItem, ...]:
             continue
         seen.add(item.id)
         entry = DigestItem(
-            title=item.title,
+            title=unlink(item.title),
             url=item.url,
             source=item.sources[0] if item.sources else "",
             published=item.published,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "hsa_", "oly_", "__hs")
@@ -34,6 +35,10 @@ _TRACKING_NAMES = frozenset(
     }
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# ASCII that may not appear raw in a URL path (browsers percent-encode it): left raw, a
+# quote or angle bracket would end the link early in a mail client, Slack or Markdown.
+# Non-ASCII stays as it is, so the identity of items already stored does not change.
+_UNSAFE_IN_PATH = re.compile(r'[\x00-\x20"<>`{}|\\^\x7f]')
 
 
 def canonical_url(url: str) -> str:
@@ -58,7 +63,7 @@ def canonical_url(url: str) -> str:
             if key.lower() not in _TRACKING_NAMES and not key.lower().startswith(_TRACKING_PREFIXES)
         ]
     )
-    path = parts.path or ("/" if host else "")
+    path = _UNSAFE_IN_PATH.sub(lambda m: f"%{ord(m[0]):02X}", parts.path) or ("/" if host else "")
     return urlunsplit((scheme, host, path, query, ""))
 
 

@@ -146,3 +146,12 @@ def test_cron_weekdays_mean_what_they_mean_in_cron(schedule, weekdays):
         fired.add(moment.strftime("%A"))
         assert moment.hour == 7 and moment.minute == 0
     assert fired == weekdays
+
+
+def test_timeouts_take_numbers_or_durations():
+    text = GOOD.replace(
+        "sources:", "collect: {timeout: 2m, connect_timeout: 5, read_timeout: 7.5s}\nsources:"
+    )
+    collect = parse_config(text, env={}).collect
+    assert (collect.timeout, collect.connect_timeout, collect.read_timeout) == (120.0, 5.0, 7.5)
+    assert any("collect.timeout" in p for p in problems(GOOD + "collect: {timeout: soon}\n"))

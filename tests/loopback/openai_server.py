@@ -540,6 +540,11 @@ class OpenAIServer(LoopbackHTTPServer):
         restores the fail-fast 500."""
         self._default = None if content is None else _Reply(content=content, **kwargs)
 
+    def clear_script(self) -> None:
+        """Drop every scripted reply not yet used (the default answer stays)."""
+        with self._lock:
+            self._script.clear()
+
     @property
     def pending(self) -> int:
         """Scripted replies not yet used."""

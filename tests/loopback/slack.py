@@ -241,6 +241,11 @@ class SlackReceiver(LoopbackHTTPServer):
     def fail_rate_limit(self, retry_after: float = 1, *, times: int = 1) -> None:
         self.fail(429, retry_after=retry_after, times=times)
 
+    def reset_faults(self) -> None:
+        """Forget the scripted failures not yet used."""
+        with self._lock:
+            self._failures.clear()
+
     def _next_failure(self) -> _Failure | None:
         with self._lock:
             if not self._failures:

@@ -1,0 +1,223 @@
+"""The long-running daemon in a faulty world: feeds, model, SMTP and Slack all misbehave.
+
+`trendfinder run` runs as a subprocess on a seconds-scale schedule. The daemon must keep its
+schedule, keep sending digests (offline, and labelled so, while the model is down), show
+every failure in `status`, and once the world heals, deliver everything exactly once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from faultworld import (
+    GrowingFeed,
+    cli,
+    good_answer,
+    invariant_problems,
+    invented_answer,
+    status,
+)
+from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
+from processes import Daemon, daemon
+
+from daemon.clock import from_text
+from daemon.config import load_config
+
+SCHEDULE_SECONDS = 3
+FEEDS = ("steady", "slow", "broken", "limited", "garbage")
+FOREVER = 1_000_000
+
+
+def write_config(
+    folder: Path, feeds: dict[str, GrowingFeed], model: OpenAIServer, smtp: SMTPServer, hook: str
+) -> Path:
+    sources = "\n".join(
+        f"  - {{name: {name}, url: '{feed.url}', interval: 1s}}" for name, feed in feeds.items()
+    )
+    path = folder / "config.yaml"
+    path.write_text(
+        f"""
+storage: {{path: state/trendfinder.db}}
+collect: {{timeout: 1, connect_timeout: 1, read_timeout: 1}}
+llm: {{model: o1, base_url: '{model.base_url}', api_key: sk-test, timeout: 1.5s,
+      run_budget: 6s, backoff: 0.2s}}
+delivery: {{backoff: 0.2s, max_attempts: 1000}}
+sources:
+{sources}
+digests:
+  - name: brief
+    focus: Engineers who run web services.
+    schedule: "*/{SCHEDULE_SECONDS} * * * * *"
+    deliver:
+      - {{kind: email, host: 127.0.0.1, port: {smtp.port}, security: none, timeout: 5,
+         sender: trendfinder@example.org, to: [reader@example.org]}}
+      - {{kind: slack, webhook_url: '{hook}', timeout: 5}}
+      - {{kind: file, directory: out}}
+"""
+    )
+    return path
+
+
+def digests(folder: Path) -> list[sqlite3.Row]:
+    """Stored digests, oldest first, read from the daemon's store as an operator would."""
+    path = folder / "state" / "trendfinder.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+        db.row_factory = sqlite3.Row
+        try:
+            return db.execute(
+                "SELECT id, created_at, analyzer, body FROM digests ORDER BY created_at"
+            ).fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            return []
+
+
+def pending_deliveries(folder: Path) -> int:
+    with sqlite3.connect(folder / "state" / "trendfinder.db", timeout=10) as db:
+        query = "SELECT count(*) FROM deliveries WHERE status != 'sent'"
+        return int(db.execute(query).fetchone()[0])
+
+
+class World:
+    """Publishes one item in every feed each second while a test waits for something."""
+
+    def __init__(self, feeds: dict[str, GrowingFeed], run: Daemon) -> None:
+        self.feeds = feeds
+        self.run = run
+        self._last_publish = 0.0
+
+    def wait_for(self, condition: Callable[[], object], what: str, timeout: float = 40) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if time.monotonic() - self._last_publish >= 1:
+                for feed in self.feeds.values():
+                    feed.publish()
+                self._last_publish = time.monotonic()
+            if condition():
+                return
+            assert self.run.process.poll() is None, f"daemon exited ({what}):\n{self.run.log()}"
+            time.sleep(0.1)
+        pytest.fail(f"timed out waiting for {what}; daemon log:\n{self.run.log()[-6000:]}")
+
+
+def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_path):
+    with (
+        FeedServer() as feed_server,
+        OpenAIServer() as model,
+        SMTPServer() as smtp,
+        SlackReceiver() as slack_receiver,
+    ):
+        feeds = {name: GrowingFeed(feed_server, f"/{name}.xml") for name in FEEDS}
+        for feed in feeds.values():
+            feed.publish(3)
+        model.set_default(good_answer)
+        config_path = write_config(tmp_path, feeds, model, smtp, slack_receiver.webhook_url)
+
+        # Feeds: one times out, one answers 500, one 429 with Retry-After, one garbage.
+        feed_server.add(feeds["slow"].path, b"<rss/>", delay=3, times=FOREVER)
+        feed_server.add_status(feeds["broken"].path, 500, times=FOREVER)
+        feed_server.add_status(feeds["limited"].path, 429, retry_after=5, times=FOREVER)
+        feed_server.add(feeds["garbage"].path, b"\x89PNG\r\n\x1a\n\x00\xff" * 50, times=FOREVER)
+        # The model: transient errors it recovers from within the run's budget.
+        model.reply_error(500, times=2)
+        model.reply_rate_limit(retry_after=1)
+        model.reply(good_answer, delay=3)  # longer than llm.timeout
+        # SMTP: recipient refused, connection dropped mid-DATA, then DATA refused until healed.
+        smtp.fail_rcpt("450 4.2.0 Mailbox busy", times=2)
+        smtp.drop_during_data(times=2)
+        smtp.fail_data(times=None)
+        # Slack: rate limits waited out inline, then 500 until healed.
+        slack_receiver.fail_rate_limit(retry_after=1, times=2)
+        slack_receiver.fail(500, times=FOREVER)
+
+        started = time.monotonic()
+        with daemon(config_path) as run:
+            world = World(feeds, run)
+            # The model recovers from 500, 429 and a timeout: the first digest is its own.
+            world.wait_for(lambda: digests(tmp_path), "the first digest")
+            assert digests(tmp_path)[0]["analyzer"] == "o1"
+
+            # Malformed JSON twice, then invented ids twice: offline, labelled as a fallback.
+            model.reply_malformed(times=2)
+            world.wait_for(lambda: model.pending == 0, "the malformed answers")
+            model.reply(invented_answer, times=2)
+            world.wait_for(lambda: model.pending == 0, "the invented answers")
+            # Then the model is down (503 until healed): digests keep coming, offline.
+            model.reply_error(503, times=FOREVER)
+            count = len(digests(tmp_path))
+            world.wait_for(lambda: len(digests(tmp_path)) >= count + 3, "offline digests")
+
+            info = status(config_path)
+            failing = {source["name"]: source for source in info["failing_sources"]}
+            assert set(failing) == set(FEEDS) - {"steady"}
+            assert all(source["next_attempt"] and source["error"] for source in failing.values())
+            assert "HTTP 500" in failing["broken"]["error"]
+            assert "429" in failing["limited"]["error"]
+            assert failing["limited"]["next_attempt"] > info["now"]
+            waiting = {
+                d["target"].partition(":")[0]: d
+                for d in info["deliveries"]
+                if d["status"] == "pending"
+            }
+            assert {"email", "slack"} <= set(waiting)
+            assert "451" in waiting["email"]["last_error"]
+            assert "HTTP 500" in waiting["slack"]["last_error"]
+            assert all(d["next_attempt"] for d in waiting.values())
+            assert "file" not in waiting  # one target failing never holds up the others
+
+            # Heal the world: every digest still waiting goes out, and the model is back.
+            healed_at = time.monotonic()
+            for feed in feeds.values():
+                feed.heal()
+            model.clear_script()
+            smtp.reset_faults()
+            slack_receiver.reset_faults()
+            world.wait_for(
+                lambda: digests(tmp_path)[-1]["analyzer"] == "o1", "a model digest", timeout=30
+            )
+            world.wait_for(lambda: pending_deliveries(tmp_path) == 0, "every delivery", timeout=60)
+            run.signal(signal.SIGTERM)
+            assert run.process.wait(timeout=15) == 0, run.log()
+        faulty_seconds = healed_at - started
+
+        recovery = cli(config_path, "run", "--once", "--all", timeout=60)
+        assert recovery.returncode == 0, recovery.stderr
+
+        # The schedule was kept through the faults: a digest at least every few periods.
+        stored = digests(tmp_path)
+        analyzers = [row["analyzer"] for row in stored]
+        fallbacks = [row for row in stored if row["analyzer"] == "offline (fallback from o1)"]
+        assert len(fallbacks) >= 5, analyzers
+        assert any("malformed" in row["body"] or "JSON" in row["body"] for row in fallbacks)
+        assert any("503" in row["body"] for row in fallbacks)
+        times = [from_text(row["created_at"]) for row in stored]
+        gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
+        # A digest waits at most for the model's run budget (6 s) beyond its slot.
+        assert max(gaps[:-1]) <= 2 * SCHEDULE_SECONDS + 6 + 1, gaps
+        assert len(stored) >= faulty_seconds / (3 * SCHEDULE_SECONDS), times
+        with sqlite3.connect(tmp_path / "state" / "trendfinder.db") as db:
+            retries = db.execute("SELECT sum(attempts - 1) FROM deliveries").fetchone()[0]
+        print(
+            f"faulty world: {faulty_seconds:.0f} s of faults, {len(stored)} digests "
+            f"({len(fallbacks)} offline fallbacks), largest gap {max(gaps[:-1]):.0f} s, "
+            f"{retries} delivery retries, {len(smtp.messages)} emails, "
+            f"{len(slack_receiver.messages)} Slack messages"
+        )
+        log = run.log()
+        assert "Traceback" not in log, log
+
+        config = load_config(config_path)
+        served = [link for feed in feeds.values() for link in feed.published]
+        problems = invariant_problems(
+            config, served, smtp=smtp, slack_receiver=slack_receiver, files=tmp_path / "out"
+        )
+        assert problems == [], problems
+        # Every email that arrived once was refused or dropped first: none came twice.
+        assert len(smtp.messages) == len(stored)

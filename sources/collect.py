@@ -87,7 +87,7 @@ async def collect_async(
         try:
             return list(await asyncio.gather(*(one(request) for request in requests)))
         finally:
-            parser.close()
+            await parser.aclose()
 
 
 async def fetch_source(context: FetchContext, request: FetchRequest) -> FetchOutcome:

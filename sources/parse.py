@@ -3,13 +3,19 @@ JSON Feed through sources.jsonfeed; anything else is NotAFeed with a reason."""
 
 from __future__ import annotations
 
+import functools
 import time
+import xml.sax.expatreader
+import xml.sax.xmlreader
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import feedparser
+import feedparser.api
+import feedparser.mixin
+import feedparser.urls
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
 from sources.items import RawEntry, build_items
@@ -18,6 +24,33 @@ from sources.model import NewItem
 from sources.text import one_line
 
 _HTML_MARKERS = (b"<!doctype html", b"<html")
+
+# Two changes to how feedparser runs, not to what it returns; each cuts its CPU time on a
+# typical feed (30 items, escaped HTML in the descriptions) by the share given.
+#
+# At every start tag feedparser joins the base URI (the document's, or an xml:base) with
+# itself to keep it absolute and safe (20%): the join is a pure function of two strings.
+feedparser.mixin.make_safe_absolute_uri = functools.lru_cache(maxsize=1024)(
+    feedparser.urls.make_safe_absolute_uri
+)
+
+
+class _BufferedExpatParser(xml.sax.expatreader.ExpatParser):
+    """The expat SAX reader, handing text over in one piece per run of text instead of one
+    per line and per entity (8%, with the failed import of the libxml2 driver that
+    feedparser tries first on every parse)."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._parser.buffer_text = True  # type: ignore[attr-defined]
+
+
+def create_parser() -> xml.sax.xmlreader.XMLReader:
+    """The xml.sax driver entry point: feedparser asks xml.sax.make_parser for this module."""
+    return _BufferedExpatParser()
+
+
+feedparser.api.PREFERRED_XML_PARSERS[:] = [__name__]
 
 
 class NotAFeed(Exception):
@@ -102,17 +135,19 @@ def _parse_xml(body: bytes, headers: dict[str, str]) -> _Document:
 
 
 def _entry(entry: Any) -> RawEntry:
+    # dict.get where feedparser's own get() would only add its key aliasing, which these
+    # keys do not have: it is slow enough to show in a profile.
     return RawEntry(
-        title=str(entry.get("title") or ""),
-        link=str(entry.get("link") or ""),
-        guid=str(entry.get("id") or ""),
+        title=str(dict.get(entry, "title") or ""),
+        link=str(dict.get(entry, "link") or ""),
+        guid=str(dict.get(entry, "id") or ""),
         html=_entry_html(entry),
         published=_date(entry),
     )
 
 
 def _entry_html(entry: Any) -> str:
-    contents = entry.get("content") or []
+    contents = dict.get(entry, "content") or []
     bodies = [part.get("value", "") for part in contents if part.get("value")]
     if bodies:
         return str(max(bodies, key=len))

@@ -1,101 +1,192 @@
 """Parse feed bodies off the event loop: in worker processes when a cycle is large.
 
-feedparser costs ~5 ms of CPU for a 30-entry feed, so a thousand feeds are seconds of
+feedparser costs a few ms of CPU for a 30-entry feed, so a thousand feeds are seconds of
 parsing that one process would do while its downloads wait. Worker processes put the
 other cores to work; a small cycle parses inline, where starting processes costs more.
+
+The workers are plain subprocesses (sources.parse_process) talking over pipes the event
+loop reads, not a multiprocessing pool: a spawned pool process imports the parent's main
+script, which for the installed `trendfinder` command is the whole daemon (1.5 s of CPU
+and 100 MB per process, every cycle), and its helper threads cost the event loop more CPU
+per feed than reading a pipe does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
-import multiprocessing
 import os
-import threading
+import pickle
+import sys
+from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
+from pathlib import Path
 
 from daemon.config import CollectConfig
 from sources.parse import ParsedFeed, parse_feed
+from sources.parse_process import HEADER, frame
 
 log = logging.getLogger("trendfinder")
 
 # Below this many sources in a cycle, starting worker processes costs more than it saves.
 POOL_MIN_SOURCES = 64
+# Where `sources` is, so the worker finds it whatever the daemon's working directory.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class ParserDied(Exception):
     """A parsing process died (killed, out of memory) while it held this body."""
 
 
-def _exit_with_parent() -> None:
-    """In a worker: end when the daemon ends, however it ends.
+# Bodies sent to a worker ahead of its answers, so it keeps parsing while this process is
+# busy elsewhere (a batch of store writes holds the event loop for tens of milliseconds).
+_DEPTH = 8
 
-    A worker waits for work on a queue it also holds the writing end of, so it never sees
-    the daemon go; after a SIGKILL (the OOM killer, a power-cut test) it would wait forever,
-    holding memory and the daemon's stderr.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
 
-    def watch() -> None:
-        parent.join()  # returns when the parent's end of the spawn pipe closes: it died
-        os._exit(1)
+class _Worker:
+    """One parsing process: calls go out on its stdin, answers come back in order."""
 
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.pending: deque[asyncio.Future[tuple[bool, object]]] = deque()
+        self.alive = True
+        self._reader = asyncio.create_task(self._read_answers())
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sources.parse_process",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        return cls(process)
+
+    async def call(self, message: bytes) -> tuple[bool, object]:
+        assert self.process.stdin
+        if not self.alive:
+            raise ParserDied("the feed parsing process died")
+        answer: asyncio.Future[tuple[bool, object]] = asyncio.get_running_loop().create_future()
+        self.pending.append(answer)
+        try:
+            self.process.stdin.write(frame(message))
+            await self.process.stdin.drain()
+            return await answer
+        except ConnectionError:
+            return await answer  # it died: the reader fails every pending call
+        except asyncio.CancelledError:
+            answer.cancel()  # its answer still comes, in order, and is dropped
+            raise
+
+    async def _read_answers(self) -> None:
+        assert self.process.stdout
+        try:
+            while True:
+                header = await self.process.stdout.readexactly(HEADER.size)
+                data = await self.process.stdout.readexactly(HEADER.unpack(header)[0])
+                answer = self.pending.popleft()
+                if not answer.cancelled():
+                    answer.set_result(pickle.loads(data))  # noqa: S301 (our own child)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        self.alive = False
+        if self.pending:
+            # This body, or one queued behind it, may be what killed it: they are not
+            # retried here; a fresh worker takes the next ones.
+            log.warning("a feed parsing process died; starting a new one")
+        while self.pending:
+            answer = self.pending.popleft()
+            if not answer.cancelled():
+                answer.set_exception(ParserDied("the feed parsing process died while reading it"))
+
+    async def stop(self) -> None:
+        process = self.process
+        if process.returncode is None and process.stdin:
+            process.stdin.close()  # at the end of its input it exits
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        await self._reader
 
 
 class FeedParser:
-    """Parses feed bodies for one collection cycle; close() when the cycle ends."""
+    """Parses feed bodies for one collection cycle; `await aclose()` when the cycle ends."""
 
     def __init__(self, config: CollectConfig, sources: int) -> None:
         self._config = config
         workers = config.parse_processes
-        self._workers = (os.cpu_count() or 1) if workers is None else workers
-        self._pool: ProcessPoolExecutor | None = None
-        if self._workers > 0 and sources >= POOL_MIN_SOURCES:
-            self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, never fork: the daemon has threads (scheduler, HTTP pools).
-        return ProcessPoolExecutor(
-            self._workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent,
-        )
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        self._size = workers if sources >= POOL_MIN_SOURCES else 0
+        self._workers: list[_Worker] = []
+        self._starting = 0
+        self._closed = False
+        self._freed = asyncio.Condition()
 
     async def parse(
         self, body: bytes, url: str, headers: Mapping[str, str], now: datetime, source: str
     ) -> ParsedFeed:
         """parse_feed with the configured limits: raises NotAFeed as it does, or ParserDied."""
-        call = functools.partial(
-            parse_feed,
-            body,
-            url,
-            dict(headers),
-            now,
-            source=source,
-            max_items=self._config.max_items_per_source,
-            max_text_chars=self._config.max_text_chars,
-        )
-        pool = self._pool
-        if pool is None:
-            return call()
+        if not self._size:
+            return parse_feed(
+                body,
+                url,
+                headers,
+                now,
+                source=source,
+                max_items=self._config.max_items_per_source,
+                max_text_chars=self._config.max_text_chars,
+            )
+        options = {
+            "source": source,
+            "max_items": self._config.max_items_per_source,
+            "max_text_chars": self._config.max_text_chars,
+        }
+        message = pickle.dumps(((body, url, dict(headers), now), options), pickle.HIGHEST_PROTOCOL)
+        worker = await self._worker()
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, call)
-        except BrokenProcessPool:
-            # This body may be what killed it: never retry it here; fresh workers for the rest.
-            if self._pool is pool:
-                log.warning("a feed parsing process died; starting new ones")
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-            raise ParserDied("the feed parsing process died while reading it") from None
+            ok, result = await worker.call(message)
+        finally:
+            async with self._freed:
+                self._freed.notify()
+        if not ok:
+            assert isinstance(result, BaseException)
+            raise result
+        assert isinstance(result, ParsedFeed)
+        return result
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    async def _worker(self) -> _Worker:
+        """The least busy worker with room for one more body; a new one while there are few."""
+        async with self._freed:
+            while True:
+                if self._closed:
+                    raise ParserDied("the collection cycle is over")
+                alive = [worker for worker in self._workers if worker.alive]
+                if len(alive) + self._starting < self._size:
+                    break
+                worker = min(alive, key=lambda w: len(w.pending), default=None)
+                if worker and len(worker.pending) < _DEPTH:
+                    return worker
+                await self._freed.wait()
+            self._starting += 1
+        try:
+            worker = await _Worker.start()
+        finally:
+            self._starting -= 1
+        self._workers.append(worker)
+        async with self._freed:
+            self._freed.notify_all()  # room for more bodies
+        return worker
+
+    async def aclose(self) -> None:
+        self._closed = True
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            await worker.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import signal
 import tracemalloc
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from sources.collect import collect
 from sources.decompress import DecodeError, decoder
 from sources.http import FetchError, FetchLimits, HttpClients, fetch
 from sources.model import FetchRequest
+from sources.workers import FeedParser, ParserDied
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -234,3 +237,43 @@ def test_every_real_world_and_spec_example_feed_parses_over_http(shared_data, tm
     dated = [o for o in outcomes if any(i.published != now for i in o.items)]
     real_world = [o for o in outcomes if "real-world" in o.source]
     assert all(o in dated for o in real_world)
+
+
+def _children() -> set[int]:
+    return {
+        int(pid)
+        for task in Path("/proc/self/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    }
+
+
+def test_a_parsing_process_killed_mid_feed_fails_that_feed_only():
+
+    big = rss(*((f"Story {n}", f"https://site.example/{n}", "text " * 400) for n in range(500)))
+    small = rss(("One", "https://site.example/one", "text"))
+    now = datetime.now(UTC)
+
+    async def run() -> tuple[BaseException | None, int]:
+        before = _children()
+        parser = FeedParser(CollectConfig(parse_processes=1, max_items_per_source=500), 100)
+        try:
+            parsing = asyncio.create_task(parser.parse(big.encode(), "http://a/", {}, now, "a"))
+            for _ in range(500):  # until the worker process exists
+                await asyncio.sleep(0.01)
+                if workers := _children() - before:
+                    break
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            died = None
+            try:
+                await parsing
+            except ParserDied as error:
+                died = error
+            after = await parser.parse(small.encode(), "http://b/", {}, now, "b")
+            return died, len(after.items)
+        finally:
+            await parser.aclose()
+
+    died, items = asyncio.run(run())
+    assert isinstance(died, ParserDied)
+    assert items == 1

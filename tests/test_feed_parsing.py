@@ -12,6 +12,7 @@ import pytest
 from sources.model import FetchOutcome
 from sources.parse import NotAFeed, parse_feed
 from sources.policy import max_age, next_attempt, not_before, retry_after
+from sources.text import html_to_text
 from sources.urls import canonical_url
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -116,6 +117,31 @@ def test_feed_html_becomes_capped_plain_text_without_scripts():
     assert entry.text.startswith("Hello world& co.")
     assert "alert" not in entry.text and "<" not in entry.text
     assert len(entry.text) <= 300
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>One &amp; <b>two</b></p><p>Three<br/>four</p>", "One & two\n\nThree\n\nfour"),
+        ("<a title='a > b' href=\"x\">link</a> text", "link text"),
+        ("<script>if (a<b) document.write('<p>x</p>')</script>kept", "kept"),
+        ("<STYLE>p {}</style ><svg><text>drawn</text></svg>after", "after"),
+        ("before<!-- a <p> comment -->after<!DOCTYPE html><?pi?>", "beforeafter"),
+        ("1 < 2 and 3 > 2 &lt;p&gt; &#39;q&#39; &nbsp;end", "1 < 2 and 3 > 2 <p> 'q' end"),
+        ("</ p>a<br>b<script/>c<!-- never closed", "a\nbc"),
+    ],
+)
+def test_html_becomes_plain_text(html, text):
+    assert html_to_text(html) == text
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "hostile", ["<a " * 50_000, "<!--" * 50_000, "</" * 50_000, "<a '" * 30_000 + ">"]
+)
+def test_hostile_markup_is_read_in_linear_time(hostile):
+    # html.parser needs minutes for the first of these.
+    assert "\n" not in html_to_text(hostile, 100)
 
 
 @pytest.mark.parametrize(
@@ -255,3 +281,41 @@ def test_failures_back_off_exponentially_with_jitter_and_honour_the_server():
     assert len(jittered) == 5
     asked = FetchOutcome(source="s", status="ok", retry_after=NOW + timedelta(hours=5))
     assert next_attempt(asked, interval, 0, NOW) == NOW + timedelta(hours=5)
+
+
+def test_feedparser_sped_up_returns_exactly_what_it_returns_unchanged(shared_data, monkeypatch):
+    import feedparser.api
+    import feedparser.mixin
+    import feedparser.urls
+
+    memo = feedparser.mixin.make_safe_absolute_uri
+    bodies = [path.read_bytes() for path in sorted((shared_data / "feeds").glob("*/*.xml"))]
+    bodies.append(
+        b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://a.example/blog/">'
+        b"<title>A</title><entry xml:base='posts/'><title>One</title><link href='1.html'/>"
+        b"<id>tag:a,1</id><summary type='html'>&lt;p&gt;x &amp;amp; y&lt;/p&gt;\nz</summary>"
+        b"</entry><entry><title>Two</title><link href='javascript:alert(1)'/></entry></feed>"
+    )
+
+    def parse_all() -> list[tuple[object, ...]]:
+        results = []
+        for body in bodies:
+            parsed = feedparser.parse(
+                body,
+                response_headers={"content-location": "https://a.example/feed"},
+                sanitize_html=False,
+                resolve_relative_uris=False,
+            )
+            results.append((parsed.feed, parsed.entries, parsed.bozo, parsed.version))
+        return results
+
+    hits = memo.cache_info().hits  # type: ignore[attr-defined]
+    sped_up = parse_all()
+    assert memo.cache_info().hits > hits  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        feedparser.mixin,
+        "make_safe_absolute_uri",
+        feedparser.urls.make_safe_absolute_uri,
+    )
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", [])
+    assert sped_up == parse_all()

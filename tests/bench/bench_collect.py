@@ -121,7 +121,8 @@ class ChildMemory:
     """Peak RSS (VmHWM) of each child process, sampled from /proc while they run.
 
     RUSAGE_CHILDREN would count a spawned child's pre-exec moment, when it is a copy of this
-    process, so the parsing processes are read from /proc instead.
+    process, so the parsing processes are read from /proc instead, and only once they run
+    their own program (their command line is no longer ours).
     """
 
     def __init__(self) -> None:
@@ -138,10 +139,13 @@ class ChildMemory:
         self._thread.join()
 
     def _sample(self) -> None:
+        ours = Path("/proc/self/cmdline").read_bytes()
         while not self._stop.wait(0.05):
             for task in Path("/proc/self/task").iterdir():
                 for pid in (task / "children").read_text().split():
                     with contextlib.suppress(OSError, ValueError, IndexError):
+                        if Path(f"/proc/{pid}/cmdline").read_bytes() == ours:
+                            continue
                         status = Path(f"/proc/{pid}/status").read_text()
                         kb = int(status.split("VmHWM:")[1].split()[0])
                         self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), kb / 1024)

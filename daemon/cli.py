@@ -191,17 +191,7 @@ def _progress() -> tuple[Callable[[int], None], Callable[[FetchOutcome], None], 
 
 
 def _print_report(report: Report) -> None:
-    parts = [
-        f"{report.sources_ok} sources ok",
-        f"{report.sources_unchanged} unchanged",
-        f"{report.sources_failed} failed",
-        f"{report.new_items} new items",
-    ]
-    if report.digests:
-        parts.append(f"digests: {', '.join(report.digests)}")
-    if report.deliveries_sent or report.deliveries_failed:
-        parts.append(f"{report.deliveries_sent} delivered, {report.deliveries_failed} failed")
-    print("; ".join(parts), file=sys.stderr)
+    print(report.describe(), file=sys.stderr)
     for error in report.errors:
         print(f"  failed: {error}", file=sys.stderr)
 

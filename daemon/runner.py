@@ -72,6 +72,20 @@ class Report:
     def failed(self) -> bool:
         return bool(self.errors)
 
+    def describe(self) -> str:
+        """One line for the operator: what the run did."""
+        parts = [
+            f"{self.sources_ok} sources ok",
+            f"{self.sources_unchanged} unchanged",
+            f"{self.sources_failed} failed",
+            f"{self.new_items} new items",
+        ]
+        if self.digests:
+            parts.append(f"digests: {', '.join(self.digests)}")
+        if self.deliveries_sent or self.deliveries_failed:
+            parts.append(f"{self.deliveries_sent} delivered, {self.deliveries_failed} failed")
+        return "; ".join(parts)
+
     def summary(self) -> dict[str, object]:
         return {
             "sources_ok": self.sources_ok,

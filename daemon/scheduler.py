@@ -44,7 +44,7 @@ from daemon import logs
 from daemon.clock import utcnow
 from daemon.config import Config, ConfigError, cron_trigger, load_config
 from daemon.lock import StateLock
-from daemon.runner import Report, Runner, next_fire_time
+from daemon.runner import Runner, next_fire_time
 from daemon.store import Store, store_error
 from daemon.systemd import Notifier
 
@@ -231,7 +231,7 @@ class Daemon:
         finally:
             self._schedule_collect()
             self._schedule_deliver()
-        return _describe(report)
+        return report.describe()
 
     def _collect(self) -> str | None:
         try:
@@ -239,7 +239,7 @@ class Daemon:
         finally:
             self._schedule_collect()
         fetched = report.sources_ok + report.sources_unchanged + report.sources_failed
-        return _describe(report) if fetched else None
+        return report.describe() if fetched else None
 
     def _digest(self, name: str) -> str:
         profile = next((p for p in self.config.digests if p.name == name), None)
@@ -324,20 +324,6 @@ class Daemon:
             upcoming = min((next_fire_time(p), p.name) for p in self.config.digests)
             parts.append(f"next digest {upcoming[1]} at {upcoming[0]:%Y-%m-%d %H:%M %Z}")
         return "; ".join(parts)
-
-
-def _describe(report: Report) -> str:
-    parts = [
-        f"{report.sources_ok} sources ok",
-        f"{report.sources_unchanged} unchanged",
-        f"{report.sources_failed} failed",
-        f"{report.new_items} new items",
-    ]
-    if report.digests:
-        parts.append(f"digests {', '.join(report.digests)}")
-    if report.deliveries_sent or report.deliveries_failed:
-        parts.append(f"{report.deliveries_sent} delivered, {report.deliveries_failed} failed")
-    return ", ".join(parts)
 
 
 def run_forever(path: Path, stop_timeout: float = STOP_TIMEOUT) -> int:

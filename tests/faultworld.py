@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from loopback import FeedServer, SlackReceiver, SMTPServer
+from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from loopback.invariants import (
     delivered_exactly_once,
     deliveries_all_sent,
@@ -225,3 +225,42 @@ def status(config_path: Path) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def write_world_config(
+    folder: Path,
+    feeds: dict[str, GrowingFeed],
+    model: OpenAIServer,
+    smtp: SMTPServer,
+    hook: str,
+    *,
+    schedule: str,
+    run_budget: str,
+) -> Path:
+    """A config for the daemon in a failing world: second-scale polling and schedule, short
+    timeouts, fast delivery retries, and email, Slack and file targets."""
+    sources = "\n".join(
+        f"  - {{name: {name}, url: '{feed.url}', interval: 1s}}" for name, feed in feeds.items()
+    )
+    path = folder / "config.yaml"
+    path.write_text(
+        f"""
+storage: {{path: state/trendfinder.db}}
+collect: {{timeout: 1, connect_timeout: 1, read_timeout: 1}}
+llm: {{model: o1, base_url: '{model.base_url}', api_key: sk-test, timeout: 1.5s,
+      run_budget: {run_budget}, backoff: 0.2s}}
+delivery: {{backoff: 0.2s, max_attempts: 1000}}
+sources:
+{sources}
+digests:
+  - name: brief
+    focus: Engineers who run web services.
+    schedule: "{schedule}"
+    deliver:
+      - {{kind: email, host: 127.0.0.1, port: {smtp.port}, security: none, timeout: 5,
+         sender: trendfinder@example.org, to: [reader@example.org]}}
+      - {{kind: slack, webhook_url: '{hook}', timeout: 5}}
+      - {{kind: file, directory: out}}
+"""
+    )
+    return path

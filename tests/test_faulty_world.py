@@ -22,6 +22,7 @@ from faultworld import (
     invariant_problems,
     invented_answer,
     status,
+    write_world_config,
 )
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from processes import Daemon, daemon
@@ -32,36 +33,6 @@ from daemon.config import load_config
 SCHEDULE_SECONDS = 3
 FEEDS = ("steady", "slow", "broken", "limited", "garbage")
 FOREVER = 1_000_000
-
-
-def write_config(
-    folder: Path, feeds: dict[str, GrowingFeed], model: OpenAIServer, smtp: SMTPServer, hook: str
-) -> Path:
-    sources = "\n".join(
-        f"  - {{name: {name}, url: '{feed.url}', interval: 1s}}" for name, feed in feeds.items()
-    )
-    path = folder / "config.yaml"
-    path.write_text(
-        f"""
-storage: {{path: state/trendfinder.db}}
-collect: {{timeout: 1, connect_timeout: 1, read_timeout: 1}}
-llm: {{model: o1, base_url: '{model.base_url}', api_key: sk-test, timeout: 1.5s,
-      run_budget: 6s, backoff: 0.2s}}
-delivery: {{backoff: 0.2s, max_attempts: 1000}}
-sources:
-{sources}
-digests:
-  - name: brief
-    focus: Engineers who run web services.
-    schedule: "*/{SCHEDULE_SECONDS} * * * * *"
-    deliver:
-      - {{kind: email, host: 127.0.0.1, port: {smtp.port}, security: none, timeout: 5,
-         sender: trendfinder@example.org, to: [reader@example.org]}}
-      - {{kind: slack, webhook_url: '{hook}', timeout: 5}}
-      - {{kind: file, directory: out}}
-"""
-    )
-    return path
 
 
 def digests(folder: Path) -> list[sqlite3.Row]:
@@ -118,7 +89,15 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
         for feed in feeds.values():
             feed.publish(3)
         model.set_default(good_answer)
-        config_path = write_config(tmp_path, feeds, model, smtp, slack_receiver.webhook_url)
+        config_path = write_world_config(
+            tmp_path,
+            feeds,
+            model,
+            smtp,
+            slack_receiver.webhook_url,
+            schedule=f"*/{SCHEDULE_SECONDS} * * * * *",
+            run_budget="6s",
+        )
 
         # Feeds: one times out, one answers 500, one 429 with Retry-After, one garbage.
         feed_server.add(feeds["slow"].path, b"<rss/>", delay=3, times=FOREVER)

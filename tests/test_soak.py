@@ -20,7 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faultworld import GrowingFeed, cli, good_answer, invariant_problems, invented_answer
+from faultworld import (
+    GrowingFeed,
+    cli,
+    good_answer,
+    invariant_problems,
+    invented_answer,
+    write_world_config,
+)
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from processes import daemon
 
@@ -36,36 +43,6 @@ SCHEDULE = "*/3 * * * * *"
 # RSS may move this much between the first and the last fifth after warm-up (allocator noise).
 RSS_NOISE = 0.15
 RSS_NOISE_FLOOR_KB = 12_000
-
-
-def write_config(
-    folder: Path, feeds: list[GrowingFeed], model: OpenAIServer, smtp: SMTPServer, hook: str
-) -> Path:
-    sources = "\n".join(
-        f"  - {{name: feed{n}, url: '{feed.url}', interval: 1s}}" for n, feed in enumerate(feeds)
-    )
-    path = folder / "config.yaml"
-    path.write_text(
-        f"""
-storage: {{path: state/trendfinder.db}}
-collect: {{timeout: 1, connect_timeout: 1, read_timeout: 1}}
-llm: {{model: o1, base_url: '{model.base_url}', api_key: sk-test, timeout: 1.5s,
-      run_budget: 4s, backoff: 0.2s}}
-delivery: {{backoff: 0.2s, max_attempts: 1000}}
-sources:
-{sources}
-digests:
-  - name: brief
-    focus: Engineers who run web services.
-    schedule: "{SCHEDULE}"
-    deliver:
-      - {{kind: email, host: 127.0.0.1, port: {smtp.port}, security: none, timeout: 5,
-         sender: trendfinder@example.org, to: [reader@example.org]}}
-      - {{kind: slack, webhook_url: '{hook}', timeout: 5}}
-      - {{kind: file, directory: out}}
-"""
-    )
-    return path
 
 
 class Chaos:
@@ -179,7 +156,15 @@ def test_soak_the_daemon_in_a_world_failing_at_random(tmp_path):
         for feed in feeds:
             feed.publish(3)
         model.set_default(good_answer)
-        config_path = write_config(tmp_path, feeds, model, smtp, slack_receiver.webhook_url)
+        config_path = write_world_config(
+            tmp_path,
+            {f"feed{n}": feed for n, feed in enumerate(feeds)},
+            model,
+            smtp,
+            slack_receiver.webhook_url,
+            schedule=SCHEDULE,
+            run_budget="4s",
+        )
         chaos = Chaos(rng, feeds, model, smtp, slack_receiver)
         samples: list[tuple[float, int]] = []
         with daemon(config_path) as run:

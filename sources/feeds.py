@@ -35,12 +35,14 @@ async def fetch_feed(context: FetchContext, request: FetchRequest) -> FetchOutco
         )
     if 200 <= response.status < 300:
         return await _read(context, request, response)
-    return _status_outcome(context, request, response)
+    return status_outcome(context, request, response)
 
 
-def _status_outcome(
-    context: FetchContext, request: FetchRequest, response: HttpResponse
+def status_outcome(
+    context: FetchContext, request: FetchRequest, response: HttpResponse, what: str = "feed"
 ) -> FetchOutcome:
+    """What a non-2xx answer means for the source (`what` names it in the message): 304 is
+    unchanged, 410 disables it, 429/503 set the earliest next attempt, the rest are errors."""
     now = context.now
     base = FetchOutcome(
         source=request.name,
@@ -58,7 +60,7 @@ def _status_outcome(
         )
     status = f"HTTP {response.status} {response.reason}".strip()
     if response.status == 410:
-        reason = f"{status}: the server says this feed is gone for good"
+        reason = f"{status}: the server says this {what} is gone for good"
         return replace(base, error=reason, disable_reason=reason)
     if response.status in (429, 503):
         delay = retry_after(response.headers.get("retry-after"), now)
@@ -70,21 +72,26 @@ def _status_outcome(
     return replace(base, error=status)
 
 
+def unchanged_outcome(
+    context: FetchContext, request: FetchRequest, response: HttpResponse, body_hash: str
+) -> FetchOutcome:
+    """The server ignored conditional GET, but the body is the last one: nothing to parse."""
+    return FetchOutcome(
+        source=request.name,
+        status="unchanged",
+        http_status=response.status,
+        body_hash=body_hash,
+        permanent_url=response.permanent_url,
+        retry_after=not_before(context.now, max_age(response.headers)),
+    )
+
+
 async def _read(
     context: FetchContext, request: FetchRequest, response: HttpResponse
 ) -> FetchOutcome:
     body_hash = hashlib.sha256(response.body).hexdigest()
-    cached = max_age(response.headers)
     if body_hash == request.body_hash:
-        # The server ignored conditional GET, but nothing changed: nothing to parse.
-        return FetchOutcome(
-            source=request.name,
-            status="unchanged",
-            http_status=response.status,
-            body_hash=body_hash,
-            permanent_url=response.permanent_url,
-            retry_after=not_before(context.now, cached),
-        )
+        return unchanged_outcome(context, request, response, body_hash)
     try:
         feed = await context.parser.parse(
             response.body, response.url, response.headers, context.now, request.name
@@ -107,5 +114,5 @@ async def _read(
         last_modified=response.headers.get("last-modified"),
         body_hash=body_hash,
         permanent_url=response.permanent_url,
-        retry_after=not_before(context.now, cached, feed.ttl),
+        retry_after=not_before(context.now, max_age(response.headers), feed.ttl),
     )

@@ -25,6 +25,7 @@ from datetime import datetime
 from daemon.config import CollectConfig, FirecrawlConfig
 from sources import netguard
 from sources.extract import FeedLink, discover_feeds, discover_links, extract_article
+from sources.feeds import status_outcome, unchanged_outcome
 from sources.firecrawl import FirecrawlClient, FirecrawlFailure, markdown_links, markdown_to_text
 from sources.http import (
     FetchContext,
@@ -111,17 +112,10 @@ async def _built_in(context: FetchContext, tools: SiteTools, request: FetchReque
     except FetchError as error:
         return _error(request, str(error), error.status)
     if not 200 <= page.status < 300:
-        return _status_outcome(context, request, page)
+        return status_outcome(context, request, page, "page")
     body_hash = hashlib.sha256(page.body).hexdigest()
     if body_hash == request.body_hash:
-        return FetchOutcome(
-            source=request.name,
-            status="unchanged",
-            http_status=page.status,
-            body_hash=body_hash,
-            permanent_url=page.permanent_url,
-            retry_after=not_before(context.now, max_age(page.headers)),
-        )
+        return unchanged_outcome(context, request, page, body_hash)
     links = discover_links(page.body, page.url)
 
     async def follow(link: str) -> FoundArticle:
@@ -356,29 +350,6 @@ def _warnings(
             "reliable)"
         )
     return tuple(warnings)
-
-
-def _status_outcome(
-    context: FetchContext, request: FetchRequest, page: HttpResponse
-) -> FetchOutcome:
-    if page.status == 304:
-        return FetchOutcome(
-            source=request.name,
-            status="unchanged",
-            http_status=304,
-            permanent_url=page.permanent_url,
-            retry_after=not_before(context.now, max_age(page.headers)),
-        )
-    status = f"HTTP {page.status} {page.reason}".strip()
-    outcome = replace(_error(request, status, page.status), permanent_url=page.permanent_url)
-    if page.status == 410:
-        reason = f"{status}: the server says this page is gone for good"
-        return replace(outcome, error=reason, disable_reason=reason)
-    if page.status in (429, 503):
-        wait = not_before(context.now, retry_after(page.headers.get("retry-after"), context.now))
-        asked = f"; the server asked to wait until {wait:%Y-%m-%d %H:%M} UTC" if wait else ""
-        return replace(outcome, error=f"{status}{asked}", retry_after=wait)
-    return outcome
 
 
 def _later(first: datetime | None, second: datetime | None) -> datetime | None:

@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
+
+from .lifecycle import Running
 
 HOST = "127.0.0.1"
 # Cap on request bodies we are willing to buffer; a test never needs more.
@@ -159,7 +160,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         return seconds > 0 and self.owner._stopping.wait(seconds)
 
 
-class LoopbackHTTPServer:
+class LoopbackHTTPServer(Running):
     """Start/stop, URL and request-record machinery shared by the HTTP servers."""
 
     handler_class: ClassVar[type[LoopbackHandler]]
@@ -197,17 +198,6 @@ class LoopbackHTTPServer:
         if thread is not None:
             thread.join(timeout=5)
         self._httpd = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

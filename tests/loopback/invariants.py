@@ -75,10 +75,10 @@ def no_item_vanished(
             (row["profile"], row["item_id"]): row["digest_id"]
             for row in conn.execute("SELECT profile, item_id, digest_id FROM digest_items")
         }
-        for (profile, item_id), digest_id in covered.items():
+        for (profile_name, item_id), digest_id in covered.items():
             if digest_id not in digests:
                 problems.append(
-                    f"item {item_id} covered for {profile} by missing digest {digest_id}"
+                    f"item {item_id} covered for {profile_name} by missing digest {digest_id}"
                 )
         links = conn.execute("SELECT item_id, source, first_seen FROM item_sources").fetchall()
     for profile in config.digests:

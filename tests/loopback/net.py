@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
 from typing import Self
 
 from ._http import HOST
+from .lifecycle import Running
 
 
 def closed_port() -> int:
@@ -18,7 +18,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-class SilentServer:
+class SilentServer(Running):
     """Accepts TCP connections and never sends a byte (an SMTP greeting or HTTP response
     that never comes), for connect-succeeds-then-times-out tests. Connections are held
     until stop()."""
@@ -69,17 +69,6 @@ class SilentServer:
             conn.close()
         self._conns.clear()
         self._sock = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 __all__ = ["SilentServer", "closed_port"]

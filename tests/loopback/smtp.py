@@ -10,13 +10,13 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from email.message import EmailMessage
-from types import TracebackType
 from typing import Any, Self, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from ._http import HOST
+from .lifecycle import Running
 from .tls import SelfSignedCert
 
 
@@ -147,7 +147,7 @@ class _Controller(Controller):
         super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
-class SMTPServer:
+class SMTPServer(Running):
     """A recording SMTP server.
 
     starttls: offer STARTTLS with this cert/context (require_starttls=True refuses mail
@@ -217,17 +217,6 @@ class SMTPServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def host(self) -> str:

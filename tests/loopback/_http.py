@@ -9,15 +9,37 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .lifecycle import Running
 
 HOST = "127.0.0.1"
+
+
+class _Scripted(Protocol):
+    remaining: int
+
+
+_Entry = TypeVar("_Entry", bound=_Scripted)
+
+
+def take_scripted(queue: deque[_Entry]) -> _Entry | None:
+    """The next scripted entry, each used for its `remaining` requests, or None when the
+    script is used up. Callers hold their server's lock."""
+    if not queue:
+        return None
+    entry = queue[0]
+    entry.remaining -= 1
+    if entry.remaining <= 0:
+        queue.popleft()
+    return entry
+
+
 # Cap on request bodies we are willing to buffer; a test never needs more.
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 

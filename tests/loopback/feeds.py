@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ._http import LoopbackHandler, LoopbackHTTPServer
+from ._http import LoopbackHandler, LoopbackHTTPServer, take_scripted
 
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 
@@ -349,11 +349,7 @@ class FeedServer(LoopbackHTTPServer):
         with self._lock:
             for candidate in (key, bare):
                 queue = self._oneshots.get(candidate)
-                if queue:
-                    slot = queue[0]
-                    slot.remaining -= 1
-                    if slot.remaining <= 0:
-                        queue.popleft()
+                if queue and (slot := take_scripted(queue)) is not None:
                     return slot.route, candidate
                 if candidate in self._routes:
                     return self._routes[candidate], candidate

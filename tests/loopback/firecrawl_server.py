@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._http import LoopbackHandler, LoopbackHTTPServer
+from ._http import LoopbackHandler, LoopbackHTTPServer, take_scripted
 
 _FORMATS = {
     "markdown",
@@ -233,13 +233,7 @@ class FirecrawlServer(LoopbackHTTPServer):
 
     def _next_failure(self) -> _Failure | None:
         with self._lock:
-            if not self._failures:
-                return None
-            failure = self._failures[0]
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                self._failures.popleft()
-            return failure
+            return take_scripted(self._failures)
 
     def _record_scrape(self, url: str) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._http import LoopbackHandler, LoopbackHTTPServer, RecordedRequest
+from ._http import LoopbackHandler, LoopbackHTTPServer, RecordedRequest, take_scripted
 
 
 @dataclass
@@ -553,11 +553,7 @@ class OpenAIServer(LoopbackHTTPServer):
 
     def _next_reply(self) -> _Reply:
         with self._lock:
-            if self._script:
-                reply = self._script[0]
-                reply.remaining -= 1
-                if reply.remaining <= 0:
-                    self._script.popleft()
+            if (reply := take_scripted(self._script)) is not None:
                 return reply
         if self._default is not None:
             return self._default

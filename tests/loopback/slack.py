@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from ._http import LoopbackHandler, LoopbackHTTPServer
+from ._http import LoopbackHandler, LoopbackHTTPServer, take_scripted
 
 MAX_BLOCKS = 50
 HEADER_MAX = 150
@@ -248,13 +248,7 @@ class SlackReceiver(LoopbackHTTPServer):
 
     def _next_failure(self) -> _Failure | None:
         with self._lock:
-            if not self._failures:
-                return None
-            failure = self._failures[0]
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                self._failures.popleft()
-            return failure
+            return take_scripted(self._failures)
 
     def _deliver(self, delivery: Delivery) -> None:
         with self._lock:

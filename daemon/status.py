@@ -22,6 +22,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             "error": state.last_error,
             "failures": state.failures,
             "last_success": to_text(state.last_success_at) if state.last_success_at else None,
+            "last_attempt": to_text(state.last_attempt_at) if state.last_attempt_at else None,
             "next_attempt": to_text(state.next_fetch_at) if state.next_fetch_at else None,
             "disabled": state.disabled_reason,
         }

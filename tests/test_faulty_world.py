@@ -139,7 +139,12 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
             assert all(source["next_attempt"] and source["error"] for source in failing.values())
             assert "HTTP 500" in failing["broken"]["error"]
             assert "429" in failing["limited"]["error"]
-            assert failing["limited"]["next_attempt"] > info["now"]
+            # Retry-After: 5 (counted from the cycle's start) holds the next attempt well past
+            # the 1 s interval after the last one; both read from one status, so a refetch in
+            # between cannot race the check as comparing with the wall clock did.
+            limited = failing["limited"]
+            waited = from_text(limited["next_attempt"]) - from_text(limited["last_attempt"])
+            assert waited.total_seconds() >= 3, limited
             waiting = {
                 d["target"].partition(":")[0]: d
                 for d in info["deliveries"]

@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.clock import utcnow
+from core.config import CollectConfig, Config, ConfigError, config_path, load_config
+from core.digest import Digest
+from core.items import FetchOutcome
+from core.store import Store, StoreError, StoreLocked
 from daemon import logs
-from daemon.clock import utcnow
-from daemon.config import CollectConfig, Config, ConfigError, config_path, load_config
 from daemon.lock import AlreadyRunning, LockUnavailable, StateLock
 from daemon.runner import DigestFailed, Report, Runner
-from daemon.store import Store, StoreError, StoreLocked
-from digests.model import Digest
-from sources.model import FetchOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # sysexits.h EX_TEMPFAIL: try again later (cron and systemd timers simply will).
@@ -299,9 +299,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sources_test(args: argparse.Namespace) -> int:
-    from daemon.clock import utcnow
+    from core.clock import utcnow
+    from core.items import FetchRequest
     from sources.collect import collect
-    from sources.model import FetchRequest
 
     full = _config(args) if _has_config(args) else None
     config = full.collect if full else CollectConfig()

@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
-from daemon.clock import utcnow
-from daemon.config import Config, parse_config
+from core.clock import utcnow
+from core.config import Config, parse_config
+from core.store import Store
 from daemon.runner import Runner
-from daemon.store import Store
 from digests import render
 
 FEEDS = {

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from core.config import Config
 
 # Anything that looks like a credential is masked before a line is written.
 _SECRETS = [
@@ -33,7 +33,7 @@ _hidden: tuple[str, ...] = ()
 
 def hide_secrets(config: Config) -> None:
     """Never log the secret values of `config`: called on every load and reload."""
-    from daemon.config import EmailTarget, SlackTarget
+    from core.config import EmailTarget, SlackTarget
 
     values = {config.llm.api_key, config.firecrawl.api_key}
     for profile in config.digests:

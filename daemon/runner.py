@@ -18,20 +18,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from daemon.clock import utcnow
-from daemon.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
-from daemon.crashpoints import crash_point
-from daemon.store import Delivery, SourceState, Store, TokenUsage, store_error
+from core.clock import utcnow
+from core.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
+from core.crashpoints import crash_point
+from core.digest import Digest, TokenUsage
+from core.items import FetchOutcome, FetchRequest, StoredItem
+from core.store import Delivery, SourceState, Store, store_error
+from daemon.select import select
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
 from digests.build import BuiltDigest, build_offline, build_with_model
 from digests.deliver import DeliveryError, Progress, send
 from digests.group import GroupingSettings, GroupInput, assign_stories
-from digests.model import Digest, StoredItem
-from digests.select import Selection, select
+from digests.selection import Selection
 from digests.tokens import load_counter
 from sources.collect import collect
-from sources.model import FetchOutcome, FetchRequest
 from sources.policy import next_attempt
 
 log = logging.getLogger("trendfinder")

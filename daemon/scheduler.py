@@ -40,12 +40,12 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from core.clock import utcnow
+from core.config import Config, ConfigError, cron_trigger, load_config
+from core.store import Store, store_error
 from daemon import logs
-from daemon.clock import utcnow
-from daemon.config import Config, ConfigError, cron_trigger, load_config
 from daemon.lock import StateLock
 from daemon.runner import Runner, next_fire_time
-from daemon.store import Store, store_error
 from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")

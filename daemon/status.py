@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from daemon.clock import from_text, to_text
-from daemon.config import Config
+from core.clock import from_text, to_text
+from core.config import Config
+from core.store import Store
 from daemon.runner import next_fire_time
-from daemon.store import Store
 
 
 def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:

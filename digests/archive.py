@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from core.digest import Digest
 from digests import render
-from digests.model import Digest
 
 # Feed readers only need the recent past; the index lists everything.
 FEED_ENTRIES = 50

@@ -22,9 +22,9 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daemon.config import DigestProfile, LLMConfig
-from daemon.crashpoints import crash_point
-from daemon.store import TokenUsage
+from core.config import DigestProfile, LLMConfig
+from core.crashpoints import crash_point
+from core.digest import TokenUsage
 from digests.capabilities import Capabilities, capabilities, cost, price_for
 
 log = logging.getLogger("trendfinder")

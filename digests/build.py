@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from daemon.store import TokenUsage
+from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
 from digests import offline
 from digests.ask import (
     Asker,
@@ -24,9 +24,8 @@ from digests.ask import (
     messages_for,
     response_format,
 )
-from digests.model import Digest, DigestStats, Trend, Window
 from digests.pack import Pack, PackSettings, inert, pack, split
-from digests.select import Selection
+from digests.selection import Selection
 from digests.signals import ScoredStory, build_groups, score_groups
 from digests.tokens import TokenCounter
 from digests.validate import GroundedTrend, Validated, digest_items, links, scrub, validate

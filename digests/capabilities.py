@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.config import LLMConfig, Price
+from core.config import LLMConfig, Price
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from digests.model import StoredItem
+from core.items import StoredItem
 from digests.signals import ScoredStory
 from digests.tokens import TokenCounter
 

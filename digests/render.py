@@ -13,8 +13,8 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from digests.model import Digest, DigestItem, Trend
-from sources.urls import is_web_url
+from core.digest import Digest, DigestItem, Trend
+from core.urls import is_web_url
 
 # Enough to keep text inert (no links, images, HTML or emphasis), little enough to stay readable.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")

@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from digests.model import StoredItem
-from digests.select import Selection
+from core.items import StoredItem
+from digests.selection import Selection
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]+")
 _STOP = frozenset(

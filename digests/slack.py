@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.digest import Digest, DigestItem, Trend
+from core.urls import is_web_url
 from digests import render
-from digests.model import Digest, DigestItem, Trend
-from sources.urls import is_web_url
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000

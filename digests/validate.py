@@ -11,10 +11,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.digest import DigestItem
+from core.items import StoredItem
+from core.urls import is_web_url
 from digests.ask import ModelTrend
-from digests.model import DigestItem, StoredItem
 from digests.pack import Pack, PackedStory
-from sources.urls import is_web_url
 
 ITEMS_PER_TREND = 6
 

@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from daemon.config import CollectConfig, FirecrawlConfig
+from core.config import CollectConfig, FirecrawlConfig
+from core.items import FetchOutcome, FetchRequest
+from sources.context import FetchContext, site_tools
 from sources.feeds import fetch_feed
-from sources.http import FetchContext, FetchLimits, HttpClients
-from sources.model import FetchOutcome, FetchRequest
-from sources.sites import fetch_site, site_tools
+from sources.http import FetchLimits, HttpClients
+from sources.sites import fetch_site
 from sources.workers import FeedParser
 
 log = logging.getLogger("trendfinder")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from sources.http import FetchContext, FetchError, HttpResponse, fetch
-from sources.model import FetchOutcome, FetchRequest
+from core.items import FetchOutcome, FetchRequest
+from sources.context import FetchContext
+from sources.http import FetchError, HttpResponse, fetch
 from sources.parse import NotAFeed
 from sources.policy import max_age, not_before, retry_after
 from sources.workers import ParserDied

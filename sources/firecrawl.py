@@ -27,7 +27,7 @@ from firecrawl.v2.utils.error_handler import (
 )
 from pydantic import ValidationError
 
-from daemon.config import FirecrawlConfig
+from core.config import FirecrawlConfig
 from sources.policy import retry_after
 from sources.text import html_to_text
 

@@ -10,22 +10,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from daemon.config import CollectConfig
+from core.config import CollectConfig
 from sources.decompress import ACCEPT_ENCODING, DecodeError, decoder
-from sources.workers import FeedParser
-
-if TYPE_CHECKING:
-    from sources.sites import SiteTools
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -68,27 +61,6 @@ class HttpResponse:
     url: str  # after redirects
     body: bytes  # decoded; empty unless the status is 2xx
     permanent_url: str | None  # set when every redirect on the way was permanent (301/308)
-
-
-@asynccontextmanager
-async def _no_slot(url: str) -> AsyncIterator[None]:
-    yield
-
-
-@dataclass(frozen=True)
-class FetchContext:
-    """What every source fetch of one collection cycle shares."""
-
-    http: HttpClients
-    limits: FetchLimits
-    config: CollectConfig
-    now: datetime
-    parser: FeedParser
-    # A slot under the cycle's global and per-host caps for one request to this URL's host.
-    # Site sources take one per request they make (the collector does not hold one for them).
-    slot: Callable[[str], AbstractAsyncContextManager[None]] = _no_slot
-    # Site sources: the scraping service and the client for links found on pages.
-    sites: SiteTools | None = None
 
 
 # Makes the transport of one origin's client from the shared TLS context and pool limits.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from sources.model import NewItem
+from core.items import NewItem
+from core.urls import canonical_url
 from sources.text import html_to_text, one_line
-from sources.urls import canonical_url
 
 # Before this a date is a parsing accident (1970, year 1), not a publication time.
 _EARLIEST = datetime(1995, 1, 1, tzinfo=UTC)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from daemon.config import CollectConfig
+from core.config import CollectConfig
 from sources import http
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -18,9 +18,9 @@ import feedparser.mixin
 import feedparser.urls
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
+from core.items import NewItem
 from sources.items import RawEntry, build_items
 from sources.jsonfeed import looks_like_json, parse_json_feed
-from sources.model import NewItem
 from sources.text import one_line
 
 _HTML_MARKERS = (b"<!doctype html", b"<html")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from sources.model import FetchOutcome
+from core.items import FetchOutcome
 
 MAX_BACKOFF = timedelta(days=1)
 # A server may ask to be polled less often, but not to be forgotten: hints count up to a day.

@@ -17,18 +17,19 @@ import asyncio
 import hashlib
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from daemon.config import CollectConfig, FirecrawlConfig
+from core.config import CollectConfig
+from core.items import FetchOutcome, FetchRequest
+from core.urls import canonical_url
 from sources import netguard
+from sources.context import FetchContext, SiteTools
 from sources.extract import FeedLink, discover_feeds, discover_links, extract_article
 from sources.feeds import status_outcome, unchanged_outcome
 from sources.firecrawl import FirecrawlClient, FirecrawlFailure, markdown_links, markdown_to_text
 from sources.http import (
-    FetchContext,
     FetchError,
     FetchLimits,
     HttpClients,
@@ -36,10 +37,8 @@ from sources.http import (
     fetch,
 )
 from sources.items import RawEntry, build_items
-from sources.model import FetchOutcome, FetchRequest
-from sources.netguard import AddressPolicy, BlockedAddress
+from sources.netguard import BlockedAddress
 from sources.policy import max_age, not_before, retry_after
-from sources.urls import canonical_url
 
 log = logging.getLogger("trendfinder")
 
@@ -49,32 +48,6 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 _MIN_WORDS = 10
 # Per-link problems listed in the outcome; the rest are counted.
 _SHOWN_PROBLEMS = 3
-
-
-@dataclass(frozen=True)
-class SiteTools:
-    """What site sources of one collection cycle share."""
-
-    links_http: HttpClients  # for links found on pages: guarded unless private allowed
-    link_policy: AddressPolicy | None  # None: any address may be reached
-    firecrawl: FirecrawlClient | None
-
-
-@asynccontextmanager
-async def site_tools(
-    config: CollectConfig,
-    firecrawl: FirecrawlConfig | None,
-    policy: AddressPolicy | None = None,
-) -> AsyncIterator[SiteTools]:
-    """Open the cycle's tools. `policy` replaces the public-address rule (tests only)."""
-    guarded = netguard.links_clients(config, policy)
-    if config.allow_private_networks and policy is None:
-        link_policy = None
-    else:
-        link_policy = policy or netguard.is_public_address
-    client = FirecrawlClient(firecrawl) if firecrawl is not None and firecrawl.enabled else None
-    async with guarded or HttpClients(config) as links_http:
-        yield SiteTools(links_http=links_http, link_policy=link_policy, firecrawl=client)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from daemon.config import CollectConfig
+from core.config import CollectConfig
 from sources.parse import ParsedFeed, parse_feed
 from sources.parse_process import HEADER, frame
 

@@ -30,8 +30,8 @@ from loopback.invariants import (
 from loopback.openai_server import ChatRequest
 from processes import cli_env
 
-from daemon.config import Config
-from daemon.store import Store
+from core.config import Config
+from core.store import Store
 from digests import slack
 
 _STORY_ID = re.compile(r'<story id="(S\d+)"')

@@ -30,7 +30,7 @@ from loopback.invariants import (
 from loopback.openai_server import ChatRequest
 from processes import cli_env
 
-from daemon.config import Config, load_config
+from core.config import Config, load_config
 
 OUTLETS = ("wire", "ledger", "herald")
 # Each round publishes these stories; most are told by several outlets in their own words,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from digests.model import Digest, DigestItem, DigestStats, Trend, Window
+from core.digest import Digest, DigestItem, DigestStats, Trend, Window
 
 CREATED = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 SCRIPT = "<script>alert('x')</script>"

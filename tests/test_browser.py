@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import sample_digests as samples
 
-from daemon.config import FileTarget
+from core.config import FileTarget
+from core.digest import Digest, DigestItem, Trend
 from digests import render
 from digests.deliver import send
-from digests.model import Digest, DigestItem, Trend
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -15,13 +15,13 @@ import brotli
 import pytest
 from loopback import FeedServer
 
-from daemon.config import CollectConfig, parse_config
+from core.config import CollectConfig, parse_config
+from core.items import FetchRequest
+from core.store import Store
 from daemon.runner import Runner
-from daemon.store import Store
 from sources.collect import collect
 from sources.decompress import DecodeError, decoder
 from sources.http import FetchError, FetchLimits, HttpClients, fetch
-from sources.model import FetchRequest
 from sources.workers import FeedParser, ParserDied
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

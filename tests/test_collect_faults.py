@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from loopback import FeedServer, SilentServer, closed_port
 
+from core.config import parse_config
+from core.store import Store
 from daemon.cli import main
-from daemon.config import parse_config
 from daemon.runner import Report, Runner
-from daemon.store import Store
 
 GOOD = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{name}</title>
 <link>https://{name}.example/</link>{items}</channel></rss>"""

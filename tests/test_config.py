@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.config import ConfigError, load_config, parse_config
 from daemon.cli import main
-from daemon.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ def test_the_shipped_config_passes_check(tmp_path, monkeypatch, capsys):
 def test_cron_weekdays_mean_what_they_mean_in_cron(schedule, weekdays):
     from datetime import UTC, datetime, timedelta
 
-    from daemon.config import cron_trigger
+    from core.config import cron_trigger
 
     trigger = cron_trigger(schedule)
     moment = datetime(2026, 11, 27, tzinfo=UTC)

@@ -24,8 +24,8 @@ from loopback import FeedServer
 from loopback.invariants import no_item_vanished, store_is_healthy
 from reliability import Trendfinder, World
 
-from daemon.config import load_config
-from daemon.crashpoints import POINTS, _armed
+from core.config import load_config
+from core.crashpoints import POINTS, _armed
 from sources.workers import POOL_MIN_SOURCES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import sample_digests as samples
 from loopback import SelfSignedCert, SMTPServer, closed_port
 from loopback.net import SilentServer
 
-from daemon.config import EmailTarget
+from core.config import EmailTarget
 from digests.deliver import DeliveryError, send
 
 

@@ -11,10 +11,10 @@ import pytest
 import sample_digests as samples
 from loopback.slack import validate_payload
 
+from core.config import FileTarget
+from core.store import Store
 from daemon.cli import main
-from daemon.config import FileTarget
 from daemon.demo import serve_samples
-from daemon.store import Store
 from digests.deliver import DeliveryError, send
 
 

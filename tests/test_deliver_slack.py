@@ -8,7 +8,7 @@ import pytest
 import sample_digests as samples
 from loopback import SlackReceiver, closed_port
 
-from daemon.config import SlackTarget
+from core.config import SlackTarget
 from digests.deliver import DeliveryError, Progress, send
 
 

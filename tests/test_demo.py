@@ -117,10 +117,10 @@ def test_run_once_with_the_network_unreachable_exits_1_with_a_summary(tmp_path):
 
 
 def test_two_digests_of_a_profile_in_the_same_second_are_both_kept(tmp_path):
-    from daemon.config import parse_config
+    from core.config import parse_config
+    from core.items import NewItem
+    from core.store import Store
     from daemon.runner import Runner
-    from daemon.store import Store
-    from sources.model import NewItem
 
     moment = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
     config = parse_config(

@@ -27,8 +27,8 @@ from faultworld import (
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from processes import Daemon, daemon
 
-from daemon.clock import from_text
-from daemon.config import load_config
+from core.clock import from_text
+from core.config import load_config
 
 SCHEDULE_SECONDS = 3
 FEEDS = ("steady", "slow", "broken", "limited", "garbage")

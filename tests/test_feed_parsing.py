@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sources.model import FetchOutcome
+from core.items import FetchOutcome
+from core.urls import canonical_url
 from sources.parse import NotAFeed, parse_feed
 from sources.policy import max_age, next_attempt, not_before, retry_after
 from sources.text import html_to_text
-from sources.urls import canonical_url
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 FEED_URL = "https://news.example/feed.xml"

@@ -24,15 +24,15 @@ from faultworld import cli, invariant_problems, story_ids
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from loopback.openai_server import ChatRequest
 
-from daemon.config import Config, load_config, parse_config
+from core.config import Config, load_config, parse_config
+from core.digest import Digest
+from core.items import NewItem
+from core.store import Store
+from core.urls import canonical_url
 from daemon.runner import Runner
-from daemon.store import Store
 from digests import render
-from digests.model import Digest
 from digests.validate import scrub
-from sources.model import NewItem
 from sources.text import one_line
-from sources.urls import canonical_url
 
 XSS = (
     "<script>alert(1)</script>",

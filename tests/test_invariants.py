@@ -13,9 +13,9 @@ from loopback.invariants import (
     stored_digest_ids,
 )
 
+from core.store import Store
 from daemon.demo import FEEDS, demo_config, serve_samples
 from daemon.runner import Runner
-from daemon.store import Store
 
 
 def test_a_clean_cycle_keeps_every_invariant_and_a_lost_digest_is_noticed(tmp_path):

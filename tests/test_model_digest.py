@@ -13,12 +13,13 @@ import pytest
 from loopback import OpenAIServer
 from loopback.openai_server import ChatRequest
 
-from daemon.config import Config, parse_config
+from core.config import Config, parse_config
+from core.digest import TokenUsage
+from core.items import NewItem
+from core.store import Store
 from daemon.runner import DigestFailed, Runner
 from daemon.status import gather
-from daemon.store import Store, TokenUsage
 from digests import render
-from sources.model import NewItem
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 INJECTION = (

@@ -18,8 +18,8 @@ import pytest
 from feedfarm import FeedFarm
 from processes import cli_env, daemon, wait_for
 
+from core.config import parse_config
 from daemon import logs
-from daemon.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,12 @@ import sample_digests as samples
 from loopback import SlackReceiver, closed_port
 from loopback.slack import Delivery as Post
 
+from core.config import Config, parse_config
+from core.digest import TokenUsage
+from core.store import Store
 from daemon.cli import main
-from daemon.config import Config, parse_config
 from daemon.demo import serve_samples
 from daemon.runner import Runner
-from daemon.store import Store, TokenUsage
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)

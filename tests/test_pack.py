@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from daemon.config import parse_config
+from core.config import parse_config
+from core.items import StoredItem
 from digests.ask import ModelTrend, answer_schema
 from digests.capabilities import capabilities, cost, price_for
-from digests.model import StoredItem
 from digests.pack import pack, split
-from digests.select import Selection
+from digests.selection import Selection
 from digests.signals import build_groups, score_groups
 from digests.tokens import APPROXIMATION_MARGIN, load_counter
 from digests.validate import scrub, validate

@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 from loopback import FeedServer, FirecrawlServer, SilentServer, closed_port
 
+from core.config import CollectConfig, Config, parse_config
+from core.items import FetchOutcome, FetchRequest
+from core.store import Store
 from daemon.cli import main
-from daemon.config import CollectConfig, Config, parse_config
 from daemon.runner import Report, Runner
-from daemon.store import Store
 from sources import netguard
+from sources.context import FetchContext, site_tools
 from sources.firecrawl import markdown_to_text
-from sources.http import FetchContext, FetchLimits, HttpClients
-from sources.model import FetchOutcome, FetchRequest
+from sources.http import FetchLimits, HttpClients
 from sources.netguard import BlockedAddress, IPAddress
-from sources.sites import fetch_site, site_tools
+from sources.sites import fetch_site
 from sources.workers import FeedParser
 
 PARAGRAPHS = (

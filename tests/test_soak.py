@@ -31,7 +31,7 @@ from faultworld import (
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from processes import daemon
 
-from daemon.config import load_config
+from core.config import load_config
 
 SOAK_SECONDS = float(os.environ.get("TRENDFINDER_SOAK_SECONDS", "75"))
 SEED = int(os.environ.get("TRENDFINDER_SOAK_SEED", str(random.SystemRandom().randrange(10**6))))

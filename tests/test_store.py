@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.clock import to_text
-from daemon.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    Store,
-    StoreError,
-    StoreLocked,
-    TokenUsage,
-)
-from digests.model import Digest, DigestStats, Window
-from sources.model import FetchOutcome, NewItem
+from core.clock import to_text
+from core.digest import Digest, DigestStats, TokenUsage, Window
+from core.items import FetchOutcome, NewItem
+from core.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, StoreLocked
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

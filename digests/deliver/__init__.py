@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from daemon.config import EmailTarget, FileTarget, SlackTarget, Target
-from digests.model import Digest
+from core.config import EmailTarget, FileTarget, SlackTarget, Target
+from core.digest import Digest
 
 
 class DeliveryError(Exception):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from daemon.config import FileTarget
+from core.config import FileTarget
+from core.digest import Digest
 from digests import archive, render
 from digests.deliver import DeliveryError
-from digests.model import Digest
 
 log = logging.getLogger("trendfinder")
 INDEX = "index.html"

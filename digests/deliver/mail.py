@@ -16,10 +16,10 @@ import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from daemon.config import EmailTarget
+from core.config import EmailTarget
+from core.digest import Digest
 from digests import render
 from digests.deliver import DeliveryError
-from digests.model import Digest
 
 log = logging.getLogger("trendfinder")
 _SUBJECT_CHARS = 140

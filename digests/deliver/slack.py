@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import httpx
 
-from daemon.config import USER_AGENT, SlackTarget
-from daemon.crashpoints import crash_point
+from core.config import USER_AGENT, SlackTarget
+from core.crashpoints import crash_point
+from core.digest import Digest
 from digests import slack
 from digests.deliver import DeliveryError, Progress
-from digests.model import Digest
 
 # Waits Slack asks for up to this long happen inside the attempt; longer ones are left to
 # the outbox's next run, which is told the earliest time to try.

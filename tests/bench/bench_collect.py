@@ -152,9 +152,9 @@ class ChildMemory:
 
 
 def our_cycle(urls: list[str], db: str, concurrency: int) -> Measurement:
-    from daemon.config import parse_config
+    from core.config import parse_config
+    from core.store import Store
     from daemon.runner import Runner
-    from daemon.store import Store
 
     sources = "\n".join(f"  - {{name: feed-{n}, url: '{url}'}}" for n, url in enumerate(urls))
     config = parse_config(

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sample_digests as samples
 
-from daemon.config import FileTarget
+from core.config import FileTarget
 from digests import render, slack
 from digests.deliver import send
 from digests.deliver.files import atomic_write

@@ -32,17 +32,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from daemon.config import Config, parse_config  # noqa: E402
+from core.config import Config, parse_config  # noqa: E402
+from core.digest import StoredItem  # noqa: E402
+from core.items import NewItem  # noqa: E402
+from core.store import Store  # noqa: E402
 from daemon.runner import Runner  # noqa: E402
-from daemon.store import Store  # noqa: E402
+from daemon.select import select  # noqa: E402
 from digests import offline  # noqa: E402
 from digests.build import build_offline, scored_stories  # noqa: E402
 from digests.group import GroupInput, assign_stories  # noqa: E402
-from digests.model import StoredItem  # noqa: E402
 from digests.pack import pack  # noqa: E402
-from digests.select import Selection, select  # noqa: E402
+from digests.selection import Selection  # noqa: E402
 from digests.tokens import TokenCounter, load_counter  # noqa: E402
-from sources.model import NewItem  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 TOKENS = 100_000

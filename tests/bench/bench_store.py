@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from daemon.clock import to_text
-from daemon.store import Store
+from core.clock import to_text
+from core.store import Store
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SOURCES = [f"source-{n:02d}" for n in range(50)]

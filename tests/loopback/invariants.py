@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from daemon.clock import from_text, utcnow
-from daemon.config import Config
+from core.clock import from_text, utcnow
+from core.config import Config
+from core.store import Store
+from core.urls import canonical_url
 from daemon.status import gather
-from daemon.store import Store
-from sources.urls import canonical_url
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Canonical URLs, so one article reached through different links is one item."""
+"""URLs: canonical forms, so one article reached through different links is one item, and
+which links are safe to show a reader."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 All state lives here (sources' fetch state, items, stories, runs, digests, deliveries), so
 a restart, a second process or an operator's `sqlite3` session sees the same truth.
-Times are fixed-width ISO-8601 UTC text (see daemon.clock), so they sort as text.
+Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import sqlite_utils
 
-from daemon.clock import from_text, to_text
-from daemon.crashpoints import crash_point
-from digests.model import Digest, StoredItem
-from sources.model import FetchOutcome, NewItem
+from core.clock import from_text, to_text
+from core.crashpoints import crash_point
+from core.digest import Digest, TokenUsage
+from core.items import FetchOutcome, NewItem, StoredItem
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
 MIGRATIONS: tuple[str, ...] = (
@@ -158,6 +158,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+NO_USAGE = TokenUsage()
 # Seconds a write waits for another process holding the database's lock (storage.busy_timeout).
 DEFAULT_BUSY_TIMEOUT = 30.0
 # A site page lists far fewer links than this; older ones have left the page.
@@ -259,15 +260,6 @@ class Delivery:
     sent_at: datetime | None
     last_attempt_at: datetime | None = None
     parts_sent: int = 0
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    input: int = 0
-    cached: int = 0
-    reasoning: int = 0
-    output: int = 0
-    cost: float = 0.0
 
 
 def _time(value: str | None) -> datetime | None:
@@ -771,7 +763,7 @@ class Store:
         status: str,
         summary: Mapping[str, Any],
         errors: Sequence[str],
-        usage: TokenUsage = TokenUsage(),
+        usage: TokenUsage = NO_USAGE,
     ) -> None:
         with self.db.atomic():
             self.db.execute(

@@ -1,4 +1,4 @@
-"""The digest as users' tools read it (the JSON body), and the values the stages pass along."""
+"""The digest document as users' tools read it (the JSON body), and what making it cost."""
 
 from __future__ import annotations
 
@@ -65,14 +65,11 @@ class Digest(_Frozen):
 
 
 @dataclass(frozen=True)
-class StoredItem:
-    """An item as the digest stages read it from the store."""
+class TokenUsage:
+    """What the model calls behind one digest consumed, and their estimated cost."""
 
-    id: str
-    url: str
-    title: str
-    text: str
-    published: datetime
-    fetched: datetime
-    sources: tuple[str, ...]
-    story_id: str | None
+    input: int = 0
+    cached: int = 0
+    reasoning: int = 0
+    output: int = 0
+    cost: float = 0.0

@@ -1,4 +1,4 @@
-"""What sources hand to the store: small frozen values, no I/O."""
+"""Items and fetches as values: what sources hand to the store and the store hands to digests."""
 
 from __future__ import annotations
 
@@ -58,3 +58,17 @@ class FetchOutcome:
     disable_reason: str | None = None
     warnings: tuple[str, ...] = field(default=())
     seen_links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as stored, as the digest stages read it."""
+
+    id: str
+    url: str
+    title: str
+    text: str
+    published: datetime
+    fetched: datetime
+    sources: tuple[str, ...]
+    story_id: str | None

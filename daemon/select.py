@@ -1,0 +1,33 @@
+"""Read a profile's selection from the store: the one place the digest stages' input is read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from core.config import Config, DigestProfile
+from core.store import Store
+from digests.selection import (
+    BASELINE,
+    PREVIOUS_DIGESTS,
+    REPORTED_HORIZON,
+    Selection,
+    usual_rates,
+)
+
+
+def select(store: Store, config: Config, profile: DigestProfile, now: datetime) -> Selection:
+    sources = config.sources_for(profile)
+    names = [source.name for source in sources]
+    window_from = now - profile.lookback
+    items = tuple(store.pending_items(profile.name, names, window_from))
+    baseline = store.items_per_source(names, window_from - BASELINE, window_from)
+    return Selection(
+        profile=profile,
+        window_from=window_from,
+        window_to=now,
+        items=items,
+        previous=tuple(store.recent_digests(profile.name, PREVIOUS_DIGESTS)),
+        reported=store.reported_story_sources(profile.name, now - REPORTED_HORIZON),
+        source_weights={source.name: source.weight for source in sources},
+        usual_rates=usual_rates(baseline, items, profile.lookback),
+    )

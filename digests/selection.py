@@ -1,0 +1,55 @@
+"""A profile's selection: what it has not seen yet within its lookback window, as values.
+
+The daemon reads these from the store (daemon/select.py); the digest stages only compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.config import DigestProfile
+from core.digest import Digest
+from core.items import StoredItem
+
+PREVIOUS_DIGESTS = 5
+# The sources' usual rate is measured over this long before the window.
+BASELINE = timedelta(days=7)
+# Earlier digests' stories older than this cannot come back: grouping anchors are younger.
+REPORTED_HORIZON = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Selection:
+    profile: DigestProfile
+    window_from: datetime
+    window_to: datetime
+    items: tuple[StoredItem, ...]
+    previous: tuple[Digest, ...]  # newest first, for novelty
+    # Stories an earlier digest of this profile cited, with the sources it cited for each.
+    reported: dict[str, frozenset[str]]
+    source_weights: dict[str, float]
+    # Items per hour each source usually brings (before this window; this window if no history).
+    usual_rates: dict[str, float]
+
+    @property
+    def hours(self) -> float:
+        return max((self.window_to - self.window_from).total_seconds() / 3600, 1 / 60)
+
+
+def usual_rates(
+    baseline: Mapping[str, int], items: Sequence[StoredItem], lookback: timedelta
+) -> dict[str, float]:
+    """Items per hour each source usually brings: over the BASELINE before the window, or,
+    with no history yet, over the window itself (the best guess there is)."""
+    if sum(baseline.values()):
+        hours = BASELINE.total_seconds() / 3600
+        counts = dict(baseline)
+    else:
+        counts = {}
+        for item in items:
+            for name in item.sources:
+                counts[name] = counts.get(name, 0) + 1
+        hours = max(lookback.total_seconds() / 3600, 1 / 60)
+    return {name: count / hours for name, count in counts.items()}

@@ -357,10 +357,10 @@ def cmd_digests_list(args: argparse.Namespace) -> int:
 
 
 def _rendered(digest: Digest, format: str) -> str:
-    from digests import render, slack
+    from digests import blockkit, render
 
     if format == "slack":
-        return json.dumps([m.payload() for m in slack.messages(digest)], indent=2) + "\n"
+        return json.dumps([m.payload() for m in blockkit.messages(digest)], indent=2) + "\n"
     renderers = {
         "md": render.markdown,
         "text": render.text,

@@ -37,7 +37,7 @@ from sources.policy import next_attempt
 
 log = logging.getLogger("trendfinder")
 
-# How far back items anchor story grouping: tomorrow's item joins a story seen this week.
+# How far back items anchor storying: tomorrow's item joins a story seen this week.
 ANCHOR_WINDOW = timedelta(days=3)
 # ...but no more than this many of the latest: each run regroups its anchors, so this bounds
 # a run's time and memory (about 1 s and 100 MB at 10,000 items) on a busy store.

@@ -1,6 +1,6 @@
 """Build a digest from a selection: group, score, analyze, and note what it covered.
 
-Two analyzers share the pipeline: the offline one ranks story groups by their signals; the
+Two analyzers share the pipeline: the offline one ranks stories by their signals; the
 model one packs them into a token budget, asks the model, and keeps only grounded trends.
 """
 
@@ -26,7 +26,7 @@ from digests.ask import (
 )
 from digests.pack import Pack, PackSettings, inert, pack, split
 from digests.selection import Selection
-from digests.signals import ScoredStory, build_groups, score_groups
+from digests.signals import ScoredStory, score_stories, window_stories
 from digests.tokens import TokenCounter
 from digests.validate import GroundedTrend, Validated, digest_items, links, scrub, validate
 
@@ -48,7 +48,7 @@ def digest_id(profile: str, created_at: datetime) -> str:
 
 
 def scored_stories(selection: Selection) -> list[ScoredStory]:
-    return score_groups(build_groups(selection.items), selection)
+    return score_stories(window_stories(selection.items), selection)
 
 
 def build_offline(
@@ -65,16 +65,16 @@ def build_offline(
         Trend(
             rank=position,
             # Feed text, written into the digest as the analyzer's own: no links in it.
-            title=scrub(story.group.items[0].title),
+            title=scrub(story.window.items[0].title),
             summary=scrub(offline.summary(story)),
             why_it_matters=offline.why_it_matters(story),
             status=story.status,
             score=story.score,
-            items=digest_items(story.group.items),
+            items=digest_items(story.window.items),
         )
         for position, story in enumerate(chosen, start=1)
     )
-    cited = {item.id for story in chosen for item in story.group.items}
+    cited = {item.id for story in chosen for item in story.window.items}
     return assemble(selection, now, analyzer, trends, cited, len(stories), notes, usage=usage)
 
 
@@ -182,9 +182,9 @@ def _attempt(
         for position, trend in enumerate(result.trends, start=1)
     )
     cited = {
-        item.id for trend in result.trends for p in trend.stories for item in p.story.group.items
+        item.id for trend in result.trends for p in trend.stories for item in p.story.window.items
     }
-    dropped = {item.id for story in left_out for item in story.group.items}
+    dropped = {item.id for story in left_out for item in story.window.items}
     return assemble(
         selection,
         now,

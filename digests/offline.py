@@ -1,4 +1,4 @@
-"""The offline analyzer: a deterministic ranking of story groups and an extractive summary.
+"""The offline analyzer: a deterministic ranking of stories and an extractive summary.
 
 It needs no account and no network, so it is the default without an API key and the
 labelled fallback when the model cannot answer.
@@ -25,12 +25,12 @@ def lead(text: str, limit: int = _SUMMARY_CHARS) -> str:
 
 
 def summary(story: ScoredStory) -> str:
-    central = story.group.items[0]
+    central = story.window.items[0]
     return lead(central.text) or central.title
 
 
 def why_it_matters(story: ScoredStory) -> str:
-    names = story.group.sources
+    names = story.window.sources
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     if story.sources > 1:
         reason = f"Reported by {story.sources} sources ({shown})"

@@ -1,6 +1,6 @@
-"""Pack: the story groups as the model reads them, best first, inside a token budget.
+"""Pack: the stories as the model reads them, best first, inside a token budget.
 
-Each group becomes one delimited block: its signals, one representative text (trimmed by
+Each story becomes one delimited block: its signals, one representative text (trimmed by
 tokens) and the other sources' titles. Stories and items get short ids (``S3``, ``S3.2``)
 that the model cites as evidence; links never enter the dump, so the model has none to copy.
 Feed text is untrusted: the characters that could close or open a block are neutralised.
@@ -60,8 +60,8 @@ def inert(text: str) -> str:
 def render_story(
     ref: str, story: ScoredStory, counter: TokenCounter, settings: PackSettings
 ) -> PackedStory:
-    group = story.group
-    lead, others = group.items[0], group.items[1:]
+    window = story.window
+    lead, others = window.items[0], window.items[1:]
     shown = others[: settings.max_titles]
     rest = others[settings.max_titles :]
     attributes = (

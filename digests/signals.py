@@ -1,4 +1,4 @@
-"""Signals: what makes a story group matter, measured from the selection alone (pure)."""
+"""Signals: what makes a story matter, measured from the selection alone (pure)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,9 @@ _STOP = frozenset(
 
 
 @dataclass(frozen=True)
-class StoryGroup:
+class WindowStory:
+    """A story as one digest's window shows it: its pending items, most central first."""
+
     story_id: str
     items: tuple[StoredItem, ...]  # the most central item first
 
@@ -110,7 +112,7 @@ class StoryGroup:
 
 @dataclass(frozen=True)
 class ScoredStory:
-    group: StoryGroup
+    window: WindowStory
     sources: int  # distinct sources
     items: int
     weight: float  # the sum of its distinct sources' weights from config
@@ -130,13 +132,13 @@ def words(text: str) -> set[str]:
     return {word.strip("'-") for word in _WORD.findall(text.lower())} - _STOP
 
 
-def build_groups(items: Sequence[StoredItem]) -> list[StoryGroup]:
-    """Items by story, each group led by its most central item (deterministic)."""
+def window_stories(items: Sequence[StoredItem]) -> list[WindowStory]:
+    """Items by story, each story led by its most central item (deterministic)."""
     by_story: dict[str, list[StoredItem]] = defaultdict(list)
     for item in items:
         by_story[item.story_id or item.id].append(item)
     return [
-        StoryGroup(story_id=story_id, items=tuple(_central_first(members)))
+        WindowStory(story_id=story_id, items=tuple(_central_first(members)))
         for story_id, members in sorted(by_story.items())
     ]
 
@@ -159,11 +161,11 @@ def _central_first(members: list[StoredItem]) -> list[StoredItem]:
     return [members[i] for i in order]
 
 
-def score_groups(groups: Sequence[StoryGroup], selection: Selection) -> list[ScoredStory]:
-    """Score every group; best first, ties broken by story id so the order is stable."""
+def score_stories(stories: Sequence[WindowStory], selection: Selection) -> list[ScoredStory]:
+    """Score every story; best first, ties broken by story id so the order is stable."""
     focus_words = words(selection.profile.focus)
-    scored = [_score(group, selection, focus_words) for group in groups]
-    scored.sort(key=lambda story: (-story.score, story.group.story_id))
+    scored = [_score(story, selection, focus_words) for story in stories]
+    scored.sort(key=lambda story: (-story.score, story.window.story_id))
     return scored
 
 
@@ -171,26 +173,26 @@ def score_groups(groups: Sequence[StoryGroup], selection: Selection) -> list[Sco
 _LATELY = 0.25
 
 
-def _score(group: StoryGroup, selection: Selection, focus_words: set[str]) -> ScoredStory:
-    sources = group.sources
+def _score(story: WindowStory, selection: Selection, focus_words: set[str]) -> ScoredStory:
+    sources = story.sources
     weight = sum(selection.source_weights.get(name, 1.0) for name in sources)
     span = selection.hours * 3600
     end = selection.window_to
-    ages = [min(1.0, max(0.0, (end - item.fetched).total_seconds()) / span) for item in group.items]
+    ages = [min(1.0, max(0.0, (end - item.fetched).total_seconds()) / span) for item in story.items]
     recency = 1.0 - min(ages, default=1.0)
     lately = sum(1 for age in ages if age <= _LATELY) / (selection.hours * _LATELY)
     usual = sum(selection.usual_rates.get(name, 0.0) for name in sources)
     velocity = lately / usual if usual > 0 else 0.0
     story_words: set[str] = set()
-    for item in group.items:
+    for item in story.items:
         story_words |= words(item.title)
     focus = len(story_words & focus_words) / len(focus_words) if focus_words else 0.0
-    cited = selection.reported.get(group.story_id)
+    cited = selection.reported.get(story.story_id)
     new_sources = len(set(sources) - cited) if cited is not None else len(sources)
     # Distinct outlets dominate: one outlet repeating itself is not a trend.
     score = (
         weight
-        + 0.25 * math.log1p(len(group.items))
+        + 0.25 * math.log1p(len(story.items))
         + 0.5 * recency
         + 0.5 * min(velocity, 1.0)
         + 2.0 * min(focus * 3, 1.0)
@@ -199,9 +201,9 @@ def _score(group: StoryGroup, selection: Selection, focus_words: set[str]) -> Sc
         # Already told: worth repeating as developing only when new outlets picked it up.
         score *= 0.8 if new_sources else 0.3
     return ScoredStory(
-        group=group,
+        window=story,
         sources=len(sources),
-        items=len(group.items),
+        items=len(story.items),
         weight=weight,
         recency=recency,
         velocity=velocity,

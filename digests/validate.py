@@ -38,7 +38,7 @@ class GroundedTrend:
     why_it_matters: str
     status: str
     score: float
-    stories: tuple[PackedStory, ...]  # the story groups its evidence names, in citation order
+    stories: tuple[PackedStory, ...]  # the stories its evidence names, in citation order
     items: tuple[StoredItem, ...]  # the items to link, from the store
 
 
@@ -101,7 +101,7 @@ def validate(trends: Sequence[ModelTrend], packs: Sequence[Pack], max_trends: in
         grounded.append(
             GroundedTrend(
                 title=scrub(trend.title)
-                or scrub(next(iter(stories.values())).story.group.items[0].title),
+                or scrub(next(iter(stories.values())).story.window.items[0].title),
                 summary=scrub(trend.summary),
                 why_it_matters=scrub(trend.why_it_matters),
                 status="developing" if reported else trend.status,
@@ -119,7 +119,7 @@ def links(trend: GroundedTrend) -> tuple[DigestItem, ...]:
     """The items the model named first, then the rest of its stories' items."""
     named = list(trend.items)
     for packed in trend.stories:
-        named += packed.story.group.items
+        named += packed.story.window.items
     return digest_items(named)
 
 

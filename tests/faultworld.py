@@ -32,7 +32,7 @@ from processes import cli_env
 
 from core.config import Config
 from core.store import Store
-from digests import slack
+from digests import blockkit
 
 _STORY_ID = re.compile(r'<story id="(S\d+)"')
 
@@ -163,7 +163,7 @@ def slack_parts(config: Config) -> dict[str, str]:
     parts: dict[str, str] = {}
     with Store.open(config.storage.database) as store:
         for digest_id in stored_digest_ids(config):
-            for number, message in enumerate(slack.messages(store.digest(digest_id)), start=1):
+            for number, message in enumerate(blockkit.messages(store.digest(digest_id)), start=1):
                 parts[json.dumps(message.payload(), sort_keys=True)] = f"{digest_id}#{number}"
     return parts
 

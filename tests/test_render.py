@@ -9,7 +9,7 @@ import feedparser
 import sample_digests as samples
 from loopback.slack import validate_payload
 
-from digests import archive, render, slack
+from digests import archive, blockkit, render
 
 
 class Elements(HTMLParser):
@@ -64,7 +64,7 @@ def test_markdown_and_text_keep_hostile_text_inert():
 
 
 def test_slack_escapes_only_ampersand_and_angle_brackets():
-    [message] = slack.messages(samples.hostile())
+    [message] = blockkit.messages(samples.hostile())
     validate_payload(message.payload())
     texts = [b["text"]["text"] for b in message.blocks if b["type"] == "section"]
     body = "\n".join(texts)
@@ -78,7 +78,7 @@ def test_slack_escapes_only_ampersand_and_angle_brackets():
 
 def test_slack_splits_a_huge_digest_into_valid_ordered_messages_without_losing_text():
     digest = samples.huge(trends=60, summary_chars=5000)
-    messages = slack.messages(digest)
+    messages = blockkit.messages(digest)
     assert len(messages) > 1
     for message in messages:
         validate_payload(message.payload())
@@ -90,15 +90,15 @@ def test_slack_splits_a_huge_digest_into_valid_ordered_messages_without_losing_t
     flat = " ".join(sections).replace("\n", " ")
     ranks = [flat.index(f"*{trend.rank}. ") for trend in digest.trends]
     assert ranks == sorted(ranks)
-    whole_summary = slack.escape(" ".join(digest.trends[0].summary.split()))
+    whole_summary = blockkit.escape(" ".join(digest.trends[0].summary.split()))
     assert flat.count(whole_summary) == len(digest.trends)
 
 
 def test_slack_header_is_clipped_to_its_limit_and_text_names_the_profile():
     digest = samples.digest(profile="p" * 200)
-    [message] = slack.messages(digest)
+    [message] = blockkit.messages(digest)
     validate_payload(message.payload())
-    assert len(message.blocks[0]["text"]["text"]) <= slack.MAX_HEADER_TEXT
+    assert len(message.blocks[0]["text"]["text"]) <= blockkit.MAX_HEADER_TEXT
     assert message.text.startswith("p" * 50)
 
 
@@ -107,7 +107,7 @@ def test_a_quiet_digest_says_so_everywhere():
     assert "Nothing notable this time." in render.markdown(quiet)
     assert "Nothing notable this time." in render.text(quiet)
     assert "Nothing notable this time." in render.html(quiet)
-    [message] = slack.messages(quiet)
+    [message] = blockkit.messages(quiet)
     validate_payload(message.payload())
 
 

@@ -15,7 +15,7 @@ import httpx
 from core.config import USER_AGENT, SlackTarget
 from core.crashpoints import crash_point
 from core.digest import Digest
-from digests import slack
+from digests import blockkit
 from digests.deliver import DeliveryError, Progress
 
 # Waits Slack asks for up to this long happen inside the attempt; longer ones are left to
@@ -31,7 +31,7 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
-def _post(client: httpx.Client, url: str, message: slack.SlackMessage, where: str) -> None:
+def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where: str) -> None:
     for _ in range(RATE_LIMIT_TRIES):
         try:
             response = client.post(url, json=message.payload())
@@ -55,7 +55,7 @@ def _post(client: httpx.Client, url: str, message: slack.SlackMessage, where: st
 
 
 def post_digest(digest: Digest, target: SlackTarget, progress: Progress) -> str:
-    messages = slack.messages(digest)
+    messages = blockkit.messages(digest)
     total = len(messages)
     headers = {"User-Agent": USER_AGENT}
     with httpx.Client(timeout=target.timeout, headers=headers, follow_redirects=False) as client:

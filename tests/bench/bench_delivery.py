@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sample_digests as samples
 
 from core.config import FileTarget
-from digests import render, slack
+from digests import blockkit, render
 from digests.deliver import send
 from digests.deliver.files import atomic_write
 
@@ -51,11 +51,11 @@ def main() -> None:
         ("markdown", render.markdown),
         ("text", render.text),
         ("html", render.html),
-        ("slack blocks", slack.messages),
+        ("slack blocks", blockkit.messages),
     ):
         small, large = timed(20, renderer, ordinary), timed(5, renderer, huge)
         print(f"{name:<18} {small:7.2f} ms  {large:8.2f} ms")
-    print(f"slack messages for the huge digest: {len(slack.messages(huge))}")
+    print(f"slack messages for the huge digest: {len(blockkit.messages(huge))}")
 
     print("\nfile target write (3 files + index + Atom feed), by digests already archived")
     for count in (int(n) for n in args.archive.split(",")):

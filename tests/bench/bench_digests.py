@@ -114,7 +114,7 @@ def ndcg_at_10() -> dict[str, float]:
     for story in trends:
         # A trend stands for the labelled story most of its items belong to; naming one
         # story twice earns nothing the second time.
-        truth = Counter(label[item.id] for item in story.group.items).most_common(1)[0][0]
+        truth = Counter(label[item.id] for item in story.window.items).most_common(1)[0][0]
         gains.append(0 if truth in seen else len(publishers[truth]))
         seen.add(truth)
     ideal = sorted((len(p) for p in publishers.values()), reverse=True)[:10]

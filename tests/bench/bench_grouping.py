@@ -1,4 +1,4 @@
-"""Benchmark story grouping: quality on the labelled UCI headlines, then speed and memory.
+"""Benchmark storying: quality on the labelled UCI headlines, then speed and memory.
 
 Run from the repo root: python tests/bench/bench_grouping.py [--sizes 1000 10000 50000]
 Each size runs in its own subprocess so its peak memory (ru_maxrss) is its own.

@@ -1,4 +1,4 @@
-"""Clustering scores for story grouping: BCubed and pairwise precision/recall/F1.
+"""Clustering scores for storying: BCubed and pairwise precision/recall/F1.
 
 Test and benchmark helper only; not shipped with the daemon.
 """

@@ -45,6 +45,12 @@ class OutboxTables:
             return self._deliveries(None, [])
         return self._deliveries("status = ?", [status])
 
+    def delivery(self, delivery_id: int) -> Delivery:
+        try:
+            return from_row(Delivery, self.db.table("deliveries").get(delivery_id))
+        except sqlite_utils.db.NotFoundError:
+            raise KeyError(f"no delivery with id {delivery_id}") from None
+
     def _deliveries(
         self, where: str | None, params: list[str], order_by: str = "id"
     ) -> list[Delivery]:
@@ -65,6 +71,13 @@ class OutboxTables:
     def record_delivery_sent(self, delivery_id: int, now: datetime) -> None:
         self.db.table("deliveries").update(
             delivery_id, {"status": "sent", "sent_at": to_text(now), "last_error": None}
+        )
+
+    def requeue_delivery(self, delivery_id: int, now: datetime) -> None:
+        """Queue a failed delivery again with all its attempts (`deliveries retry`); parts
+        of it that already arrived are not sent again."""
+        self.db.table("deliveries").update(
+            delivery_id, {"status": "pending", "attempts": 0, "next_attempt_at": to_text(now)}
         )
 
     def record_delivery_failed(

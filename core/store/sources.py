@@ -70,8 +70,6 @@ class SourceTables:
             "last_attempt_at": to_text(now),
             "next_fetch_at": to_text(next_fetch_at),
             "last_status": outcome.http_status,
-            # A failure counts one more; anything else starts the count again.
-            "failures": 1 if failed else 0,
         }
         if failed:
             updates["last_error"] = outcome.error
@@ -87,8 +85,15 @@ class SourceTables:
             updates["fetch_url"] = outcome.permanent_url
         if outcome.disable_reason:
             updates["disabled_reason"] = outcome.disable_reason
-        conversions = {"failures": "failures + ?"} if failed else {}
-        self.db.table("sources").update(outcome.source, updates, conversions=conversions)
+        # Raw SQL, not Table.update: that reads the row and the table's schema back first,
+        # six times slower (1,000 sources in one transaction: 1.0 s against 0.16 s), and
+        # a cycle records every source it polled.
+        assignments = ", ".join(f"{column} = ?" for column in updates)
+        failures = "failures + 1" if failed else "0"
+        self.db.execute(
+            f"UPDATE sources SET {assignments}, failures = {failures} WHERE name = ?",
+            [*updates.values(), outcome.source],
+        )
 
     def site_links(self, source: str, limit: int = SITE_LINKS_KEPT) -> frozenset[str]:
         """The article links a site source has looked at, most recently seen first."""

@@ -342,3 +342,23 @@ digests:
     assert len(list((tmp_path / "out" / "morning-brief").glob("*.md"))) == 1
     assert main(["--config", str(config), "deliveries", "retry", "999"]) == 2
     assert "no delivery with id 999" in capsys.readouterr().err
+
+
+def test_a_webhook_with_an_untrusted_certificate_fails_at_once(tmp_path, tls_cert):
+    receiver = SlackReceiver()
+    receiver.tls = tls_cert.server_context()
+    with receiver:
+        config = outbox_config(
+            tmp_path,
+            "      - {kind: slack, name: team, webhook_url: '${HOOK}'}",
+            {"HOOK": receiver.webhook_url},
+            attempts=8,
+        )
+        with Store.open(config.storage.database) as store:
+            queue(config, store)
+            Runner(config, store, Clock(NOW)).deliver()
+            [failed] = store.deliveries()
+        assert receiver.deliveries == []
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert "cannot verify the TLS certificate of the webhook" in (failed.last_error or "")
+    assert SlackReceiver.WEBHOOK_PATH not in (failed.last_error or "")  # the URL is a secret

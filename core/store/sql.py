@@ -134,12 +134,10 @@ class Database:
         db: sqlite_utils.Database,
         path: Path,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        read_only: bool = False,
     ) -> None:
         self.db = db
         self.path = path
         self.busy_timeout = busy_timeout
-        self.read_only = read_only
 
     @classmethod
     def open(
@@ -158,15 +156,15 @@ class Database:
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA foreign_keys=ON")
             _migrate(db, path, read_only)
-        except (sqlite3.Error, StoreError) as error:
+        except BaseException as error:
             if conn is not None:
                 conn.close()
-            if isinstance(error, StoreError):
-                raise
-            raise store_error(path, error, busy_timeout, "open") from error
-        except OSError as error:
-            raise StoreError(f"cannot open the store at {path}: {error.strerror}") from error
-        return cls(db, path, busy_timeout, read_only)
+            if isinstance(error, sqlite3.Error):
+                raise store_error(path, error, busy_timeout, "open") from error
+            if isinstance(error, OSError):
+                raise StoreError(f"cannot open the store at {path}: {error.strerror}") from error
+            raise
+        return cls(db, path, busy_timeout)
 
     def close(self) -> None:
         self.db.conn.close()

@@ -411,17 +411,16 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
     if not deliveries:
         print("no failed deliveries" if args.failed else "no deliveries yet")
     for delivery in deliveries:
+        details = [f"{delivery.attempts} attempts"]
         if delivery.status == "sent" and delivery.sent_at:
-            detail = f"sent {delivery.sent_at:%Y-%m-%d %H:%M}"
+            details.append(f"sent {delivery.sent_at:%Y-%m-%d %H:%M} UTC")
         elif delivery.status == "pending":
-            detail = f"next try {delivery.next_attempt_at:%Y-%m-%d %H:%M}"
-        else:
-            detail = delivery.status
+            details.append(f"next try {delivery.next_attempt_at:%Y-%m-%d %H:%M} UTC")
         if delivery.last_error and delivery.status != "sent":
-            detail += f"; {delivery.last_error}"
+            details.append(delivery.last_error)
         print(
-            f"{delivery.id:>5}  {delivery.status:<7}  {delivery.digest_id} to {delivery.target}, "
-            f"{delivery.attempts} attempts; {detail}"
+            f"{delivery.id:>5}  {delivery.status:<7}  {delivery.digest_id} to {delivery.target}: "
+            + "; ".join(details)
         )
     return EXIT_OK
 

@@ -16,9 +16,8 @@ from core.store.items import AddedItems, ItemTables
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
 from core.store.runs import RunTables
-from core.store.sources import SITE_LINKS_KEPT, SourceState, SourceTables
+from core.store.sources import SourceState, SourceTables
 from core.store.sql import (
-    DEFAULT_BUSY_TIMEOUT,
     Database,
     StoreError,
     StoreLocked,
@@ -28,10 +27,8 @@ from core.store.sql import (
 )
 
 __all__ = [
-    "DEFAULT_BUSY_TIMEOUT",
     "MIGRATIONS",
     "SCHEMA_VERSION",
-    "SITE_LINKS_KEPT",
     "AddedItems",
     "Delivery",
     "DigestSummary",

@@ -50,8 +50,8 @@ class ItemTables:
         ]
         with self.db.atomic():
             # executemany, not Table.insert_all: a poll brings items by the thousand, and
-            # insert_all's per-value conversion made this 2.4 times slower (2,000 new items:
-            # 231 ms against 95 ms, measured side by side).
+            # insert_all's per-value conversion made this 2.4 times slower (2,000 new items,
+            # as tests/bench/bench_store.py adds them: 231 ms against 95 ms).
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO items (id, url, title, text, published, fetched, "
                 "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",

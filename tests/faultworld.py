@@ -173,7 +173,9 @@ def slack_parts(config: Config) -> dict[str, str]:
     parts: dict[str, str] = {}
     with Store.open(config.storage.database) as store:
         for digest_id in stored_digest_ids(config):
-            for number, message in enumerate(blockkit.messages(store.digest(digest_id)), start=1):
+            # The world's profile has a file target: its messages point to the archive.
+            messages = blockkit.messages(store.digest(digest_id), archive=True)
+            for number, message in enumerate(messages, start=1):
                 parts[json.dumps(message.payload(), sort_keys=True)] = f"{digest_id}#{number}"
     return parts
 

@@ -26,26 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import ConfigError, NotFound
+
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
 CONFIG_ENV = "TRENDFINDER_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
 USER_AGENT = "trendfinder/0.1 (+https://github.com/trendfinder/trendfinder)"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; each problem names where it is."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
-
-    def __str__(self) -> str:
-        lines = [f"invalid configuration in {self.source}:"]
-        lines += [f"  - {problem}" for problem in self.problems]
-        return "\n".join(lines)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$")
@@ -405,7 +393,7 @@ class Config(_Model):
             if profile.name == name:
                 return profile
         known = ", ".join(p.name for p in self.digests) or "none"
-        raise KeyError(f"no digest profile named {name!r} (configured: {known})")
+        raise NotFound(f"no digest profile named {name!r} (configured: {known})")
 
 
 _SECTIONS = frozenset({"storage", "collect", "firecrawl", "llm", "delivery"})

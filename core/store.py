@@ -23,6 +23,7 @@ import sqlite_utils
 from core.clock import from_text, to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
+from core.errors import StoreError, StoreLocked
 from core.items import FetchOutcome, NewItem, StoredItem
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
@@ -164,14 +165,6 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 # A site page lists far fewer links than this; older ones have left the page.
 SITE_LINKS_KEPT = 5000
 SITE_LINKS_FORGOTTEN_AFTER = timedelta(days=180)
-
-
-class StoreError(Exception):
-    """The store cannot be opened or used; the message names the file."""
-
-
-class StoreLocked(StoreError):
-    """Another process held the store's write lock for longer than `busy_timeout`."""
 
 
 def store_error(

@@ -1,8 +1,7 @@
 """The `trendfinder` command line.
 
-Exit codes: 0 success, 1 the run finished but something failed (a source, a delivery),
-2 usage or configuration error, 75 another trendfinder holds the state directory's lock (or
-another process kept the store locked for longer than storage.busy_timeout): try again later.
+Exit codes: see core.errors (each error class carries its own): 0 success, 1 the run
+finished but something failed, 2 usage or configuration error, 75 locked: try again later.
 """
 
 from __future__ import annotations
@@ -18,26 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import utcnow
-from core.config import CollectConfig, Config, ConfigError, config_path, load_config
+from core.config import CollectConfig, Config, config_path, load_config
 from core.digest import Digest
+from core.errors import EXIT_FAILED, EXIT_OK, NotFound, TrendfinderError, UsageError
 from core.items import FetchOutcome
-from core.store import Store, StoreError, StoreLocked
+from core.store import Store
 from daemon import logs
-from daemon.lock import AlreadyRunning, LockUnavailable, StateLock
+from daemon.lock import StateLock
 from daemon.runner import DigestFailed, Report, Runner
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# sysexits.h EX_TEMPFAIL: try again later (cron and systemd timers simply will).
-EXIT_LOCKED = 75
 FORMATS = ["md", "text", "html", "json", "slack"]
 log = logging.getLogger("trendfinder")
 
 
 SHIPPED_EXECUTABLE = "/opt/trendfinder/bin/trendfinder"
-
-
-class UsageError(Exception):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,19 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except ConfigError as error:
+    except TrendfinderError as error:
         print(f"trendfinder: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except (UsageError, KeyError) as error:
-        message = error.args[0] if error.args else str(error)
-        print(f"trendfinder: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except (AlreadyRunning, StoreLocked) as error:
-        print(f"trendfinder: {error}", file=sys.stderr)
-        return EXIT_LOCKED
-    except (StoreError, LockUnavailable) as error:
-        print(f"trendfinder: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return error.exit_code
     except KeyboardInterrupt:
         return 130
 
@@ -372,7 +355,10 @@ def _rendered(digest: Digest, format: str) -> str:
 
 def cmd_digests_show(args: argparse.Namespace) -> int:
     with _runner(args) as runner:
-        digest = runner.store.digest(args.id)
+        try:
+            digest = runner.store.digest(args.id)
+        except KeyError as error:
+            raise NotFound(error.args[0]) from None
     sys.stdout.write(_rendered(digest, args.format))
     return EXIT_OK
 

@@ -22,7 +22,9 @@ from core.clock import utcnow
 from core.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
+from core.errors import TrendfinderError
 from core.items import FetchOutcome, FetchRequest, StoredItem
+from core.retry import backoff
 from core.store import Delivery, SourceState, Store, store_error
 from daemon.select import select
 from digests import offline
@@ -50,7 +52,7 @@ STORE_BATCH = 100
 MAX_BACKOFF = timedelta(hours=6)
 
 
-class DigestFailed(Exception):
+class DigestFailed(TrendfinderError):
     """Neither analyzer produced a digest; the message says why."""
 
 
@@ -420,10 +422,8 @@ class Runner:
             reason = str(error) if isinstance(error, DeliveryError) else f"unexpected {error!r}"
             retry = None
             if delivery.attempts + 1 < max_attempts:
-                # The exponent is capped so a large max_attempts cannot overflow timedelta.
-                doubled = self.config.delivery.backoff * 2 ** min(delivery.attempts, 20)
-                delay = min(doubled, MAX_BACKOFF)
-                wanted = error.retry_after if isinstance(error, DeliveryError) else None
+                delay = backoff(self.config.delivery.backoff, delivery.attempts, MAX_BACKOFF)
+                wanted = error.retry_delay if isinstance(error, DeliveryError) else None
                 retry = self.clock() + max(delay, wanted or timedelta(0))
             self._failed(delivery, digest, reason, retry, report)
         else:

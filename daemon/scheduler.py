@@ -41,7 +41,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from core.clock import utcnow
-from core.config import Config, ConfigError, cron_trigger, load_config
+from core.config import Config, cron_trigger, load_config
+from core.errors import ConfigError
 from core.store import Store, store_error
 from daemon import logs
 from daemon.lock import StateLock

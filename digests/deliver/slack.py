@@ -8,27 +8,27 @@ The webhook URL is a secret, so it never appears in an error or a log line.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from core.config import USER_AGENT, SlackTarget
 from core.crashpoints import crash_point
 from core.digest import Digest
+from core.retry import retry_delay
 from digests import blockkit
 from digests.deliver import DeliveryError, Progress
 
 # Waits Slack asks for up to this long happen inside the attempt; longer ones are left to
 # the outbox's next run, which is told the earliest time to try.
-MAX_INLINE_WAIT = 30.0
+MAX_INLINE_WAIT = timedelta(seconds=30)
 RATE_LIMIT_TRIES = 3
 
 
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "1")))
-    except ValueError:
-        return 1.0
+def _retry_delay(response: httpx.Response) -> timedelta:
+    # Slack always sends Retry-After with a 429; without one, a second is its usual ask.
+    delay = retry_delay(response.headers.get("retry-after"), datetime.now(UTC))
+    return timedelta(seconds=1) if delay is None else delay
 
 
 def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where: str) -> None:
@@ -44,13 +44,13 @@ def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where:
         reason = " ".join(response.text.split())[:200] or response.reason_phrase
         if response.status_code != 429:
             raise DeliveryError(f"Slack refused {where}: HTTP {response.status_code} {reason}")
-        wait = _retry_after(response)
+        wait = _retry_delay(response)
         if wait > MAX_INLINE_WAIT:
             break
-        time.sleep(wait)
+        time.sleep(wait.total_seconds())
     raise DeliveryError(
-        f"Slack rate-limited {where} (HTTP 429, retry after {wait:g} s)",
-        retry_after=timedelta(seconds=wait),
+        f"Slack rate-limited {where} (HTTP 429, retry after {wait.total_seconds():g} s)",
+        retry_delay=wait,
     )
 
 

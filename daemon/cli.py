@@ -14,17 +14,20 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.clock import utcnow
-from core.config import CollectConfig, Config, config_path, load_config
-from core.digest import Digest
 from core.errors import EXIT_FAILED, EXIT_OK, NotFound, TrendfinderError, UsageError
-from core.items import FetchOutcome
-from core.store import Store
 from daemon import logs
-from daemon.lock import StateLock
-from daemon.runner import DigestFailed, Report, Runner
+
+# Each command imports what it needs when it runs: `--help`, `service print` and `status`
+# must not pay for the whole pipeline (openai, scipy, trafilatura) at start-up
+# (tests/test_lazy_imports.py).
+if TYPE_CHECKING:
+    from core.config import CollectConfig, Config
+    from core.digest import Digest
+    from core.items import FetchOutcome
+    from core.store import Store
+    from daemon.runner import Report, Runner
 
 FORMATS = ["md", "text", "html", "json", "slack"]
 log = logging.getLogger("trendfinder")
@@ -135,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from core.config import config_path, load_config
+
     config = load_config(config_path(args.config))
     logs.hide_secrets(config)
     return config
@@ -144,14 +149,37 @@ def _config(args: argparse.Namespace) -> Config:
 def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Runner]:
     """A runner over the configured store; `exclusive` for commands that do the daemon's
     work (collect, digest), so they never run beside it or beside each other."""
+    from daemon.lock import StateLock
+    from daemon.runner import Runner
+
     config = _config(args)
     with contextlib.ExitStack() as stack:
         if exclusive:
             stack.enter_context(StateLock(config.storage.state_dir))
-        store = stack.enter_context(
-            Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
-        )
-        yield Runner(config, store)
+        yield Runner(config, stack.enter_context(_store(config)))
+
+
+def _store(config: Config, *, reading: bool = False) -> contextlib.AbstractContextManager[Store]:
+    """The configured store; `reading` for commands that only read it (status, digests)."""
+    with _numpy_hidden() if reading else contextlib.nullcontext():
+        from core.store import Store
+
+    return Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
+
+
+@contextmanager
+def _numpy_hidden() -> Iterator[None]:
+    """Import sqlite-utils without numpy, which it imports (if installed) only to map numpy
+    values to column types: a fifth of `status`'s start-up, for values a reading command
+    never writes. A None in sys.modules makes `import numpy` fail (Python's import rules)."""
+    if "numpy" in sys.modules or "sqlite_utils" in sys.modules:
+        yield
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        del sys.modules["numpy"]
 
 
 def _progress() -> tuple[Callable[[int], None], Callable[[FetchOutcome], None], Callable[[], None]]:
@@ -180,15 +208,17 @@ def _print_report(report: Report) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.clock import utcnow
+    from core.config import config_path
+    from daemon.lock import StateLock
+    from daemon.runner import Runner
+
     if not args.once:
         from daemon.scheduler import run_forever
 
         return run_forever(config_path(args.config), args.stop_timeout)
     config = _config(args)
-    with (
-        StateLock(config.storage.state_dir),
-        Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store,
-    ):
+    with StateLock(config.storage.state_dir), _store(config) as store:
         store.close_unfinished_runs(utcnow())
         runner = Runner(config, store)
         start, advance, stop = _progress()
@@ -215,6 +245,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
+    from daemon.runner import DigestFailed
+
     # A dry run only reads (it previews with the stories as grouped so far), so it may run
     # beside the daemon; a real one takes the lock and groups first.
     with _runner(args, exclusive=not args.dry_run) as runner:
@@ -244,10 +276,11 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _config(args)
-    from daemon.runner import next_fire_time
+    from core.config import config_path
+    from daemon.cron import next_fire_time
 
-    with Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store:
+    config = _config(args)
+    with _store(config, reading=True) as store:
         version = store.schema_version
     print(f"config ok: {config_path(args.config)}")
     print(f"store: {config.storage.database} (schema version {version})")
@@ -270,10 +303,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from daemon.status import gather, render_text
+    from core.clock import utcnow
 
-    with _runner(args) as runner:
-        info = gather(runner.config, runner.store, runner.clock())
+    config = _config(args)
+    with _store(config, reading=True) as store:
+        from daemon.status import gather, render_text
+
+        info = gather(config, store, utcnow())
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -283,6 +319,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sources_test(args: argparse.Namespace) -> int:
     from core.clock import utcnow
+    from core.config import CollectConfig
     from core.items import FetchRequest
     from sources.collect import collect
 
@@ -323,12 +360,14 @@ def _suggest_feeds(url: str, config: CollectConfig) -> None:
 
 
 def _has_config(args: argparse.Namespace) -> bool:
+    from core.config import config_path
+
     return config_path(args.config).exists()
 
 
 def cmd_digests_list(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
-        summaries = runner.store.digest_summaries(args.profile, args.limit)
+    with _store(_config(args), reading=True) as store:
+        summaries = store.digest_summaries(args.profile, args.limit)
     if not summaries:
         print("no digests yet")
     for summary in summaries:
@@ -354,9 +393,9 @@ def _rendered(digest: Digest, format: str) -> str:
 
 
 def cmd_digests_show(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
+    with _store(_config(args), reading=True) as store:
         try:
-            digest = runner.store.digest(args.id)
+            digest = store.digest(args.id)
         except KeyError as error:
             raise NotFound(error.args[0]) from None
     sys.stdout.write(_rendered(digest, args.format))

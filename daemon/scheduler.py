@@ -45,8 +45,9 @@ from core.config import Config, cron_trigger, load_config
 from core.errors import ConfigError
 from core.store import Store, store_error
 from daemon import logs
+from daemon.cron import next_fire_time
 from daemon.lock import StateLock
-from daemon.runner import Runner, next_fire_time
+from daemon.runner import Runner
 from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")

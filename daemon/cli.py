@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -129,10 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(verbose=args.verbose, json_format=args.log_format == "json")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, so a closed pipe is seen inside this `try`
+        return code
     except TrendfinderError as error:
         print(f"trendfinder: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        # The reader left (`status --json | head -1`): what it wanted, it has. Python's
+        # documented remedy: point stdout at devnull so the flush at exit is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -420,8 +428,42 @@ def cmd_service_print(args: argparse.Namespace) -> int:
         here = beside
     if here is not None:
         text = text.replace(SHIPPED_EXECUTABLE, str(here))
+    for warning in _hidden_from_unit(text, [here or Path(SHIPPED_EXECUTABLE), Path(sys.prefix)]):
+        print(f"trendfinder: warning: {warning}", file=sys.stderr)
     sys.stdout.write(text)
     return EXIT_OK
+
+
+# What systemd hides from a unit with these settings (systemd.exec(5)); the unit cannot
+# start a program that lives there.
+_HIDDEN_BY = {
+    "ProtectHome": ("/home", "/root", "/run/user"),
+    "PrivateTmp": ("/tmp", "/var/tmp"),  # noqa: S108 (paths systemd hides, not temp files)
+}
+
+
+def _hidden_from_unit(unit: str, paths: list[Path]) -> list[str]:
+    """Why the unit cannot run this installation, if one of `paths` is hidden from it."""
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[:1].isalpha()
+    )
+    warnings = []
+    for setting, hidden in _HIDDEN_BY.items():
+        # ProtectHome=read-only still lets the service read and run what is there.
+        if settings.get(setting, "no").strip() not in ("yes", "true", "tmpfs"):
+            continue
+        for path in paths:
+            resolved = path.resolve()
+            top = next((h for h in hidden if resolved.is_relative_to(h)), None)
+            if top is not None:
+                warnings.append(
+                    f"{resolved} is under {top}, which this unit hides from the service "
+                    f"({setting}={settings[setting].strip()}), so it cannot start: install "
+                    f"trendfinder outside it (such as {SHIPPED_EXECUTABLE.rsplit('/bin/', 1)[0]}) "
+                    "or change the setting"
+                )
+                break
+    return warnings
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from firecrawl import Firecrawl
-from firecrawl.v2.utils.error_handler import (
+from firecrawl import (
+    Firecrawl,
     FirecrawlError,
     PaymentRequiredError,
     RateLimitError,

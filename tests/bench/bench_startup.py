@@ -3,8 +3,9 @@
     python tests/bench/bench_startup.py [--runs 10] [--root DIR ...]
 
 Each command runs `--runs` times as a fresh `python -m daemon ...` process (interpreter
-start included) over a small config and store; the figure is the median wall time, with
-the load average printed beside it. Each `--root` is a source tree to time (default: this
+start included) over a small config and store; the figures are the median wall time and
+the CPU time (user + system) each process used, which a loaded machine inflates less, with
+the load average printed beside them. Each `--root` is a source tree to time (default: this
 one); pass an older checkout too to compare before and after in one run.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,10 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 COMMANDS = (["--help"], ["status"], ["service", "print"])
 
 
-def timed(root: Path, command: list[str], config: Path, runs: int) -> float:
+def timed(root: Path, command: list[str], config: Path, runs: int) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(root), "TRENDFINDER_CONFIG": str(config)}
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "daemon", *command],
@@ -37,7 +40,9 @@ def timed(root: Path, command: list[str], config: Path, runs: int) -> float:
             timeout=120,
         )
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def main() -> None:
@@ -63,11 +68,11 @@ def main() -> None:
         )
         for command in COMMANDS:
             for root in roots:
-                median = timed(root, command, config, args.runs)
+                wall, cpu = timed(root, command, config, args.runs)
                 load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
                 print(
-                    f"trendfinder {' '.join(command):<14} {median:6.3f} s median of "
-                    f"{args.runs}  ({root})  load average {load}",
+                    f"trendfinder {' '.join(command):<14} {wall:6.3f} s wall, {cpu:6.3f} s CPU "
+                    f"(medians of {args.runs})  ({root})  load average {load}",
                     flush=True,
                 )
 

@@ -5,6 +5,8 @@ never again in once mode after the 9th, when the look-back stopped at 8 days."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -98,3 +100,36 @@ def test_the_daemon_and_once_mode_agree_on_every_firing(kind: str, tmp_path: Pat
         firings.append(daemon_next)
         moment = daemon_next
     assert firings[0] == following
+
+
+def count_runs(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return int(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
+def test_the_daemon_sweeps_on_real_triggers_and_an_idle_sweep_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from daemon.scheduler import Daemon
+    from daemon.systemd import Notifier
+
+    config = parse_config(config_text(tmp_path, "0 7 1 * *"), env={})
+    with Store.open(config.storage.database) as store:
+        daemon = Daemon(tmp_path / "config.yaml", config, store, Notifier(environ={}))
+        daemon._add_digest_jobs()
+        daemon._add_sweeps()
+        triggers = {job.id: type(job.trigger) for job in daemon.scheduler.get_jobs()}
+        assert triggers == {
+            "digest:brief": CronTrigger,
+            "collect": IntervalTrigger,
+            "deliver": IntervalTrigger,
+        }
+        # The source's one attempt fails (nothing listens on port 9): it backs off.
+        assert daemon._collect() is not None
+        runs = count_runs(config.storage.database)
+        # Nothing is due now: the next sweeps neither fetch nor record a run.
+        assert daemon._collect() is None and daemon._deliver() is None
+        assert count_runs(config.storage.database) == runs

@@ -23,7 +23,7 @@ import sqlite_utils
 from core.clock import from_text, to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
-from core.items import FetchOutcome, NewItem, StoredItem
+from core.items import Engagement, EngagementSeen, FetchOutcome, NewItem, StoredItem
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
 MIGRATIONS: tuple[str, ...] = (
@@ -155,6 +155,23 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE item_sources;
     ALTER TABLE item_sources_keyed RENAME TO item_sources;
     CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
+    """,
+    # Social sources: each one's cursor (since_id, after, timestamps) and the engagement
+    # numbers of its items each time they were seen, so growth between polls is a signal.
+    """
+    ALTER TABLE sources ADD COLUMN cursor TEXT;
+    CREATE TABLE engagement (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        source TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        author TEXT NOT NULL,
+        likes INTEGER NOT NULL,
+        reposts INTEGER NOT NULL,
+        comments INTEGER NOT NULL,
+        views INTEGER,
+        PRIMARY KEY (item_id, source, seen_at)
+    ) WITHOUT ROWID;
+    CREATE INDEX engagement_by_source ON engagement (source, seen_at);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -362,7 +379,8 @@ class Store:
                     self.db.execute(
                         "UPDATE sources SET kind = ?, url = ?, fetch_url = ?, etag = NULL, "
                         "last_modified = NULL, body_hash = NULL, failures = 0, "
-                        "next_fetch_at = NULL, disabled_reason = NULL WHERE name = ?",
+                        "next_fetch_at = NULL, disabled_reason = NULL, cursor = NULL "
+                        "WHERE name = ?",
                         [kind, url, url, name],
                     )
 
@@ -425,6 +443,46 @@ class Store:
                 "DELETE FROM site_links WHERE source = ? AND last_seen < ?",
                 [source, to_text(now - SITE_LINKS_FORGOTTEN_AFTER)],
             )
+
+    # Social sources: cursors and engagement (issue 14) ------------------------------------
+
+    def source_cursors(self) -> dict[str, str]:
+        """Each social source's cursor, as its last fetch left it."""
+        rows = self.db.execute("SELECT name, cursor FROM sources WHERE cursor IS NOT NULL")
+        return {name: cursor for name, cursor in rows.fetchall()}
+
+    def record_social(self, outcome: FetchOutcome, now: datetime) -> None:
+        """Store a social fetch's new cursor and the engagement it saw; call after
+        add_items, in the same transaction, so cursor and items are committed together."""
+        stamp = to_text(now)
+        with self.db.atomic():
+            if outcome.cursor is not None:
+                self.db.execute(
+                    "UPDATE sources SET cursor = ? WHERE name = ?", [outcome.cursor, outcome.source]
+                )
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO engagement (item_id, source, seen_at, author, likes, "
+                "reposts, comments, views) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.item_id, outcome.source, stamp, e.author, *_numbers(e))
+                    for e in outcome.engagement
+                ],
+            )
+
+    def engagement_since(self, sources: Sequence[str], since: datetime) -> list[EngagementSeen]:
+        """Every engagement reading of these sources since `since`, oldest first."""
+        if not sources:
+            return []
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(
+            "SELECT source, seen_at, item_id, author, likes, reposts, comments, views "
+            f"FROM engagement WHERE source IN ({marks}) AND seen_at >= ? ORDER BY seen_at",
+            [*sources, to_text(since)],
+        ).fetchall()
+        return [
+            EngagementSeen(source, from_text(seen), Engagement(item, author, *numbers))
+            for source, seen, item, author, *numbers in rows
+        ]
 
     # Items -------------------------------------------------------------------------------
 
@@ -818,6 +876,10 @@ class Store:
             for candidate in (self.path, Path(f"{self.path}-wal"))
             if candidate.exists()
         )
+
+
+def _numbers(engagement: Engagement) -> tuple[int, int, int, int | None]:
+    return engagement.likes, engagement.reposts, engagement.comments, engagement.views
 
 
 def _statements(script: str) -> list[str]:

@@ -74,7 +74,7 @@ def _hard_split(word: str, limit: int) -> list[str]:
     return [*pieces, word] if word else pieces
 
 
-def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
+def chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
     """Pack lines into texts of at most `limit` characters, splitting long lines at spaces."""
     pieces: list[str] = []
     for line in lines:
@@ -108,7 +108,7 @@ def trend_blocks(trend: Trend) -> list[Block]:
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
     if len(trend.items) > LINKS_PER_TREND:
         lines.append(f"_and {len(trend.items) - LINKS_PER_TREND} more sources in the archive_")
-    return [_section(chunk) for chunk in _chunks(lines)]
+    return [_section(chunk) for chunk in chunks(lines)]
 
 
 def block_id(digest: Digest, number: int, total: int) -> str:

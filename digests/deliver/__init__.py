@@ -6,7 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from core.config import EmailTarget, FileTarget, SlackTarget, Target
+from core.config import (
+    AppriseTarget,
+    DiscordTarget,
+    EmailTarget,
+    FileTarget,
+    SlackTarget,
+    Target,
+    TelegramTarget,
+    WebhookTarget,
+)
+from core.crashpoints import crash_point
 from core.digest import Digest
 
 
@@ -16,9 +26,12 @@ class DeliveryError(Exception):
     `retry_after` is the earliest sensible retry when the far end said so (Slack's 429).
     """
 
-    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: timedelta | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.permanent = permanent
 
 
 def _forget(parts: int) -> None:
@@ -36,6 +49,20 @@ class Progress:
     done: int = 0
     record: Callable[[int], None] = field(default=_forget)
 
+    def part_sent(self, parts: int) -> None:
+        """A multi-message target's part was accepted: record it before the next one."""
+        crash_point("deliver.part_sent")
+        self.record(parts)
+
+
+def wants(target: Target, digest: Digest) -> bool:
+    """Whether `target` takes this digest: its `min_trends` and `only_alerts` filters."""
+    if not isinstance(target, DiscordTarget | WebhookTarget | TelegramTarget | AppriseTarget):
+        return True
+    if target.only_alerts and getattr(digest, "kind", "digest") != "alert":
+        return False
+    return len(digest.trends) >= target.min_trends
+
 
 def send(digest: Digest, target: Target, progress: Progress | None = None) -> str:
     """Deliver `digest` to `target` and return where it went (for the log)."""
@@ -52,4 +79,20 @@ def send(digest: Digest, target: Target, progress: Progress | None = None) -> st
         from digests.deliver.slack import post_digest
 
         return post_digest(digest, target, progress)
+    if isinstance(target, DiscordTarget):
+        from digests.deliver.discord import post_to_discord
+
+        return post_to_discord(digest, target, progress)
+    if isinstance(target, WebhookTarget):
+        from digests.deliver.webhook import post_to_webhook
+
+        return post_to_webhook(digest, target)
+    if isinstance(target, TelegramTarget):
+        from digests.deliver.telegram import send_to_telegram
+
+        return send_to_telegram(digest, target, progress)
+    if isinstance(target, AppriseTarget):
+        from digests.deliver.apprise import notify
+
+        return notify(digest, target, progress)
     raise DeliveryError(f"the {target.kind} target is not available in this version")

@@ -4,16 +4,20 @@ Import as ``loopback`` (tests/ is on pythonpath). Each server starts on an ephem
 port in a daemon thread: ``start()``/``stop()`` or use it as a context manager.
 """
 
+from .discord import DiscordWebhook
 from .feeds import FeedServer, gzip_bomb, gzip_bomb_size, http_date, serve_directory
 from .firecrawl_server import FirecrawlServer
 from .net import SilentServer, closed_port
 from .openai_server import ChatRequest, ModelSpec, OpenAIServer
 from .slack import SlackReceiver
 from .smtp import ReceivedMessage, SMTPServer
+from .telegram import TelegramBot
 from .tls import SelfSignedCert, make_self_signed_cert
+from .webhook import WebhookReceiver
 
 __all__ = [
     "ChatRequest",
+    "DiscordWebhook",
     "FeedServer",
     "FirecrawlServer",
     "ModelSpec",
@@ -23,6 +27,8 @@ __all__ = [
     "SelfSignedCert",
     "SilentServer",
     "SlackReceiver",
+    "TelegramBot",
+    "WebhookReceiver",
     "closed_port",
     "gzip_bomb",
     "gzip_bomb_size",

@@ -47,7 +47,7 @@ def test_a_digest_posts_to_discord_as_embeds_that_ping_nobody(discord: DiscordWe
     [message] = discord.messages
     assert message["allowed_mentions"] == {"parse": []}
     assert message["content"].startswith("**morning\\-brief\\: what matters, 2026\\-11\\-27**")
-    assert [e["title"] for e in message["embeds"]][0].startswith("1. Story 1")
+    assert message["embeds"][0]["title"].startswith("1. Story 1")
     assert (
         "[Outlet report number 10 on the story](<https://news2.example/story/10>)"
         in (message["embeds"][0]["description"])

@@ -159,6 +159,11 @@ X_TIERS: dict[str, dict[str, int]] = {
 X_WINDOW = timedelta(minutes=15)
 
 
+def _minutes(span: timedelta) -> str:
+    minutes = round(span.total_seconds() / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
 class XSource(_Source):
     kind: Literal["x"]
     accounts: tuple[Annotated[str, Field(pattern=r"^@?[A-Za-z0-9_]{1,15}$")], ...] = ()
@@ -193,6 +198,19 @@ class XSource(_Source):
         per_window = X_TIERS[self.tier]["timeline"]
         polls = -(-len(self.handles) // per_window)  # ceiling: polls to go round once
         return max(self.interval, X_WINDOW) * max(polls, 1)
+
+    @property
+    def cadence(self) -> str:
+        """`check` and `status`: how often each account is really read on this tier."""
+        per_window = X_TIERS[self.tier]["timeline"]
+        tier = f"{self.tier} tier: {per_window} timeline request(s) per 15 min"
+        watched = []
+        if self.handles:
+            every = _minutes(self.account_period)
+            watched.append(f"each of {len(self.handles)} accounts every {every}")
+        if self.query:
+            watched.append(f"the search every {_minutes(max(self.interval, X_WINDOW))}")
+        return f"{', '.join(watched)} ({tier})"
 
 
 class HackerNewsSource(_Source):

@@ -62,11 +62,12 @@ async def get_json(
     except FetchError as error:
         raise SourceError(str(error), error.status) from None
     if not 200 <= response.status < 300:
-        raise SourceError(
-            refusal(service, response),
-            response.status,
-            rate_limited_until(response, context.now) if response.status in (429, 503) else None,
-        )
+        message = refusal(service, response)
+        retry_at = None
+        if response.status in (429, 503):
+            retry_at = rate_limited_until(response, context.now)
+            message += f"; the service asked to wait until {retry_at:%Y-%m-%d %H:%M} UTC"
+        raise SourceError(message, response.status, retry_at)
     try:
         data = json.loads(response.body)
     except ValueError:
@@ -85,7 +86,7 @@ def refusal(service: str, response: HttpResponse) -> str:
     if isinstance(body, dict):
         # X: title/detail; Reddit: message/reason; Mastodon: error; Bluesky: error/message.
         keys = ("detail", "message", "error", "reason")
-        found = [str(body[key]) for key in keys if body.get(key)]
+        found = [body[key] for key in keys if isinstance(body.get(key), str) and body[key]]
         detail = "; ".join(dict.fromkeys(found))
     text = f"{service} answered {status}"
     return f"{text}: {one_line(detail, 200)}" if detail else text

@@ -377,7 +377,8 @@ def test_a_bluesky_author_feed_and_a_search_that_needs_auth(tmp_path):
         )
         bsky.post("alice.bsky.social", "3kdef", "Someone else's post", repost_by="alice")
         source = (
-            f"  - {{name: b-alice, kind: bluesky, actor: alice.bsky.social, api_url: '{bsky.url}'}}\n"
+            f"  - {{name: b-alice, kind: bluesky, actor: alice.bsky.social, "
+            f"api_url: '{bsky.url}'}}\n"
             f"  - {{name: b-search, kind: bluesky, query: outage, api_url: '{bsky.url}'}}"
         )
         runner = runner_for(tmp_path, source)

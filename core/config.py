@@ -311,8 +311,10 @@ _SOCIAL_KINDS = frozenset({"x", "hackernews", "reddit", "mastodon", "bluesky"})
 
 
 def _source_kind(value: Any) -> str:
+    """The union member to validate with: feed and site sources share one model, and an
+    unknown kind stays itself, so the error lists the kinds there are."""
     kind = value.get("kind", "feed") if isinstance(value, dict) else getattr(value, "kind", "")
-    return kind if kind in _SOCIAL_KINDS else "feed"
+    return "feed" if kind in ("feed", "site") or not isinstance(kind, str) else kind
 
 
 AnySource = Annotated[

@@ -53,14 +53,12 @@ def messages(digest: Digest) -> list[str]:
     opening += [f"<blockquote>{escape(note)}</blockquote>" for note in digest.notes]
     if not digest.trends:
         opening.append("Nothing notable this time.")
-    bodies = ["\n".join(opening)]
+    lines = list(opening)
     for trend in digest.trends:
-        # A blank line between trends; a trend starts a new message when it does not fit.
-        for piece in chunks(trend_lines(trend), _PACK_LIMIT):
-            if len(bodies[-1]) + 2 + len(piece) <= _PACK_LIMIT:
-                bodies[-1] += "\n\n" + piece
-            else:
-                bodies.append(piece)
+        lines += ["", *trend_lines(trend)]  # a blank line between trends
+    # Filled line by line: Telegram allows a group about 20 messages a minute, so fewer
+    # and fuller messages arrive sooner than one message per trend.
+    bodies = [body.strip("\n") for body in chunks(lines, _PACK_LIMIT)]
     total = len(bodies)
     if total == 1:
         return bodies

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from loopback import (
     BlueskyServer,
+    DiscordWebhook,
     FeedServer,
     HNServer,
     MastodonServer,
@@ -446,3 +447,63 @@ def test_sources_test_reads_a_configured_source_of_every_kind(tmp_path, x):
             )
             assert done.returncode == 0, (name, done.stdout, done.stderr)
             assert f"{name}: 1 items" in done.stdout, done.stdout
+
+
+# End to end ---------------------------------------------------------------------------------
+
+
+def test_run_once_collects_social_sources_and_delivers_to_discord(tmp_path, x, feed_server):
+    feed = feed_server.add(
+        "/feed.xml",
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>News</title>'
+        "<link>https://news.example.org/</link><description>d</description><item>"
+        f"<title>Cloud outage explained</title><link>{ARTICLE}</link>"
+        "<description>What went wrong at the cloud.</description></item></channel></rss>",
+    )
+    x.post(
+        Tweet(
+            11,
+            "newsdesk",
+            "Outage: https://t.co/a1",
+            "2026-11-27T05:00:00.000Z",
+            likes=50,
+            urls=(("https://t.co/a1", ARTICLE),),
+        )
+    )
+    with HNServer() as hn, DiscordWebhook() as discord:
+        hn.story(1, "Cloud outage explained (HN)", ARTICLE, score=300, comments=90)
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"""
+storage: {{path: state/trendfinder.db}}
+llm: {{api_key: ''}}
+sources:
+{x_source(x)}
+  - {{name: hn, kind: hackernews, api_url: '{hn.url}'}}
+  - {{name: news, url: '{feed}'}}
+digests:
+  - name: brief
+    focus: Engineers who run cloud services.
+    deliver:
+      - {{kind: discord, name: chan, webhook_url: '{discord.webhook_url}'}}
+      - {{kind: discord, name: busy-days, webhook_url: '{discord.webhook_url}', min_trends: 5}}
+"""
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once", "--all"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        [message] = discord.messages  # busy-days wants 5 trends: it got nothing
+        assert f"(<{ARTICLE}>)" in message["embeds"][0]["description"]
+        with Store.open(tmp_path / "state" / "trendfinder.db") as store:
+            assert [d.target for d in store.deliveries()] == ["chan"]
+            sources = store.db.execute(
+                "SELECT group_concat(source) FROM item_sources GROUP BY item_id"
+            ).fetchall()
+            assert sorted(sources[0][0].split(",")) == ["hn", "news", "x-news"]

@@ -61,12 +61,22 @@ async def _list(
     # A few item requests at a time: the per-host cap applies within this one source too.
     gate = asyncio.Semaphore(context.config.per_host)
 
+    failures: list[SourceError] = []
+
     async def item(item_id: int) -> Any:
+        # One story that cannot be read is skipped (a warning), not the whole list.
         async with gate:
             url = f"{source.api_url}/v0/item/{item_id}.json"
-            return (await get_json(context, url, "Hacker News")).data
+            try:
+                return (await get_json(context, url, "Hacker News")).data
+            except SourceError as error:
+                failures.append(error)
+                return None
 
     stories = await asyncio.gather(*(item(i) for i in ids))
+    if ids and len(failures) == len(ids):
+        raise failures[0]
+    warnings = (f"{len(failures)} stories unreadable: {failures[0]}",) if failures else ()
     posts = []
     for story in stories:
         if not isinstance(story, dict) or story.get("type") != "story":
@@ -77,7 +87,7 @@ async def _list(
             continue
         posts.append(_post(context, story["id"], story, story.get("text") or ""))
     cursor = {"newest": max([newest, *ids])}
-    return outcome(request, context, posts, cursor)
+    return outcome(request, context, posts, cursor, warnings=warnings)
 
 
 def _post(context: FetchContext, item_id: Any, story: dict[str, Any], html: str) -> Post:

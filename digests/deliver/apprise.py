@@ -35,6 +35,10 @@ def notify(digest: Digest, target: AppriseTarget, progress: Progress) -> str:
         sender = apprise.Apprise()
         if not sender.add(target.urls[index]):
             raise DeliveryError(f"Apprise does not understand {where}", permanent=True)
+        for service in sender:
+            # Apprise's own default is 4 s each; the target's timeout applies instead.
+            service.socket_connect_timeout = min(target.timeout, 10.0)
+            service.socket_read_timeout = target.timeout
         with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
             sent = sender.notify(body=text, title=render.title(digest), body_format=kind)
         if not sent:

@@ -27,10 +27,13 @@ def judge(response: httpx.Response) -> Answer:
     body = body if isinstance(body, dict) else {}
     if response.status_code == 200 and body.get("ok") is True:
         return Answer(accepted=True)
+    parameters = body.get("parameters")
+    parameters = parameters if isinstance(parameters, dict) else {}
     if response.status_code == 429:
-        parameters = body.get("parameters") or {}
         return Answer(accepted=False, wait=seconds(parameters.get("retry_after", 1)))
     reason = str(body.get("description") or response.reason_phrase)
+    if moved := parameters.get("migrate_to_chat_id"):
+        reason += f" (the group is now a supergroup: set chat_id to {moved})"
     return Answer(accepted=False, reason=reason, permanent=permanent_status(response.status_code))
 
 

@@ -111,3 +111,29 @@ def test_x_says_how_often_each_account_is_really_read():
     )
     basic = source.model_copy(update={"tier": "basic"})
     assert basic.account_period.total_seconds() == 1800  # all four in one poll of 30m
+
+
+def test_the_new_secrets_never_reach_a_log_line():
+    from daemon import logs
+
+    config = parse_config(
+        """
+sources:
+  - {name: x, kind: x, accounts: [a], bearer_token: AAAAbearer-token-of-x}
+  - {name: r, kind: reddit, subreddit: python, client_id: id, client_secret: reddit-secret-1}
+digests:
+  - name: p
+    focus: x
+    deliver:
+      - {kind: telegram, bot_token: "123:telegram-token", chat_id: 1}
+      - {kind: webhook, url: "https://h.example/hook?key=webhook-key", secret: hmac-secret-0123456}
+      - {kind: apprise, urls: ["ntfy://user:pass@ntfy.example/topic"]}
+""",
+        env={},
+    )
+    logs.hide_secrets(config)
+    line = logs.redact(
+        "AAAAbearer-token-of-x reddit-secret-1 123:telegram-token hmac-secret-0123456 "
+        "https://h.example/hook?key=webhook-key ntfy://user:pass@ntfy.example/topic"
+    )
+    assert set(line.split()) == {"***"}

@@ -87,7 +87,11 @@ def refusal(service: str, response: HttpResponse) -> str:
         # X: title/detail; Reddit: message/reason; Mastodon: error; Bluesky: error/message.
         keys = ("detail", "message", "error", "reason")
         found = [body[key] for key in keys if isinstance(body.get(key), str) and body[key]]
-        detail = "; ".join(dict.fromkeys(found))
+        # X lists what exactly was wrong under `errors`.
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            found += [str(errors[0].get("message") or errors[0].get("detail") or "")]
+        detail = "; ".join(dict.fromkeys(text for text in found if text))
     text = f"{service} answered {status}"
     return f"{text}: {one_line(detail, 200)}" if detail else text
 

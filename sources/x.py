@@ -98,6 +98,7 @@ async def fetch_x(context: FetchContext, request: FetchRequest) -> FetchOutcome:
     api = _Api(context, source, cursor)
     posts: list[Post] = []
     warnings: list[str] = []
+    stale_search = False
     handles = source.handles
     try:
         for step in range(len(handles)):
@@ -148,7 +149,19 @@ async def fetch_x(context: FetchContext, request: FetchRequest) -> FetchOutcome:
             }
             if since.get("?query"):
                 params["since_id"] = since["?query"]
-            data = await api.get("search", "/2/tweets/search/recent", params)
+            try:
+                data = await api.get("search", "/2/tweets/search/recent", params)
+            except SourceError as error:
+                # Recent search covers 7 days: after a longer pause the since_id is refused
+                # (400), and the search starts afresh (now, or next poll when the window's
+                # budget is spent) instead of failing from then on.
+                if error.status != 400 or "since_id" not in params:
+                    raise
+                stale_search = True
+                if not api.open("search"):
+                    raise
+                del params["since_id"]
+                data = await api.get("search", "/2/tweets/search/recent", params)
             posts += _posts(data, _authors(data), "", context.now)
             since["?query"] = _newest(data) or since.get("?query", "")
     except SourceError as error:
@@ -172,7 +185,10 @@ async def fetch_x(context: FetchContext, request: FetchRequest) -> FetchOutcome:
     if problem is not None:
         # Nothing of this poll is stored, so its posts are read again next time.
         retry = SourceError(str(problem), problem.status, api.next_poll())
-        return failed(request, retry, {**new_cursor, "since": cursor.get("since") or {}})
+        old = dict(cursor.get("since") or {})
+        if stale_search:
+            old.pop("?query", None)
+        return failed(request, retry, {**new_cursor, "since": old})
     return outcome(
         request,
         context,

@@ -205,6 +205,25 @@ def test_an_unknown_x_account_is_a_warning_and_the_search_still_runs(tmp_path, x
     assert search.params["query"] == ["outage -is:retweet -is:reply"]
 
 
+def test_an_x_search_paused_for_over_a_week_starts_afresh(tmp_path, x):
+    x.post(Tweet(50, "cloudwatcher", "outage again", "2026-11-27T05:00:00.000Z"))
+    source = (
+        f"  - {{name: x-news, kind: x, query: outage, bearer_token: {x.token}, api_url: '{x.url}'}}"
+    )
+    clock = Clock()
+    runner = runner_for(tmp_path, source, clock)
+    runner.store.db.execute(
+        "UPDATE sources SET cursor = ? WHERE name = 'x-news'", ['{"since": {"?query": "3"}}']
+    )
+    x.oldest_searchable = 40
+    report = runner.collect(due_only=False)
+    assert "'since_id' must be a tweet id created after" in report.errors[0]
+    x.new_window()
+    clock.advance(16)
+    assert runner.collect(due_only=False).new_items == 1
+    assert cursor(runner, "x-news")["since"] == {"?query": "50"}
+
+
 def test_check_and_status_say_how_often_each_x_account_is_read(tmp_path, x):
     runner_for(tmp_path, x_source(x))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}

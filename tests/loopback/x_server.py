@@ -124,6 +124,8 @@ class XServer(LoopbackHTTPServer):
         self._users: dict[str, str] = {}  # username (lower) -> id
         self._names: dict[str, str] = {}  # id -> username as written
         self._tweets: list[Tweet] = []
+        # Recent search reaches back 7 days: a since_id older than this is refused.
+        self.oldest_searchable = 0
 
     def add_user(self, username: str, user_id: str) -> None:
         with self._lock:
@@ -215,6 +217,18 @@ class XServer(LoopbackHTTPServer):
         count = self._max_results(params, 10)
         if isinstance(count, dict):
             return 400, count
+        since = params.get("since_id", "")
+        if since and int(since) < self.oldest_searchable:
+            detail = (
+                f"Invalid 'since_id':'{since}'. 'since_id' must be a tweet id created after "
+                "the start of the last 7 days."
+            )
+            return 400, {
+                "errors": [{"parameters": {"since_id": [since]}, "message": detail}],
+                "title": "Invalid Request",
+                "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.twitter.com/2/problems/invalid-request",
+            }
         terms = params.get("query", "").split()
         wanted = [t.lower() for t in terms if not t.startswith("-")]
         with self._lock:

@@ -24,6 +24,8 @@ class DeliveryError(Exception):
     """A delivery attempt failed; the message is what the operator sees in `status`.
 
     `retry_after` is the earliest sensible retry when the far end said so (Slack's 429).
+    `permanent`: trying again cannot help until the operator changes something (a refused
+    login, a webhook that is gone, an untrusted certificate), so the outbox gives up at once.
     """
 
     def __init__(
@@ -95,4 +97,6 @@ def send(digest: Digest, target: Target, progress: Progress | None = None) -> st
         from digests.deliver.apprise import notify
 
         return notify(digest, target, progress)
-    raise DeliveryError(f"the {target.kind} target is not available in this version")
+    raise DeliveryError(
+        f"the {target.kind} target is not available in this version", permanent=True
+    )

@@ -56,21 +56,21 @@ class _Handler(LoopbackHandler):
     def do_POST(self) -> None:
         rec = self.record(self.read_body())
         owner = self.owner
-        status = 200
+        headers: dict[str, str] = {}
         if failure := owner._next_failure():
-            status = failure.status
-            self.send_bytes(status, b"scripted failure", headers=failure.headers)
+            status, body, headers = failure.status, b"scripted failure", failure.headers
         elif owner.secret and not verify(owner.secret, rec.headers, rec.body, time.time()):
-            status = 401
-            self.send_bytes(status, b"bad signature")
+            status, body = 401, b"bad signature"
         else:
             try:
                 json.loads(rec.body)
+                status, body = 200, b"ok"
             except ValueError:
-                status = 400
-            self.send_bytes(status, b"ok" if status == 200 else b"not JSON")
+                status, body = 400, b"not JSON"
+        # Recorded before the answer goes out: the sender may look as soon as it has it.
         with owner._lock:
             owner._received.append(Received(rec.path, rec.headers, rec.body, status))
+        self.send_bytes(status, body, headers=headers)
 
 
 class WebhookReceiver(LoopbackHTTPServer):

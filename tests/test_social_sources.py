@@ -205,6 +205,15 @@ def test_an_unknown_x_account_is_a_warning_and_the_search_still_runs(tmp_path, x
     assert search.params["query"] == ["outage -is:retweet -is:reply"]
 
 
+def test_x_replies_and_retweets_come_in_when_configured(tmp_path, x):
+    x.post(Tweet(12, "newsdesk", "RT a post", "2026-11-27T05:01:00.000Z", kind="retweet"))
+    x.post(Tweet(13, "newsdesk", "@someone a reply", "2026-11-27T05:02:00.000Z", kind="reply"))
+    runner = runner_for(tmp_path, x_source(x, include_replies="true", include_retweets="true"))
+    assert runner.collect(due_only=False).new_items == 2
+    timeline = [r for r in x.requests if r.path.endswith("/tweets")][-1]
+    assert "exclude" not in timeline.params
+
+
 def test_an_x_search_paused_for_over_a_week_starts_afresh(tmp_path, x):
     x.post(Tweet(50, "cloudwatcher", "outage again", "2026-11-27T05:00:00.000Z"))
     source = (

@@ -104,8 +104,8 @@ def trend_embeds(trend: Trend) -> list[Embed]:
     heading = clip(escape(f"{trend.rank}. {trend.title}{render.developing(trend)}"), MAX_TITLE)
     lines = [escape(trend.summary), f"**Why it matters:** {escape(trend.why_it_matters)}"]
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
-    if len(trend.items) > LINKS_PER_TREND:
-        lines.append(f"_and {len(trend.items) - LINKS_PER_TREND} more sources in the archive_")
+    if unlisted := render.more(trend, LINKS_PER_TREND):
+        lines.append(f"_{escape(unlisted)}_")
     # Per embed, well under 4,096 so that a few trends still fit the 6,000 of one message.
     descriptions: list[str] = []
     for line in lines:

@@ -42,8 +42,8 @@ def trend_lines(trend: Trend) -> list[str]:
     lines = [f"<b>{heading}</b>", escape(trend.summary)]
     lines.append(f"<i>Why it matters:</i> {escape(trend.why_it_matters)}")
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
-    if len(trend.items) > LINKS_PER_TREND:
-        lines.append(f"<i>and {len(trend.items) - LINKS_PER_TREND} more sources</i>")
+    if unlisted := render.more(trend, LINKS_PER_TREND):
+        lines.append(f"<i>{escape(unlisted)}</i>")
     return lines
 
 

@@ -57,7 +57,7 @@ def main() -> None:
     ):
         small, large = timed(20, renderer, ordinary), timed(5, renderer, huge)
         print(f"{name:<18} {small:7.2f} ms  {large:8.2f} ms")
-    print(f"slack messages for the huge digest: {len(blockkit.messages(huge))}")
+    print(f"slack messages for the huge digest: {len(blockkit.messages(huge, archive=True))}")
     print(f"discord messages for the huge digest: {len(discord_embeds.messages(huge))}")
     print(f"telegram messages for the huge digest: {len(telegram_html.messages(huge))}")
 

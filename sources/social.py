@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.items import Engagement, FetchOutcome, FetchRequest, NewItem
+from core.retry import retry_delay
 from core.urls import canonical_url, is_web_url
 from sources.context import FetchContext
 from sources.http import FetchError, HttpResponse, fetch
 from sources.items import identity_id
-from sources.policy import not_before, retry_after
+from sources.policy import not_before
 from sources.text import html_to_text, one_line
 
 TITLE_CHARS = 200
@@ -100,7 +101,7 @@ def rate_limited_until(response: HttpResponse, now: datetime) -> datetime | None
     """When a rate-limited answer says to come back: Retry-After, else a reset header
     (X: `x-rate-limit-reset`, Unix seconds; Reddit: `x-ratelimit-reset`, seconds from now;
     Mastodon: `x-ratelimit-reset`, an ISO time)."""
-    delay = retry_after(response.headers.get("retry-after"), now)
+    delay = retry_delay(response.headers.get("retry-after"), now)
     reset = reset_time(response.headers, now)
     if reset is not None:
         delay = max(delay or timedelta(0), reset - now)

@@ -108,8 +108,8 @@ def test_a_long_discord_rate_limit_goes_back_to_the_outbox(discord: DiscordWebho
     discord.rate_limit(120)
     with pytest.raises(DeliveryError, match="retry after 120 s") as failure:
         send(samples.digest(), discord_target(discord.webhook_url))
-    assert failure.value.retry_after is not None
-    assert failure.value.retry_after.total_seconds() == 120
+    assert failure.value.retry_delay is not None
+    assert failure.value.retry_delay.total_seconds() == 120
     assert not failure.value.permanent
 
 
@@ -182,7 +182,7 @@ def test_telegrams_429_parameters_retry_after_is_honoured(telegram: TelegramBot)
     telegram.rate_limit(90)
     with pytest.raises(DeliveryError, match="retry after 90 s") as failure:
         send(samples.digest(), telegram_target(telegram))
-    assert failure.value.retry_after is not None and not failure.value.permanent
+    assert failure.value.retry_delay is not None and not failure.value.permanent
 
 
 # Generic webhook ----------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def _post(
         time.sleep(wait)
     raise DeliveryError(
         f"{service} rate-limited {where} (HTTP 429, retry after {wait:g} s)",
-        retry_after=timedelta(seconds=wait),
+        retry_delay=timedelta(seconds=wait),
     )
 
 
@@ -115,7 +115,9 @@ def _hide(text: str, secrets: Sequence[str]) -> str:
 
 
 def seconds(value: object, default: float = 1.0) -> float:
-    """A wait a service gave as a number (JSON or header text), never negative."""
+    """A wait a service gave as a number of seconds (Discord's JSON `retry_after` and
+    `X-RateLimit-Reset-After`, Telegram's `parameters.retry_after`), never negative.
+    Retry-After headers go through core.retry instead."""
     try:
         return max(0.0, float(str(value)))
     except ValueError:

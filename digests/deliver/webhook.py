@@ -14,13 +14,15 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import httpx
 
 from core.config import WebhookTarget
 from core.digest import Digest
+from core.retry import retry_delay
 from digests.deliver import Progress
-from digests.deliver.chat import Answer, Part, permanent_status, post_parts, seconds
+from digests.deliver.chat import Answer, Part, permanent_status, post_parts
 
 SIGNATURE_HEADER = "X-Trendfinder-Signature"
 TIMESTAMP_HEADER = "X-Trendfinder-Timestamp"
@@ -35,7 +37,8 @@ def judge(response: httpx.Response) -> Answer:
     if 200 <= response.status_code < 300:
         return Answer(accepted=True)
     if response.status_code in (429, 503):
-        return Answer(accepted=False, wait=seconds(response.headers.get("retry-after"), 1.0))
+        delay = retry_delay(response.headers.get("retry-after"), datetime.now(UTC))
+        return Answer(accepted=False, wait=delay.total_seconds() if delay else 1.0)
     reason = " ".join(response.text.split())[:200] or response.reason_phrase
     return Answer(accepted=False, reason=reason, permanent=permanent_status(response.status_code))
 

@@ -86,11 +86,9 @@ def x() -> Iterator[XServer]:
 
 
 def x_source(server: XServer, **extra: str) -> str:
-    options = "".join(f", {key}: {value}" for key, value in extra.items())
-    return (
-        f"  - {{name: x-news, kind: x, accounts: [newsdesk, '@cloudwatcher'], "
-        f"bearer_token: {server.token}, api_url: '{server.url}'{options}}}"
-    )
+    keys = {"bearer_token": server.token, "api_url": f"'{server.url}'", **extra}
+    options = "".join(f", {key}: {value}" for key, value in keys.items())
+    return f"  - {{name: x-news, kind: x, accounts: [newsdesk, '@cloudwatcher']{options}}}"
 
 
 def test_x_accounts_are_read_in_turn_within_the_free_tier_with_since_id(tmp_path, x):

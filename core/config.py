@@ -21,7 +21,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -104,14 +106,17 @@ class StorageConfig(_Model):
         return self.database.parent
 
 
-class SourceConfig(_Model):
+class _Source(_Model):
     name: str = Field(min_length=1)
-    kind: Literal["feed", "site"] = "feed"
-    url: str
     tags: tuple[str, ...] = ()
     interval: Duration = timedelta(minutes=30)
     weight: float = Field(default=1.0, ge=0)
     enabled: bool = True
+
+
+class SourceConfig(_Source):
+    kind: Literal["feed", "site"] = "feed"
+    url: str
 
     @field_validator("url")
     @classmethod
@@ -119,6 +124,197 @@ class SourceConfig(_Model):
         if not re.match(r"^(https?|file)://", url, re.IGNORECASE):
             raise ValueError(f"expected an http://, https:// or file:// URL, got {url!r}")
         return url
+
+
+# Social and aggregator sources ---------------------------------------------------------
+# Each names its service's API root in `api_url` (tests point it at a loopback server);
+# `url` is what the source watches, so a change of it resets the source's fetch state.
+
+
+def _web_root(url: str) -> str:
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/")
+
+
+WebRoot = Annotated[str, AfterValidator(_web_root)]
+# Requests per 15-minute window X allows a bearer token per endpoint, by plan (X's
+# developer portal, 2025): the timeline of one user, a recent search, a username lookup.
+X_TIERS: dict[str, dict[str, int]] = {
+    "free": {"timeline": 1, "search": 1, "user": 3},
+    "basic": {"timeline": 5, "search": 60, "user": 100},
+    "pro": {"timeline": 900, "search": 450, "user": 900},
+}
+X_WINDOW = timedelta(minutes=15)
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = round(span.total_seconds() / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+class XSource(_Source):
+    kind: Literal["x"]
+    accounts: tuple[Annotated[str, Field(pattern=r"^@?[A-Za-z0-9_]{1,15}$")], ...] = ()
+    query: str | None = Field(default=None, min_length=1, max_length=512)
+    bearer_token: str = Field(min_length=1, description="use ${X_BEARER_TOKEN}")
+    tier: Literal["free", "basic", "pro"] = "free"
+    include_retweets: bool = False
+    include_replies: bool = False
+    api_url: WebRoot = "https://api.x.com"
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> XSource:
+        if not self.accounts and not self.query:
+            raise ValueError("an x source needs `accounts`, a `query`, or both")
+        return self
+
+    @property
+    def handles(self) -> tuple[str, ...]:
+        return tuple(account.lstrip("@") for account in self.accounts)
+
+    @property
+    def url(self) -> str:
+        watched = [f"@{handle}" for handle in self.handles]
+        watched += [f"search {self.query!r}"] if self.query else []
+        return f"{self.api_url}/2 ({', '.join(watched)})"
+
+    @property
+    def account_period(self) -> timedelta:
+        """How often each account can really be polled: a poll (every `interval`, at most
+        once per 15-minute window) reads as many timelines as the tier allows per window,
+        taking the accounts in turn."""
+        per_window = X_TIERS[self.tier]["timeline"]
+        polls = -(-len(self.handles) // per_window)  # ceiling: polls to go round once
+        return max(self.interval, X_WINDOW) * max(polls, 1)
+
+    @property
+    def cadence(self) -> str:
+        """`check` and `status`: how often each account is really read on this tier."""
+        per_window = X_TIERS[self.tier]["timeline"]
+        tier = f"{self.tier} tier: {per_window} timeline request(s) per 15 min"
+        watched = []
+        if self.handles:
+            every = _minutes(self.account_period)
+            watched.append(f"each of {len(self.handles)} accounts every {every}")
+        if self.query:
+            watched.append(f"the search every {_minutes(max(self.interval, X_WINDOW))}")
+        return f"{', '.join(watched)} ({tier})"
+
+
+class HackerNewsSource(_Source):
+    kind: Literal["hackernews"]
+    stories: Literal["top", "new", "best", "ask", "show"] = "top"
+    query: str | None = Field(default=None, min_length=1, description="Algolia search instead")
+    min_points: int = Field(default=0, ge=0)
+    limit: int = Field(default=30, ge=1, le=500)
+    api_url: WebRoot = "https://hacker-news.firebaseio.com"
+    search_url: WebRoot = "https://hn.algolia.com"
+
+    @property
+    def url(self) -> str:
+        if self.query:
+            return f"{self.search_url}/api/v1/search_by_date?query={self.query}"
+        return f"{self.api_url}/v0/{self.stories}stories.json"
+
+
+class RedditSource(_Source):
+    kind: Literal["reddit"]
+    subreddit: str = Field(pattern=r"^(r/)?[A-Za-z0-9_]{2,21}$")
+    listing: Literal["hot", "new", "top", "rising"] = "hot"
+    period: Literal["hour", "day", "week", "month", "year", "all"] = "day"
+    limit: int = Field(default=25, ge=1, le=100)
+    min_score: int = 0
+    client_id: str | None = Field(default=None, description="OAuth client credentials")
+    client_secret: str | None = None
+    # Reddit blocks generic User-Agents; it asks for "<platform>:<app id>:<version> (by
+    # /u/<username>)". Put your Reddit username in it.
+    user_agent: str = Field(
+        default="python:trendfinder:0.1 (+https://github.com/trendfinder/trendfinder)",
+        min_length=8,
+    )
+    auth_url: WebRoot = "https://www.reddit.com"
+
+    @model_validator(mode="after")
+    def _both_credentials(self) -> RedditSource:
+        if (self.client_id is None) != (self.client_secret is None):
+            raise ValueError("give both `client_id` and `client_secret`, or neither")
+        return self
+
+    api_url: WebRoot = "https://www.reddit.com"
+    oauth_url: WebRoot = "https://oauth.reddit.com"
+
+    @property
+    def name_only(self) -> str:
+        return self.subreddit.removeprefix("r/")
+
+    @property
+    def url(self) -> str:
+        root = self.oauth_url if self.client_id else self.api_url
+        period = f"?t={self.period}" if self.listing == "top" else ""
+        return f"{root}/r/{self.name_only}/{self.listing}.json{period}"
+
+
+class MastodonSource(_Source):
+    kind: Literal["mastodon"]
+    instance: WebRoot = Field(description="e.g. https://mastodon.social")
+    hashtag: str | None = Field(default=None, pattern=r"^#?\w+$")
+    account: str | None = Field(default=None, pattern=r"^@?[A-Za-z0-9_.]+(@[\w.-]+)?$")
+    limit: int = Field(default=40, ge=1, le=40)
+
+    @model_validator(mode="after")
+    def _one_timeline(self) -> MastodonSource:
+        if (self.hashtag is None) == (self.account is None):
+            raise ValueError("a mastodon source needs exactly one of `hashtag` and `account`")
+        return self
+
+    @property
+    def url(self) -> str:
+        if self.hashtag:
+            return f"{self.instance}/api/v1/timelines/tag/{self.hashtag.lstrip('#')}"
+        return f"{self.instance}/api/v1/accounts/lookup?acct={(self.account or '').lstrip('@')}"
+
+
+class BlueskySource(_Source):
+    kind: Literal["bluesky"]
+    actor: str | None = Field(default=None, min_length=3, description="handle or DID")
+    query: str | None = Field(default=None, min_length=1)
+    limit: int = Field(default=50, ge=1, le=100)
+    api_url: WebRoot = "https://public.api.bsky.app"
+
+    @model_validator(mode="after")
+    def _one_feed(self) -> BlueskySource:
+        if (self.actor is None) == (self.query is None):
+            raise ValueError("a bluesky source needs exactly one of `actor` and `query`")
+        return self
+
+    @property
+    def url(self) -> str:
+        if self.actor:
+            return f"{self.api_url}/xrpc/app.bsky.feed.getAuthorFeed?actor={self.actor}"
+        return f"{self.api_url}/xrpc/app.bsky.feed.searchPosts?q={self.query}"
+
+
+SocialSource = XSource | HackerNewsSource | RedditSource | MastodonSource | BlueskySource
+_SOCIAL_KINDS = frozenset({"x", "hackernews", "reddit", "mastodon", "bluesky"})
+
+
+def _source_kind(value: Any) -> str:
+    """The union member to validate with: feed and site sources share one model, and an
+    unknown kind stays itself, so the error lists the kinds there are."""
+    kind = value.get("kind", "feed") if isinstance(value, dict) else getattr(value, "kind", "")
+    return "feed" if kind in ("feed", "site") or not isinstance(kind, str) else kind
+
+
+AnySource = Annotated[
+    Annotated[SourceConfig, Tag("feed")]
+    | Annotated[XSource, Tag("x")]
+    | Annotated[HackerNewsSource, Tag("hackernews")]
+    | Annotated[RedditSource, Tag("reddit")]
+    | Annotated[MastodonSource, Tag("mastodon")]
+    | Annotated[BlueskySource, Tag("bluesky")],
+    Discriminator(_source_kind),
+]
 
 
 class CollectConfig(_Model):
@@ -236,7 +432,80 @@ class SlackTarget(_Model):
         return self.name or "slack"
 
 
-Target = Annotated[FileTarget | EmailTarget | SlackTarget, Field(discriminator="kind")]
+class _Chat(_Model):
+    """What chat and webhook targets share: a name, a timeout, and which digests they get."""
+
+    name: str | None = None
+    timeout: Seconds = Field(default=30.0, gt=0)
+    min_trends: int = Field(default=0, ge=0, description="skip digests with fewer trends")
+    only_alerts: bool = Field(default=False, description="deliver alerts only, not digests")
+
+
+def _web_url(url: str) -> str:
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise ValueError("expected an https:// URL")
+    return url
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+
+
+class DiscordTarget(_Chat):
+    kind: Literal["discord"]
+    webhook_url: WebUrl
+
+    @property
+    def label(self) -> str:
+        return self.name or "discord"  # the webhook URL is a secret
+
+
+class WebhookTarget(_Chat):
+    kind: Literal["webhook"]
+    url: WebUrl
+    secret: str | None = Field(default=None, min_length=16, description="HMAC-SHA256 key")
+
+    @property
+    def label(self) -> str:
+        return self.name or "webhook"
+
+
+class TelegramTarget(_Chat):
+    kind: Literal["telegram"]
+    bot_token: str = Field(pattern=r"^\d+:[A-Za-z0-9_-]+$", description="use ${TELEGRAM_BOT_TOKEN}")
+    chat_id: str = Field(min_length=1, description="numeric id or @channelname")
+    api_url: WebUrl = "https://api.telegram.org"
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def label(self) -> str:
+        return self.name or f"telegram:{self.chat_id}"
+
+
+class AppriseTarget(_Chat):
+    kind: Literal["apprise"]
+    urls: tuple[str, ...] = Field(min_length=1, description="Apprise URLs: ntfy://, msteams://")
+    format: Literal["text", "markdown"] = "markdown"
+
+    @property
+    def label(self) -> str:
+        return self.name or "apprise"  # Apprise URLs carry tokens
+
+
+Target = Annotated[
+    FileTarget
+    | EmailTarget
+    | SlackTarget
+    | DiscordTarget
+    | WebhookTarget
+    | TelegramTarget
+    | AppriseTarget,
+    Field(discriminator="kind"),
+]
+_TAGS = frozenset({"file", "email", "slack", "discord", "webhook", "telegram", "apprise"})
 
 
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -357,7 +626,7 @@ class Config(_Model):
     firecrawl: FirecrawlConfig = FirecrawlConfig()
     llm: LLMConfig = LLMConfig()
     delivery: DeliveryConfig = DeliveryConfig()
-    sources: tuple[SourceConfig, ...] = Field(min_length=1)
+    sources: tuple[AnySource, ...] = Field(min_length=1)
     digests: tuple[DigestProfile, ...] = ()
 
     @model_validator(mode="after")
@@ -383,7 +652,7 @@ class Config(_Model):
                 )
         return self
 
-    def sources_for(self, profile: DigestProfile) -> tuple[SourceConfig, ...]:
+    def sources_for(self, profile: DigestProfile) -> tuple[AnySource, ...]:
         """The profile's sources: those it names, those carrying its tags, or all of them."""
         if not profile.sources and not profile.tags:
             return self.sources
@@ -441,7 +710,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in {"file", "email", "slack"} and text.endswith("]"):
+        elif part in _TAGS | {"feed", *_SOCIAL_KINDS} and text.endswith("]"):
             # pydantic adds the discriminator value to the path of a tagged union member
             continue
         else:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from core.config import SocialSource
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,36 @@ class FetchRequest:
     body_hash: str | None = None
     # Site sources: canonical article links already looked at, so they are not fetched again.
     seen_links: frozenset[str] = frozenset()
+    # Social sources: their configuration, and the cursor their last fetch left (opaque
+    # text each source kind writes and reads: since_id, after, timestamps).
+    social: SocialSource | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """Engagement numbers of one item as a social source showed them at fetch time.
+
+    `likes` counts likes, favourites, points or a vote score; `reposts` retweets, boosts or
+    reposts; `comments` replies or comments; `views` impressions where the service says.
+    `author` is the account that posted it, so engagement compares within one account.
+    """
+
+    item_id: str
+    author: str
+    likes: int = 0
+    reposts: int = 0
+    comments: int = 0
+    views: int | None = None
+
+
+@dataclass(frozen=True)
+class EngagementSeen:
+    """One stored engagement reading: which source saw it, and when."""
+
+    source: str
+    seen_at: datetime
+    engagement: Engagement
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,9 @@ class FetchOutcome:
     disable_reason: str | None = None
     warnings: tuple[str, ...] = field(default=())
     seen_links: tuple[str, ...] = ()
+    # Social sources: the cursor to store (None keeps the last one), engagement seen now.
+    cursor: str | None = None
+    engagement: tuple[Engagement, ...] = ()
 
 
 @dataclass(frozen=True)

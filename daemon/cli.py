@@ -88,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     sources_commands = sources.add_subparsers(
         dest="sources_command", metavar="COMMAND", required=True
     )
-    test = sources_commands.add_parser("test", help="fetch and parse one URL, show what it yields")
-    test.add_argument("url")
+    test = sources_commands.add_parser(
+        "test", help="fetch one URL, or a configured source by name, and show what it yields"
+    )
+    test.add_argument("url", help="a feed or page URL, or the name of a configured source")
     test.add_argument("--kind", choices=["feed", "site"], default="feed")
     test.set_defaults(handler=cmd_sources_test, needs_config=False)
 
@@ -302,7 +304,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from core.config import config_path
+    from core.config import XSource, config_path
     from daemon.cron import next_fire_time
 
     config = _config(args)
@@ -325,6 +327,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for source in config.sources:
         state = "" if source.enabled else " [disabled]"
         print(f"  - {source.name} ({source.kind}, every {source.interval}){state}: {source.url}")
+        if isinstance(source, XSource):
+            print(f"    {source.cadence}")
     print(f"digests: {len(config.digests)}")
     for profile in config.digests:
         targets = ", ".join(target.label for target in profile.deliver)
@@ -353,20 +357,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sources_test(args: argparse.Namespace) -> int:
     from core.clock import utcnow
-    from core.config import CollectConfig
+    from core.config import CollectConfig, SourceConfig
     from core.items import FetchRequest
     from sources.collect import collect
 
     full = _config(args) if _has_config(args) else None
     config = full.collect if full else CollectConfig()
-    request = FetchRequest(name=args.url, kind=args.kind, url=args.url)
+    named = {source.name: source for source in full.sources} if full else {}
+    if source := named.get(args.url):
+        # A configured source of any kind, read as a first poll (no cursor).
+        social = None if isinstance(source, SourceConfig) else source
+        request = FetchRequest(name=source.name, kind=source.kind, url=source.url, social=social)
+    else:
+        request = FetchRequest(name=args.url, kind=args.kind, url=args.url)
     (outcome,) = collect([request], config, utcnow(), firecrawl=full.firecrawl if full else None)
     if outcome.status == "error":
         print(f"{args.url}: {outcome.error}")
-        if args.kind == "feed":
+        if request.kind == "feed" and not source:
             _suggest_feeds(args.url, config)
         return EXIT_FAILED
-    if args.kind == "site":
+    engagement = {numbers.item_id: numbers for numbers in outcome.engagement}
+    if request.kind == "site":
         print(f"{args.url}: {len(outcome.items)} new articles it would collect")
     else:
         print(f"{args.url}: {len(outcome.items)} items")
@@ -374,7 +385,11 @@ def cmd_sources_test(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     for item in outcome.items[:20]:
         print(f"- {item.published:%Y-%m-%d %H:%M} {item.title}\n  {item.url}")
-        if args.kind == "site":
+        if numbers := engagement.get(item.id):
+            print(
+                f"  {numbers.likes} likes, {numbers.reposts} reposts, {numbers.comments} comments"
+            )
+        if request.kind == "site":
             print(f"  {item.text[:160].replace(chr(10), ' ')}")
     return EXIT_OK
 

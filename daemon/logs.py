@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 _SECRETS = [
     (re.compile(r"sk-[A-Za-z0-9_-]{8,}"), "sk-***"),
     (re.compile(r"https://hooks\.slack\.com/\S+"), "https://hooks.slack.com/***"),
+    (re.compile(r"(/api/webhooks/\d+/)[\w-]+"), r"\1***"),  # Discord webhook tokens
+    (re.compile(r"/bot\d+:[\w-]+"), "/bot***"),  # Telegram bot tokens in API URLs
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
     (re.compile(r"(?i)((?:api[_-]?key|password|token|secret)[\"']?\s*[:=]\s*)\S+"), r"\1***"),
     (re.compile(r"//([^/:@\s]+):([^/@\s]+)@"), r"//\1:***@"),
@@ -33,15 +35,35 @@ _hidden: tuple[str, ...] = ()
 
 def hide_secrets(config: Config) -> None:
     """Never log the secret values of `config`: called on every load and reload."""
-    from core.config import EmailTarget, SlackTarget
+    from core.config import (
+        AppriseTarget,
+        DiscordTarget,
+        EmailTarget,
+        RedditSource,
+        SlackTarget,
+        TelegramTarget,
+        WebhookTarget,
+        XSource,
+    )
 
     values = {config.llm.api_key, config.firecrawl.api_key}
     for profile in config.digests:
         for target in profile.deliver:
             if isinstance(target, EmailTarget):
                 values.add(target.password)
-            elif isinstance(target, SlackTarget):
+            elif isinstance(target, SlackTarget | DiscordTarget):
                 values.add(target.webhook_url)
+            elif isinstance(target, TelegramTarget):
+                values.add(target.bot_token)
+            elif isinstance(target, WebhookTarget):
+                values |= {target.secret, target.url}
+            elif isinstance(target, AppriseTarget):
+                values |= set(target.urls)
+    for source in config.sources:
+        if isinstance(source, XSource):
+            values.add(source.bearer_token)
+        elif isinstance(source, RedditSource):
+            values.add(source.client_secret)
     global _hidden
     known = {value for value in values if value and len(value) >= _MIN_SECRET}
     # Longest first, so a secret containing another is masked whole.

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.clock import utcnow
-from core.config import Config, DigestProfile, SourceConfig, Target
+from core.config import AnySource, Config, DigestProfile, SourceConfig, Target
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
 from core.errors import TrendfinderError
@@ -31,7 +31,7 @@ from daemon.select import select
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
 from digests.build import BuiltDigest, build_offline, build_with_model
-from digests.deliver import DeliveryError, Progress, send
+from digests.deliver import DeliveryError, Progress, send, wants
 from digests.group import GroupingSettings, GroupInput, assign_stories
 from digests.selection import Selection
 from digests.tokens import load_counter
@@ -125,6 +125,7 @@ class Runner:
         now = self.clock()
         configs = {s.name: s for s in self.config.sources if s.enabled}
         states = {state.name: state for state in self.store.source_states()}
+        cursors = self.store.source_cursors()
         requests = []
         for name, source in configs.items():
             state = states[name]
@@ -145,6 +146,8 @@ class Runner:
                     seen_links=self.store.site_links(name)
                     if source.kind == "site"
                     else frozenset(),
+                    social=None if isinstance(source, SourceConfig) else source,
+                    cursor=cursors.get(name),
                 )
             )
         if on_start:
@@ -188,7 +191,7 @@ class Runner:
         self,
         outcome: FetchOutcome,
         finished: datetime,
-        configs: dict[str, SourceConfig],
+        configs: dict[str, AnySource],
         states: dict[str, SourceState],
         report: Report,
     ) -> None:
@@ -197,6 +200,8 @@ class Runner:
         added = self.store.add_items(outcome.source, outcome.items, finished)
         if outcome.seen_links:
             self.store.remember_links(outcome.source, outcome.seen_links, finished)
+        if outcome.cursor is not None or outcome.engagement:
+            self.store.record_social(outcome, finished)
         self.store.record_fetch(
             outcome, finished, next_attempt(outcome, source.interval, failures, finished)
         )
@@ -279,7 +284,7 @@ class Runner:
                 self.store.save_digest(
                     built.digest,
                     built.covered,
-                    [target.label for target in profile.deliver],
+                    [t.label for t in profile.deliver if wants(t, built.digest)],
                     usage,
                     run_id,
                 )

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from core.config import Config, DigestProfile
 from core.store import Store
+from digests.engagement import engagement_scores
 from digests.selection import (
     BASELINE,
     PREVIOUS_DIGESTS,
@@ -30,4 +31,5 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
         reported=store.reported_story_sources(profile.name, now - REPORTED_HORIZON),
         source_weights={source.name: source.weight for source in sources},
         usual_rates=usual_rates(baseline, items, profile.lookback),
+        engagement=engagement_scores(store.engagement_since(names, window_from - BASELINE)),
     )

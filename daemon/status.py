@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from core.clock import from_text, to_text
-from core.config import Config
+from core.config import Config, XSource
 from core.store import Store
 from daemon.cron import next_fire_time
 
@@ -67,6 +67,11 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
         "store": {"path": str(store.path), "bytes": store.size_bytes(), **store.counts()},
         "runs": runs,
         "sources": {"configured": len(configured), "failing": len(failing)},
+        "x_cadence": {
+            source.name: source.cadence
+            for source in config.sources
+            if isinstance(source, XSource) and source.enabled
+        },
         "failing_sources": failing,
         "deliveries": deliveries,
         "items_waiting": waiting,
@@ -131,6 +136,7 @@ def render_text(info: dict[str, Any]) -> str:
                 f"  {source['name']}: {source['error']} "
                 f"({source['failures']} failures; next try {source['next_attempt']})"
             )
+    lines += [f"  {name} (x): {cadence}" for name, cadence in info["x_cadence"].items()]
     lines += ["", "deliveries waiting or failed:" if info["deliveries"] else "deliveries: all sent"]
     for delivery in info["deliveries"]:
         retry = f"; next try {delivery['next_attempt']}" if delivery["next_attempt"] else ""

@@ -74,7 +74,7 @@ def _hard_split(word: str, limit: int) -> list[str]:
     return [*pieces, word] if word else pieces
 
 
-def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
+def chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
     """Pack lines into texts of at most `limit` characters, splitting long lines at spaces."""
     pieces: list[str] = []
     for line in lines:
@@ -91,13 +91,13 @@ def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
                     current = f"{current} {part}" if current else part
         if current:
             pieces.append(current)
-    chunks: list[str] = []
+    packed: list[str] = []
     for piece in pieces:
-        if chunks and len(chunks[-1]) + 1 + len(piece) <= limit:
-            chunks[-1] += "\n" + piece
+        if packed and len(packed[-1]) + 1 + len(piece) <= limit:
+            packed[-1] += "\n" + piece
         else:
-            chunks.append(piece)
-    return chunks
+            packed.append(piece)
+    return packed
 
 
 def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
@@ -109,7 +109,7 @@ def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
     if unlisted := render.more(trend, LINKS_PER_TREND):
         lines.append(f"_{escape(unlisted)}{' in the archive' if archive else ''}_")
-    return [_section(chunk) for chunk in _chunks(lines)]
+    return [_section(chunk) for chunk in chunks(lines)]
 
 
 def block_id(digest: Digest, number: int, total: int) -> str:

@@ -6,7 +6,7 @@ The daemon reads these from the store (daemon/select.py); the digest stages only
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.config import DigestProfile
@@ -32,6 +32,8 @@ class Selection:
     source_weights: dict[str, float]
     # Items per hour each source usually brings (before this window; this window if no history).
     usual_rates: dict[str, float]
+    # Social items' engagement against their source's and account's usual (digests/engagement).
+    engagement: dict[str, float] = field(default_factory=dict)
 
     @property
     def hours(self) -> float:

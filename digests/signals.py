@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.items import StoredItem
+from digests.engagement import story_engagement
 from digests.selection import Selection
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]+")
@@ -196,6 +197,7 @@ def _score(story: WindowStory, selection: Selection, focus_words: set[str]) -> S
         + 0.5 * recency
         + 0.5 * min(velocity, 1.0)
         + 2.0 * min(focus * 3, 1.0)
+        + 0.5 * story_engagement(story.items, selection.engagement)
     )
     if cited is not None:
         # Already told: worth repeating as developing only when new outlets picked it up.

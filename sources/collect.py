@@ -17,11 +17,16 @@ from urllib.parse import urlsplit
 
 from core.config import CollectConfig, FirecrawlConfig
 from core.items import FetchOutcome, FetchRequest
+from sources.bluesky import fetch_bluesky
 from sources.context import FetchContext, site_tools
 from sources.feeds import fetch_feed
+from sources.hackernews import fetch_hackernews
 from sources.http import FetchLimits, HttpClients
+from sources.mastodon import fetch_mastodon
+from sources.reddit import fetch_reddit
 from sources.sites import fetch_site
 from sources.workers import FeedParser
+from sources.x import fetch_x
 
 log = logging.getLogger("trendfinder")
 
@@ -29,7 +34,15 @@ SourceFetch = Callable[[FetchContext, FetchRequest], Awaitable[FetchOutcome]]
 
 # One fetch per source kind; each returns a FetchOutcome for any input (site sources plug in
 # here with the same shape).
-FETCHERS: dict[str, SourceFetch] = {"feed": fetch_feed, "site": fetch_site}
+FETCHERS: dict[str, SourceFetch] = {
+    "feed": fetch_feed,
+    "site": fetch_site,
+    "x": fetch_x,
+    "hackernews": fetch_hackernews,
+    "reddit": fetch_reddit,
+    "mastodon": fetch_mastodon,
+    "bluesky": fetch_bluesky,
+}
 # These take a slot per request they make (a site reads a page, then its articles); holding
 # one for the whole fetch while waiting for more would deadlock at the caps.
 SLOTTED_BY_FETCHER = frozenset({"site"})

@@ -128,8 +128,12 @@ async def fetch(
     *,
     headers: Mapping[str, str] | None = None,
     check_hop: HopCheck | None = None,
+    form: Mapping[str, str] | None = None,
+    error_body: bool = False,
 ) -> HttpResponse:
-    """GET `url` within `limits`. Any status is returned; FetchError when there is none."""
+    """GET `url` within `limits` (POST `form` when given). Any status is returned;
+    FetchError when there is none. With `error_body`, a non-2xx answer keeps its body
+    (up to 64 KiB): APIs explain their refusals there."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "file":
         return _read_file(url, limits.max_bytes)
@@ -137,18 +141,26 @@ async def fetch(
         raise FetchError(f"unsupported URL scheme {scheme or '(none)'!r}: use http, https or file")
     try:
         async with asyncio.timeout(limits.total_timeout):
-            return await _follow(http, url, limits, dict(headers or {}), check_hop)
+            request = _Request(dict(headers or {}), form, error_body)
+            return await _follow(http, url, limits, request, check_hop)
     except TimeoutError:
         raise FetchError(
             f"gave up after {limits.total_timeout:g} s: the server was too slow to send it all"
         ) from None
 
 
+@dataclass(frozen=True)
+class _Request:
+    headers: dict[str, str]
+    form: Mapping[str, str] | None
+    error_body: bool
+
+
 async def _follow(
     http: HttpClients,
     url: str,
     limits: FetchLimits,
-    headers: dict[str, str],
+    request: _Request,
     check_hop: HopCheck | None,
 ) -> HttpResponse:
     seen = {url}
@@ -157,9 +169,12 @@ async def _follow(
     for hops in range(limits.max_redirects + 1):
         if check_hop:
             await check_hop(current)
-        response = await _send(http, current, headers)
+        response = await _send(http, current, request)
         try:
             location = response.headers.get("location")
+            if request.error_body and response.status_code >= 400:
+                body = await _read_body(response, _DISCARDED_BODY_LIMIT, current)
+                return _response(response, current, body, None)
             if not 200 <= response.status_code < 300:
                 await _discard_body(response)
             if response.status_code in _REDIRECTS and location:
@@ -175,24 +190,32 @@ async def _follow(
             body = b""
             if 200 <= response.status_code < 300:
                 body = await _read_body(response, limits.max_bytes, current)
-            return HttpResponse(
-                status=response.status_code,
-                reason=response.reason_phrase,
-                headers={name.lower(): value for name, value in response.headers.items()},
-                url=current,
-                body=body,
-                permanent_url=current if permanent and hops else None,
-            )
+            return _response(response, current, body, current if permanent and hops else None)
         finally:
             await response.aclose()
     raise FetchError(f"more than {limits.max_redirects} redirects (the last to {current})")
 
 
-async def _send(http: HttpClients, url: str, headers: dict[str, str]) -> httpx.Response:
+def _response(
+    response: httpx.Response, url: str, body: bytes, permanent_url: str | None
+) -> HttpResponse:
+    return HttpResponse(
+        status=response.status_code,
+        reason=response.reason_phrase,
+        headers={name.lower(): value for name, value in response.headers.items()},
+        url=url,
+        body=body,
+        permanent_url=permanent_url,
+    )
+
+
+async def _send(http: HttpClients, url: str, request: _Request) -> httpx.Response:
     try:
         target = httpx.URL(url)
         client = http.for_url(target)
-        return await client.send(client.build_request("GET", target, headers=headers), stream=True)
+        method = "POST" if request.form is not None else "GET"
+        built = client.build_request(method, target, headers=request.headers, data=request.form)
+        return await client.send(built, stream=True)
     except httpx.InvalidURL as error:
         raise FetchError(f"invalid URL {url}: {error}") from None
     except httpx.HTTPError as error:

@@ -67,7 +67,7 @@ def build_items(
             identity = f"guid:{source}:{entry.guid}"
         else:
             identity = f"hash:{source}:{entry.content_hash}"
-        item_id = "it_" + hashlib.sha256(identity.encode()).hexdigest()[:24]
+        item_id = identity_id(identity)
         items.setdefault(
             item_id,
             NewItem(
@@ -80,6 +80,12 @@ def build_items(
             ),
         )
     return tuple(items.values())
+
+
+def identity_id(identity: str) -> str:
+    """An item's id from its identity (`url:<canonical link>`, ...): the same link gives the
+    same id whichever source brings it, so a post sharing an article is that article."""
+    return "it_" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
 def _prepare(entry: RawEntry, now: datetime, max_text_chars: int) -> _Prepared | None:

@@ -51,6 +51,7 @@ EXPECTED_TABLES = {
             ("last_status", INTEGER, False, None, 0),
             ("last_error", TEXT, False, None, 0),
             ("disabled_reason", TEXT, False, None, 0),
+            ("cursor", TEXT, False, None, 0),
         ),
     ),
     "items": (
@@ -152,12 +153,26 @@ EXPECTED_TABLES = {
             ("last_seen", TEXT, True, None, 0),
         ),
     ),
+    "engagement": (
+        True,
+        (
+            ("item_id", TEXT, True, None, 1),
+            ("source", TEXT, True, None, 2),
+            ("seen_at", TEXT, True, None, 3),
+            ("author", TEXT, True, None, 0),
+            ("likes", INTEGER, True, None, 0),
+            ("reposts", INTEGER, True, None, 0),
+            ("comments", INTEGER, True, None, 0),
+            ("views", INTEGER, False, None, 0),
+        ),
+    ),
 }
 EXPECTED_FOREIGN_KEYS = {
     "item_sources": {("item_id", "items", "id")},
     "digests": {("run_id", "runs", "id")},
     "digest_items": {("item_id", "items", "id"), ("digest_id", "digests", "id")},
     "deliveries": {("digest_id", "digests", "id")},
+    "engagement": {("item_id", "items", "id")},
 }
 # Index name: (table, columns, unique, the WHERE of a partial index).
 EXPECTED_INDEXES = {
@@ -170,6 +185,7 @@ EXPECTED_INDEXES = {
     "digest_items_by_digest": ("digest_items", ("digest_id",), False, None),
     "deliveries_due": ("deliveries", ("status", "next_attempt_at"), False, None),
     "site_links_recent": ("site_links", ("source", "last_seen"), False, None),
+    "engagement_by_source": ("engagement", ("source", "seen_at"), False, None),
 }
 
 

@@ -5,7 +5,7 @@ a restart, a second process or an operator's `sqlite3` session sees the same tru
 Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 
 One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
-runs.py) and the SQL layer they share (sql.py: connection, pragmas, migrations,
+runs.py, social.py) and the SQL layer they share (sql.py: connection, pragmas, migrations,
 transactions, error translation), as lemon24/reader splits its storage.
 """
 
@@ -17,6 +17,7 @@ from core.store.items import AddedItems, ItemTables
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
 from core.store.runs import RunTables
+from core.store.social import SocialTables
 from core.store.sources import SourceState, SourceTables
 from core.store.sql import (
     Database,
@@ -44,7 +45,9 @@ __all__ = [
 COUNTED = ("sources", "items", "stories", "digests", "deliveries", "runs")
 
 
-class Store(SourceTables, ItemTables, DigestTables, OutboxTables, RunTables, Database):
+class Store(
+    SourceTables, ItemTables, DigestTables, OutboxTables, RunTables, SocialTables, Database
+):
     """The one interface to the database. Open with `Store.open(path)`; close when done."""
 
     def counts(self) -> dict[str, int]:

@@ -138,5 +138,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE item_sources_keyed RENAME TO item_sources;
     CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
     """,
+    # Social sources: each one's cursor (since_id, after, timestamps) and the engagement
+    # numbers of its items each time they were seen, so growth between polls is a signal.
+    """
+    ALTER TABLE sources ADD COLUMN cursor TEXT;
+    CREATE TABLE engagement (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        source TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        author TEXT NOT NULL,
+        likes INTEGER NOT NULL,
+        reposts INTEGER NOT NULL,
+        comments INTEGER NOT NULL,
+        views INTEGER,
+        PRIMARY KEY (item_id, source, seen_at)
+    ) WITHOUT ROWID;
+    CREATE INDEX engagement_by_source ON engagement (source, seen_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -127,4 +127,5 @@ _FRESH = {
     "failures": 0,
     "next_fetch_at": None,
     "disabled_reason": None,
+    "cursor": None,  # a social source's cursor belongs to what it watched before
 }

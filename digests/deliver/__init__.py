@@ -6,7 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from core.config import EmailTarget, FileTarget, SlackTarget, Target
+from core.config import (
+    AppriseTarget,
+    DiscordTarget,
+    EmailTarget,
+    FileTarget,
+    SlackTarget,
+    Target,
+    TelegramTarget,
+    WebhookTarget,
+)
+from core.crashpoints import crash_point
 from core.digest import Digest
 from core.errors import TrendfinderError
 
@@ -43,6 +53,20 @@ class Progress:
     done: int = 0
     record: Callable[[int], None] = field(default=_forget)
 
+    def part_sent(self, parts: int) -> None:
+        """A multi-message target's part was accepted: record it before the next one."""
+        crash_point("deliver.part_sent")
+        self.record(parts)
+
+
+def wants(target: Target, digest: Digest) -> bool:
+    """Whether `target` takes this digest: its `min_trends` and `only_alerts` filters."""
+    if not isinstance(target, DiscordTarget | WebhookTarget | TelegramTarget | AppriseTarget):
+        return True
+    if target.only_alerts and getattr(digest, "kind", "digest") != "alert":
+        return False
+    return len(digest.trends) >= target.min_trends
+
 
 def send(
     digest: Digest, target: Target, progress: Progress | None = None, *, archive: bool = False
@@ -62,6 +86,22 @@ def send(
         from digests.deliver.slack import post_digest
 
         return post_digest(digest, target, progress, archive=archive)
+    if isinstance(target, DiscordTarget):
+        from digests.deliver.discord import post_to_discord
+
+        return post_to_discord(digest, target, progress)
+    if isinstance(target, WebhookTarget):
+        from digests.deliver.webhook import post_to_webhook
+
+        return post_to_webhook(digest, target)
+    if isinstance(target, TelegramTarget):
+        from digests.deliver.telegram import send_to_telegram
+
+        return send_to_telegram(digest, target, progress)
+    if isinstance(target, AppriseTarget):
+        from digests.deliver.apprise import notify
+
+        return notify(digest, target, progress)
     raise DeliveryError(
         f"the {target.kind} target is not available in this version", permanent=True
     )

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from core.config import USER_AGENT, SlackTarget
-from core.crashpoints import crash_point
 from core.digest import Digest
 from core.retry import retry_delay
 from digests import blockkit
@@ -85,6 +84,5 @@ def post_digest(digest: Digest, target: SlackTarget, progress: Progress, *, arch
         for index in range(progress.done, total):
             where = f"message {index + 1} of {total}" if total > 1 else "the message"
             _post(client, target.webhook_url, messages[index], where)
-            crash_point("deliver.part_sent")
-            progress.record(index + 1)
+            progress.part_sent(index + 1)
     return f"{total} message{'s' if total > 1 else ''} to Slack ({target.label})"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sample_digests as samples
 
 from core.config import FileTarget
-from digests import blockkit, render
+from digests import blockkit, discord_embeds, render, telegram_html
 from digests.deliver import send
 from digests.deliver.files import atomic_write
 
@@ -52,10 +52,14 @@ def main() -> None:
         ("text", render.text),
         ("html", render.html),
         ("slack blocks", blockkit.messages),
+        ("discord embeds", discord_embeds.messages),
+        ("telegram html", telegram_html.messages),
     ):
         small, large = timed(20, renderer, ordinary), timed(5, renderer, huge)
         print(f"{name:<18} {small:7.2f} ms  {large:8.2f} ms")
     print(f"slack messages for the huge digest: {len(blockkit.messages(huge, archive=True))}")
+    print(f"discord messages for the huge digest: {len(discord_embeds.messages(huge))}")
+    print(f"telegram messages for the huge digest: {len(telegram_html.messages(huge))}")
 
     print("\nfile target write (3 files + index + Atom feed), by digests already archived")
     for count in (int(n) for n in args.archive.split(",")):

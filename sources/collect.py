@@ -20,12 +20,20 @@ from core.items import FetchOutcome, FetchRequest
 from sources.context import FetchContext, site_tools
 from sources.feeds import fetch_feed
 from sources.http import FetchLimits, HttpClients
-from sources.sites import fetch_site
 from sources.workers import FeedParser
 
 log = logging.getLogger("trendfinder")
 
 SourceFetch = Callable[[FetchContext, FetchRequest], Awaitable[FetchOutcome]]
+
+
+async def fetch_site(context: FetchContext, request: FetchRequest) -> FetchOutcome:
+    # Imported when a cycle has a site source: its extractor and Firecrawl's client take
+    # longer to import than a cycle of feeds takes to collect.
+    from sources.sites import fetch_site
+
+    return await fetch_site(context, request)
+
 
 # One fetch per source kind; each returns a FetchOutcome for any input (site sources plug in
 # here with the same shape).

@@ -78,7 +78,8 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
     # A flat scan, token by token: deeply nested markup costs no recursion.
     while token := _TOKEN.search(html, position):
         if not skipping:
-            parts.append(unescape(html[position : token.start()]))
+            text = html[position : token.start()]
+            parts.append(unescape(text) if "&" in text else text)
         position = token.end()
         tag = token["tag"]
         if tag is None:

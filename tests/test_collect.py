@@ -322,3 +322,20 @@ def test_a_parse_that_hangs_is_stopped_and_the_queued_feeds_go_to_another_proces
     first, *queued = _stopped_worker_scenario("hang")
     assert first == "died: parsing it took longer than 1 s, so it was stopped"
     assert queued == ["ok 1", "ok 1"]
+
+
+def test_collect_waits_for_a_source_told_to_wait_unless_forced(tmp_path, feed_server):
+    """What `trendfinder collect` does (and `--force` undoes): like `run --once`, a source
+    in backoff or asked by its server to come back later is left alone."""
+    good = feed_server.add("/good", rss(("A", "https://site.example/a", "x")))
+    limited = feed_server.add_status("/limited", 429, retry_after=7200)
+    runner = open_runner(tmp_path, {"good": good, "limited": limited})
+    first = runner.collect(due_only=False, honour_backoff=True)
+    assert (first.sources_ok, first.sources_failed) == (1, 1)
+    second = runner.collect(due_only=False, honour_backoff=True)
+    assert (second.sources_unchanged, second.sources_failed, second.sources_waiting) == (1, 0, 1)
+    assert "1 waiting (backoff or Retry-After)" in second.describe()
+    assert feed_server.hits("/limited") == 1
+    forced = runner.collect(due_only=False, honour_backoff=False)
+    assert (forced.sources_failed, forced.sources_waiting) == (1, 0)
+    assert feed_server.hits("/limited") == 2

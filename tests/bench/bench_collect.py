@@ -49,7 +49,9 @@ GOAL_304_SECONDS = 0.5
 GOAL_MEMORY_MB = 300.0
 
 # A link in text or in an href/url attribute; not a namespace name (xmlns="http://...").
-_URL_HOST = re.compile(rb"""((?:>|<!\[CDATA\[|\shref=["']|\surl=["'])\s*https?://)(?=[A-Za-z0-9])""")
+_URL_HOST = re.compile(
+    rb"""((?:>|<!\[CDATA\[|\shref=["']|\surl=["'])\s*https?://)(?=[A-Za-z0-9])"""
+)
 _TITLE = re.compile(rb"(<title(?:\s[^>]*)?>)")
 
 

@@ -164,7 +164,7 @@ class _Reader:
                 self._walk(child, depth + 1, aside, entries)
             return
         if name not in _KNOWN:
-            if name.startswith(("xhtml_", "svg_", "body")) or name in ("entry", "summary"):
+            if name.startswith(("xhtml_", "svg_", "body")):
                 raise Rejected(f"<{name}>")
             if hasattr(_FeedParserMixin, f"_start_{name}") or hasattr(
                 _FeedParserMixin, f"_end_{name}"
@@ -173,7 +173,7 @@ class _Reader:
         if name in _OPAQUE:
             return
         if name == "link":
-            self._link(element, depth, context)
+            self._link(element, context)
         elif name in ("guid", "id"):
             self._guid(element, depth, context)
         elif name in _TITLES:
@@ -183,16 +183,16 @@ class _Reader:
         elif name in _CONTENTS:
             self.has_content = True
             content_type = self._type(element, _CONTENTS[name])
-            value = self._text(element, content_type)
+            value = self._text(element)
             content_type = self._guess(value, content_type)
             if context.entry:
                 context.contents.append((value, content_type))
             context.values.setdefault("summary", value)
         elif name in _DATES:
-            value = self._text(element, None)
+            value = self._text(element)
             context.dates[_DATES[name]] = _date(value)
         elif name == "ttl" and not context.entry:
-            context.values["ttl"] = self._text(element, None)
+            context.values["ttl"] = self._text(element)
         elif len(element):
             for child in element:
                 self._walk(child, depth + 1, context, entries)
@@ -223,7 +223,7 @@ class _Reader:
 
     # --- feedparser's handlers ---------------------------------------------------------
 
-    def _link(self, element: etree._Element, depth: int, context: _Context) -> None:
+    def _link(self, element: etree._Element, context: _Context) -> None:
         attrs = _attrs(element)
         href = attrs.get("url", attrs.get("uri", attrs.get("href")))
         if href:
@@ -234,7 +234,7 @@ class _Reader:
             if rel == "alternate" and _content_type(attrs.get("type", default)) in _HTML_TYPES:
                 context.values["link"] = self._resolve(attrs["href"])
             return
-        value = self._text(element, None)
+        value = self._text(element)
         if value:
             value = self._resolve(value)
         if context.entry:
@@ -245,7 +245,7 @@ class _Reader:
 
     def _guid(self, element: etree._Element, depth: int, context: _Context) -> None:
         is_link = _attrs(element).get("ispermalink", "true") == "true"
-        value = self._text(element, None)
+        value = self._text(element)
         if value and is_link:
             value = self._resolve(value)
         self._store(context, "id", value, depth, None)
@@ -254,7 +254,7 @@ class _Reader:
 
     def _title(self, element: etree._Element, depth: int, context: _Context, name: str) -> None:
         kind = self._type(element, "text/plain")
-        value = self._text(element, kind)
+        value = self._text(element)
         kind = self._guess(value, kind)
         if not -1 < self.title_depth <= depth:
             self._store(context, "title", value, depth, kind)
@@ -266,13 +266,13 @@ class _Reader:
             # feedparser reads a second description or summary as the content.
             self.has_content = True
             kind = self._type(element, "text/plain")
-            value = self._text(element, kind)
+            value = self._text(element)
             kind = self._guess(value, kind)
             if context.entry:
                 context.contents.append((value, kind))
             return
         kind = self._type(element, "text/html" if name in _DESCRIPTIONS else "text/plain")
-        value = self._text(element, kind)
+        value = self._text(element)
         # A feed's own description is its subtitle.
         key = "summary" if context.entry or name in _SUMMARIES else "subtitle"
         self._store(context, key, value, depth, self._guess(value, kind))
@@ -304,7 +304,7 @@ class _Reader:
             return "text/html"
         return kind
 
-    def _text(self, element: etree._Element, kind: str | None) -> str:
+    def _text(self, element: etree._Element) -> str:
         if len(element):
             raise Rejected(f"markup inside <{element.tag}>")
         return _clean(element.text or "")

@@ -16,12 +16,16 @@ async def main(urls: list[str]) -> None:
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
 
         async def one(url: str) -> int:
-            async with limit:
-                response = await client.get(url)
+            try:
+                async with limit:
+                    response = await client.get(url)
+            except httpx.HTTPError:
+                return -1
             return len(feedparser.parse(response.content).entries)
 
         counts = await asyncio.gather(*(one(url) for url in urls))
-    print(f"{len(urls)} feeds, {sum(counts)} entries")
+    failed = counts.count(-1)
+    print(f"{len(urls)} feeds, {sum(counts) + failed} entries, {failed} failed")
 
 
 if __name__ == "__main__":

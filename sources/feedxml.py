@@ -19,7 +19,7 @@ import contextlib
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,6 +99,8 @@ class FeedDocument:
     home: str
     entries: tuple[RawEntry, ...]
     ttl: str
+    # What feedparser would report about the charset or media type (it parses anyway).
+    encoding_problem: Exception | None = None
 
 
 @dataclass
@@ -320,8 +322,9 @@ def read_feed(body: bytes, headers: Mapping[str, str]) -> FeedDocument | None:
         return None
     result: dict[str, object] = {}
     data = convert_to_utf8(headers, body, result)
-    if result.get("bozo") or not result.get("encoding"):
+    if not result.get("encoding"):
         return None
+    problem = result.get("bozo_exception")
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError:
@@ -337,7 +340,9 @@ def read_feed(body: bytes, headers: Mapping[str, str]) -> FeedDocument | None:
         document = _Reader(str(base), atom).read(root)
     except Rejected:
         return None
-    return document if document.entries else None
+    if not document.entries:
+        return None
+    return replace(document, encoding_problem=problem if isinstance(problem, Exception) else None)
 
 
 _PARSER = etree.XMLParser(

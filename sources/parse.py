@@ -86,7 +86,9 @@ class _Document:
 def _parse_xml(body: bytes, headers: dict[str, str]) -> _Document:
     fast = read_feed(body, headers)
     if fast is not None:
-        return _Document(fast.title, fast.home, fast.entries, None, _ttl(fast.ttl))
+        problem = fast.encoding_problem
+        warning = _bozo_reason(problem) if problem else None
+        return _Document(fast.title, fast.home, fast.entries, warning, _ttl(fast.ttl))
     return _parse_with_feedparser(body, headers)
 
 
@@ -96,7 +98,7 @@ def _parse_with_feedparser(body: bytes, headers: dict[str, str]) -> _Document:
     parsed = feedparser.parse(
         body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
     )
-    warning = _bozo_reason(parsed) if parsed.get("bozo") else None
+    warning = _bozo_reason(parsed.get("bozo_exception")) if parsed.get("bozo") else None
     if not parsed.entries:
         if _is_html(body, headers.get("content-type", "")) and not parsed.get("version"):
             raise NotAFeed("got an HTML page, not a feed")
@@ -160,8 +162,7 @@ def _is_html(body: bytes, content_type: str) -> bool:
     return "html" in content_type.lower() or head.startswith(_HTML_MARKERS)
 
 
-def _bozo_reason(parsed: Any) -> str:
-    exception = parsed.get("bozo_exception")
+def _bozo_reason(exception: object) -> str:
     if isinstance(exception, CharacterEncodingOverride):
         return f"wrong or missing charset, decoded anyway: {exception}"
     if isinstance(exception, NonXMLContentType):

@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -60,7 +61,9 @@ async def collect_async(
     on_outcome: Callable[[FetchOutcome], None] | None = None,
     firecrawl: FirecrawlConfig | None = None,
 ) -> list[FetchOutcome]:
-    """Fetch every request; `on_outcome` sees each outcome as soon as it is known.
+    """Fetch every request; `on_outcome` sees each outcome as soon as it is known, and then
+    the returned outcomes leave their items out (it has them), so that a large cycle does
+    not hold every item until its end.
 
     Site sources scrape through Firecrawl when `firecrawl` is enabled."""
     overall = asyncio.Semaphore(config.concurrency)
@@ -91,6 +94,7 @@ async def collect_async(
                     outcome = await fetch_source(context, request)
             if on_outcome:
                 on_outcome(outcome)
+                return replace(outcome, items=())
             return outcome
 
         try:

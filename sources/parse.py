@@ -13,6 +13,7 @@ from typing import Any
 import feedparser
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
+from core.errors import SourceError
 from core.items import NewItem
 from sources.feedxml import as_html, read_feed
 from sources.items import RawEntry, build_items
@@ -22,7 +23,7 @@ from sources.text import html_to_text, one_line
 _HTML_MARKERS = (b"<!doctype html", b"<html")
 
 
-class NotAFeed(Exception):
+class NotAFeed(SourceError):
     """The body is not a feed; the message says what it is instead."""
 
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.config import CollectConfig
+from core.errors import SourceError
 from sources.parse import ParsedFeed, parse_feed
 from sources.parse_process import HEADER, frame
 
@@ -43,7 +44,7 @@ PARSE_TIMEOUT = 60.0
 _RETRIES = 2
 
 
-class ParserDied(Exception):
+class ParserDied(SourceError):
     """A parsing process died (killed, out of memory, stopped for taking too long) while it
     was reading this body."""
 

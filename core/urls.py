@@ -1,10 +1,11 @@
-"""URLs: canonical forms, so one article reached through different links is one item, and
-which links are safe to show a reader."""
+"""URLs: canonical forms, so one article reached through different links is one item; the
+link a reader gets, which is the publisher's less its tracking parameters; and which links
+are safe to show a reader."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 _TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "hsa_", "oly_", "__hs")
 _TRACKING_NAMES = frozenset(
@@ -42,8 +43,19 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_IN_PATH = re.compile(r'[\x00-\x20"<>`{}|\\^\x7f]')
 
 
+def _is_tracking(name: str) -> bool:
+    name = name.lower()
+    return name in _TRACKING_NAMES or name.startswith(_TRACKING_PREFIXES)
+
+
+def _escape_unsafe(text: str) -> str:
+    return _UNSAFE_IN_PATH.sub(lambda m: f"%{ord(m[0]):02X}", text)
+
+
 def canonical_url(url: str) -> str:
-    """Lower-case scheme and host, no default port, no fragment, no tracking parameters."""
+    """Lower-case scheme and host, no default port, no fragment, no tracking parameters.
+
+    An identity, not a link to show: its query is re-encoded (`?a` becomes `?a=`)."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -61,11 +73,27 @@ def canonical_url(url: str) -> str:
         [
             (key, value)
             for key, value in parse_qsl(parts.query, keep_blank_values=True)
-            if key.lower() not in _TRACKING_NAMES and not key.lower().startswith(_TRACKING_PREFIXES)
+            if not _is_tracking(key)
         ]
     )
-    path = _UNSAFE_IN_PATH.sub(lambda m: f"%{ord(m[0]):02X}", parts.path) or ("/" if host else "")
+    path = _escape_unsafe(parts.path) or ("/" if host else "")
     return urlunsplit((scheme, host, path, query, ""))
+
+
+def reader_url(url: str) -> str:
+    """The publisher's link as written, less its tracking parameters (`utm_source`, `fbclid`
+    ...); characters that would end it early in a mail, Slack or Markdown are escaped."""
+    url = url.strip()
+    head, mark, fragment = url.partition("#")
+    base, question, query = head.partition("?")
+    if question:
+        # Split by hand: parse_qsl and urlencode would rewrite what they keep.
+        kept = [
+            pair for pair in query.split("&") if not _is_tracking(unquote_plus(pair.split("=")[0]))
+        ]
+        query = "&".join(kept)
+        question = "?" if query else ""
+    return _escape_unsafe(base + question + query) + mark + _escape_unsafe(fragment)
 
 
 def is_web_url(url: str) -> bool:

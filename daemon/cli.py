@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = commands.add_parser("collect", help="collect every source now")
     collect.add_argument("--source", action="append", help="only this source (repeatable)")
+    collect.add_argument(
+        "--force", action="store_true", help="also sources in backoff or told to wait by 429/503"
+    )
     collect.set_defaults(handler=cmd_collect)
 
     digest = commands.add_parser("digest", help="build digests now, due or not")
@@ -262,7 +265,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
         start, advance, stop = _progress()
         try:
             report = runner.collect(
-                due_only=False, names=args.source, on_outcome=advance, on_start=start
+                due_only=False,
+                honour_backoff=not args.force,
+                names=args.source,
+                on_outcome=advance,
+                on_start=start,
             )
         finally:
             stop()

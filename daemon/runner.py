@@ -64,6 +64,7 @@ class Report:
     sources_ok: int = 0
     sources_unchanged: int = 0
     sources_failed: int = 0
+    sources_waiting: int = 0  # skipped: in backoff, or their server asked to wait
     new_items: int = 0
     updated_items: int = 0
     grouped_items: int = 0
@@ -84,6 +85,8 @@ class Report:
             f"{self.sources_failed} failed",
             f"{self.new_items} new items",
         ]
+        if self.sources_waiting:
+            parts.append(f"{self.sources_waiting} waiting (backoff or Retry-After)")
         if self.digests:
             parts.append(f"digests: {', '.join(self.digests)}")
         if self.deliveries_sent or self.deliveries_failed:
@@ -117,6 +120,7 @@ class Runner:
         self,
         *,
         due_only: bool = True,
+        honour_backoff: bool = False,
         names: Sequence[str] | None = None,
         on_outcome: Callable[[FetchOutcome], None] | None = None,
         on_start: Callable[[int], None] | None = None,
@@ -133,8 +137,13 @@ class Runner:
                 continue
             if state.disabled_reason:
                 continue
-            if due_only and state.next_fetch_at and state.next_fetch_at > now:
-                continue
+            if state.next_fetch_at and state.next_fetch_at > now:
+                if due_only:
+                    continue
+                if honour_backoff and state.failures:
+                    # Failing sources back off, and 429/503 answers set when to come back.
+                    report.sources_waiting += 1
+                    continue
             requests.append(
                 FetchRequest(
                     name=name,

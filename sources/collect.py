@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -24,13 +25,21 @@ from sources.hackernews import fetch_hackernews
 from sources.http import FetchLimits, HttpClients
 from sources.mastodon import fetch_mastodon
 from sources.reddit import fetch_reddit
-from sources.sites import fetch_site
 from sources.workers import FeedParser
 from sources.x import fetch_x
 
 log = logging.getLogger("trendfinder")
 
 SourceFetch = Callable[[FetchContext, FetchRequest], Awaitable[FetchOutcome]]
+
+
+async def fetch_site(context: FetchContext, request: FetchRequest) -> FetchOutcome:
+    # Imported when a cycle has a site source: its extractor and Firecrawl's client take
+    # longer to import than a cycle of feeds takes to collect.
+    from sources.sites import fetch_site
+
+    return await fetch_site(context, request)
+
 
 # One fetch per source kind; each returns a FetchOutcome for any input (site sources plug in
 # here with the same shape).
@@ -65,7 +74,9 @@ async def collect_async(
     on_outcome: Callable[[FetchOutcome], None] | None = None,
     firecrawl: FirecrawlConfig | None = None,
 ) -> list[FetchOutcome]:
-    """Fetch every request; `on_outcome` sees each outcome as soon as it is known.
+    """Fetch every request; `on_outcome` sees each outcome as soon as it is known, and then
+    the returned outcomes leave their items out (it has them), so that a large cycle does
+    not hold every item until its end.
 
     Site sources scrape through Firecrawl when `firecrawl` is enabled."""
     overall = asyncio.Semaphore(config.concurrency)
@@ -96,6 +107,7 @@ async def collect_async(
                     outcome = await fetch_source(context, request)
             if on_outcome:
                 on_outcome(outcome)
+                return replace(outcome, items=())
             return outcome
 
         try:

@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from core.config import CollectConfig, FirecrawlConfig
 from sources import netguard
-from sources.firecrawl import FirecrawlClient
 from sources.http import FetchLimits, HttpClients
 from sources.netguard import AddressPolicy
 from sources.workers import FeedParser
+
+if TYPE_CHECKING:
+    from sources.firecrawl import FirecrawlClient
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,12 @@ async def site_tools(
         link_policy = None
     else:
         link_policy = policy or netguard.is_public_address
-    client = FirecrawlClient(firecrawl) if firecrawl is not None and firecrawl.enabled else None
+    client = None
+    if firecrawl is not None and firecrawl.enabled:
+        # firecrawl-py takes a second to import: only when it is used.
+        from sources.firecrawl import FirecrawlClient
+
+        client = FirecrawlClient(firecrawl)
     async with guarded or HttpClients(config) as links_http:
         yield SiteTools(links_http=links_http, link_policy=link_policy, firecrawl=client)
 

@@ -8,9 +8,10 @@ http, https and file (redirects only ever to http or https). Shared by feed and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -72,53 +73,77 @@ TransportFactory = Callable[[ssl.SSLContext, httpx.Limits], httpx.AsyncBaseTrans
 HopCheck = Callable[[str], Awaitable[None]]
 
 
-class HttpClients:
-    """Pooled HTTP clients for one collection cycle: one small pool per origin.
+# Connections per pool. httpx's pool does work proportional to its connections squared on
+# every request (~5 ms of CPU each with 64 open), so an origin that needs more connections
+# gets several small pools instead of one large one.
+POOL_SIZE = 8
 
-    httpx's connection pool does work proportional to connections squared on every request,
-    so one shared pool of 64 connections costs ~5 ms of CPU per request. A pool per origin
-    holds at most `per_host` connections (the per-host cap bounds them anyway); all share
-    one TLS context, whose CA bundle is costly to load. A `transport` factory replaces
-    httpx's default transport (netguard's, for links found on pages).
+
+@dataclass
+class _Pool:
+    client: httpx.AsyncClient
+    busy: int = 0  # requests in flight through it
+
+
+class HttpClients:
+    """Pooled HTTP clients for one collection cycle: small pools per origin, as many as the
+    per-host cap needs, each request on the least busy one.
+
+    All share one TLS context, whose CA bundle is costly to load. A `transport` factory
+    replaces httpx's default transport (netguard's, for links found on pages).
     """
 
     def __init__(self, config: CollectConfig, transport: TransportFactory | None = None) -> None:
         self._config = config
         self._transport = transport
         self._tls = httpx.create_ssl_context()
-        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+        self._pools: dict[tuple[str, str, int | None], list[_Pool]] = {}
+        self._per_pool = min(config.per_host, POOL_SIZE)
+        self._max_pools = -(-config.per_host // self._per_pool)
 
-    def for_url(self, url: httpx.URL) -> httpx.AsyncClient:
-        origin = (url.scheme, url.host, url.port)
-        if origin not in self._clients:
-            config = self._config
-            limits = httpx.Limits(
-                max_connections=config.per_host, max_keepalive_connections=config.per_host
-            )
-            transport = self._transport(self._tls, limits) if self._transport else None
-            self._clients[origin] = httpx.AsyncClient(
-                transport=transport,
-                http2=True,
-                verify=self._tls,
-                follow_redirects=False,
-                timeout=httpx.Timeout(
-                    connect=config.connect_timeout,
-                    read=config.read_timeout,
-                    write=config.read_timeout,
-                    pool=config.timeout,
-                ),
-                limits=limits,
-                headers={"User-Agent": config.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-            )
-        return self._clients[origin]
+    @contextlib.contextmanager
+    def lease(self, url: httpx.URL) -> Iterator[httpx.AsyncClient]:
+        """A client for one request to `url`'s origin, held until its response is read."""
+        pools = self._pools.setdefault((url.scheme, url.host, url.port), [])
+        pool = min(pools, key=lambda candidate: candidate.busy, default=None)
+        if pool is None or (pool.busy >= self._per_pool and len(pools) < self._max_pools):
+            pool = _Pool(self._client())
+            pools.append(pool)
+        pool.busy += 1
+        try:
+            yield pool.client
+        finally:
+            pool.busy -= 1
+
+    def _client(self) -> httpx.AsyncClient:
+        config = self._config
+        limits = httpx.Limits(
+            max_connections=self._per_pool, max_keepalive_connections=self._per_pool
+        )
+        transport = self._transport(self._tls, limits) if self._transport else None
+        return httpx.AsyncClient(
+            transport=transport,
+            http2=True,
+            verify=self._tls,
+            follow_redirects=False,
+            timeout=httpx.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.read_timeout,
+                pool=config.timeout,
+            ),
+            limits=limits,
+            headers={"User-Agent": config.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        )
 
     async def __aenter__(self) -> HttpClients:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for pools in self._pools.values():
+            for pool in pools:
+                await pool.client.aclose()
+        self._pools.clear()
 
 
 async def fetch(
@@ -169,31 +194,56 @@ async def _follow(
     for hops in range(limits.max_redirects + 1):
         if check_hop:
             await check_hop(current)
-        response = await _send(http, current, request)
-        try:
-            location = response.headers.get("location")
-            if request.error_body and response.status_code >= 400:
-                body = await _read_body(response, _DISCARDED_BODY_LIMIT, current)
-                return _response(response, current, body, None)
-            if not 200 <= response.status_code < 300:
-                await _discard_body(response)
-            if response.status_code in _REDIRECTS and location:
-                target = str(response.url.join(location.strip()))
-                if urlsplit(target).scheme.lower() not in _WEB_SCHEMES:
-                    raise FetchError(f"redirected to {target}, which is not an http(s) address")
-                if target in seen:
-                    raise FetchError(f"redirect loop: {current} leads back to {target}")
-                permanent = permanent and response.status_code in _PERMANENT
-                seen.add(target)
-                current = target
-                continue
-            body = b""
-            if 200 <= response.status_code < 300:
-                body = await _read_body(response, limits.max_bytes, current)
-            return _response(response, current, body, current if permanent and hops else None)
-        finally:
-            await response.aclose()
+        with _leased(http, current) as (client, target):
+            response = await _send(client, target, current, request)
+            try:
+                result = await _answer(response, current, limits, request, permanent, hops)
+            finally:
+                await response.aclose()
+        if isinstance(result, HttpResponse):
+            return result
+        if result in seen:
+            raise FetchError(f"redirect loop: {current} leads back to {result}")
+        permanent = permanent and response.status_code in _PERMANENT
+        seen.add(result)
+        current = result
     raise FetchError(f"more than {limits.max_redirects} redirects (the last to {current})")
+
+
+@contextlib.contextmanager
+def _leased(http: HttpClients, url: str) -> Iterator[tuple[httpx.AsyncClient, httpx.URL]]:
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise FetchError(f"invalid URL {url}: {error}") from None
+    with http.lease(target) as client:
+        yield client, target
+
+
+async def _answer(
+    response: httpx.Response,
+    current: str,
+    limits: FetchLimits,
+    request: _Request,
+    permanent: bool,
+    hops: int,
+) -> HttpResponse | str:
+    """The response, or the http(s) address it redirects to."""
+    location = response.headers.get("location")
+    if request.error_body and response.status_code >= 400:
+        body = await _read_body(response, _DISCARDED_BODY_LIMIT, current)
+        return _response(response, current, body, None)
+    if not 200 <= response.status_code < 300:
+        await _discard_body(response)
+    if response.status_code in _REDIRECTS and location:
+        target = str(response.url.join(location.strip()))
+        if urlsplit(target).scheme.lower() not in _WEB_SCHEMES:
+            raise FetchError(f"redirected to {target}, which is not an http(s) address")
+        return target
+    body = b""
+    if 200 <= response.status_code < 300:
+        body = await _read_body(response, limits.max_bytes, current)
+    return _response(response, current, body, current if permanent and hops else None)
 
 
 def _response(
@@ -209,10 +259,10 @@ def _response(
     )
 
 
-async def _send(http: HttpClients, url: str, request: _Request) -> httpx.Response:
+async def _send(
+    client: httpx.AsyncClient, target: httpx.URL, url: str, request: _Request
+) -> httpx.Response:
     try:
-        target = httpx.URL(url)
-        client = http.for_url(target)
         method = "POST" if request.form is not None else "GET"
         built = client.build_request(method, target, headers=request.headers, data=request.form)
         return await client.send(built, stream=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from core.items import NewItem
-from core.urls import canonical_url
+from core.urls import canonical_url, reader_url
 from sources.text import html_to_text, one_line
 
 # Before this a date is a parsing accident (1970, year 1), not a publication time.
@@ -38,7 +38,8 @@ class RawEntry:
 class _Prepared:
     title: str
     text: str
-    link: str  # canonical, or "" when the entry has none
+    link: str  # canonical, or "" when the entry has none: its identity
+    reader_link: str  # the publisher's, without tracking parameters: what readers get
     guid: str
     published: datetime
     content_hash: str
@@ -72,7 +73,7 @@ def build_items(
             item_id,
             NewItem(
                 id=item_id,
-                url=entry.link or canonical_url(home or feed_url),
+                url=entry.reader_link or reader_url(home or feed_url),
                 title=entry.title,
                 text=entry.text,
                 published=entry.published,
@@ -89,15 +90,17 @@ def identity_id(identity: str) -> str:
 
 
 def _prepare(entry: RawEntry, now: datetime, max_text_chars: int) -> _Prepared | None:
-    title = one_line(entry.title)
+    title = one_line(html_to_text(entry.title))
     text = html_to_text(entry.html, max_text_chars)
     if not title and not text:
         return None
+    # The text is plain already: decoding it again would eat what looks like markup.
     title = title or one_line(text, 120)
     return _Prepared(
         title=title,
         text=text,
         link=canonical_url(entry.link) if entry.link.strip() else "",
+        reader_link=reader_url(entry.link),
         guid=entry.guid.strip(),
         published=_published(entry.published, now),
         content_hash=hashlib.sha256(f"{title}\n{text}".encode()).hexdigest(),

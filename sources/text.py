@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from html import unescape
 
@@ -34,8 +35,9 @@ _BLOCKS = frozenset(
         "hr",
     }
 )
+_END_TAG = {tag: re.compile(rf"</\s*{tag}\s*>", re.IGNORECASE) for tag in _SKIPPED}
 # Elements whose content HTML parsers read as plain text up to their closing tag.
-_RAW_TEXT_END = {tag: re.compile(rf"</\s*{tag}\s*>", re.IGNORECASE) for tag in ("script", "style")}
+_RAW_TEXT = frozenset({"script", "style"})
 # One token of markup: a start or end tag (quoted attribute values may hold ">"), or a
 # comment, declaration or processing instruction; what lies between tokens is text. Read
 # as html.parser reads real feeds, twice as fast; but no pattern crosses a "<" it did not
@@ -70,11 +72,14 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
         return clean_text(html, max_chars)
     parts: list[str] = []
     skipping = 0  # depth inside elements whose content is not prose
+    open_skipped: dict[str, int] = {}
+    closings: dict[str, list[int]] = {}  # where each skipped element's end tags are
     position = 0
     # A flat scan, token by token: deeply nested markup costs no recursion.
     while token := _TOKEN.search(html, position):
         if not skipping:
-            parts.append(unescape(html[position : token.start()]))
+            text = html[position : token.start()]
+            parts.append(unescape(text) if "&" in text else text)
         position = token.end()
         tag = token["tag"]
         if tag is None:
@@ -82,12 +87,24 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
         tag = tag.lower()
         ends = bool(token["end"]) or token[0].endswith("/>")
         starts = not token["end"]
-        if tag in _SKIPPED:
+        if tag in _RAW_TEXT:
             skipping = max(0, skipping + starts - ends)
-            if tag in _RAW_TEXT_END and starts and not ends:
+            if starts and not ends:
                 # Script and style content is not markup: it runs to the closing tag.
-                close = _RAW_TEXT_END[tag].search(html, position)
+                close = _END_TAG[tag].search(html, position)
                 position = close.start() if close else len(html)
+        elif tag in _SKIPPED:
+            if starts and not ends:
+                if tag not in closings:
+                    closings[tag] = [end.start() for end in _END_TAG[tag].finditer(html)]
+                later = len(closings[tag]) - bisect.bisect_left(closings[tag], position)
+                if later <= open_skipped.get(tag, 0):
+                    continue  # never closed: what follows it is prose after all
+                open_skipped[tag] = open_skipped.get(tag, 0) + 1
+                skipping += 1
+            elif ends and not starts and open_skipped.get(tag):
+                open_skipped[tag] -= 1
+                skipping -= 1
         elif tag in _BLOCKS:
             parts.append("\n" * (starts + ends))
     if not skipping:
@@ -96,9 +113,5 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
 
 
 def one_line(text: str, max_chars: int = 500) -> str:
-    """A title: plain text on one line."""
-    text = html_to_text(text)
-    # Most titles are one short line already, and clean_text would return them unchanged.
-    if "\n" in text or len(text) > max_chars:
-        text = clean_text(text.replace("\n", " "), max_chars)
-    return text
+    """Plain text on one line, as a title (an HTML title goes through html_to_text first)."""
+    return clean_text(text.replace("\n", " "), max_chars)

@@ -37,8 +37,20 @@ POOL_MIN_SOURCES = 64
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
+# A parse still running after this long is stopped (its process is killed): the feed fails,
+# the feeds queued behind it go to another process.
+PARSE_TIMEOUT = 60.0
+# How many times a feed queued behind one that killed its process is sent to another.
+_RETRIES = 2
+
+
 class ParserDied(SourceError):
-    """A parsing process died (killed, out of memory) while it held this body."""
+    """A parsing process died (killed, out of memory, stopped for taking too long) while it
+    was reading this body."""
+
+
+class _Requeue(Exception):
+    """The process died while this body waited behind another: send it to another one."""
 
 
 # Bodies sent to a worker ahead of its answers, so it keeps parsing while this process is
@@ -49,14 +61,19 @@ _DEPTH = 8
 class _Worker:
     """One parsing process: calls go out on its stdin, answers come back in order."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, timeout: float) -> None:
         self.process = process
         self.pending: deque[asyncio.Future[tuple[bool, object]]] = deque()
         self.alive = True
+        self._timeout = timeout
+        self._timed_out = False
+        self._loop = asyncio.get_running_loop()
+        self._head_since = self._loop.time()  # when the oldest pending body reached the front
         self._reader = asyncio.create_task(self._read_answers())
+        self._watchdog = asyncio.create_task(self._watch())
 
     @classmethod
-    async def start(cls) -> _Worker:
+    async def start(cls, timeout: float) -> _Worker:
         path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -66,13 +83,15 @@ class _Worker:
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
         )
-        return cls(process)
+        return cls(process, timeout)
 
     async def call(self, message: bytes) -> tuple[bool, object]:
         assert self.process.stdin
         if not self.alive:
             raise ParserDied("the feed parsing process died")
-        answer: asyncio.Future[tuple[bool, object]] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[tuple[bool, object]] = self._loop.create_future()
+        if not self.pending:
+            self._head_since = self._loop.time()
         self.pending.append(answer)
         try:
             self.process.stdin.write(frame(message))
@@ -91,19 +110,40 @@ class _Worker:
                 header = await self.process.stdout.readexactly(HEADER.size)
                 data = await self.process.stdout.readexactly(HEADER.unpack(header)[0])
                 answer = self.pending.popleft()
+                self._head_since = self._loop.time()
                 if not answer.cancelled():
                     answer.set_result(pickle.loads(data))  # noqa: S301 (our own child)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         self.alive = False
-        if self.pending:
-            # This body, or one queued behind it, may be what killed it: they are not
-            # retried here; a fresh worker takes the next ones.
-            log.warning("a feed parsing process died; starting a new one")
+        self._watchdog.cancel()
+        if not self.pending:
+            return
+        # The body at the front is the one it was reading: it fails; those queued behind it
+        # go to another process.
+        if self._timed_out:
+            reason = f"parsing it took longer than {self._timeout:g} s, so it was stopped"
+        else:
+            reason = "the feed parsing process died while reading it"
+        log.warning("a feed parsing process stopped (%s); starting a new one", reason)
+        head = self.pending.popleft()
+        if not head.cancelled():
+            head.set_exception(ParserDied(reason))
         while self.pending:
             answer = self.pending.popleft()
             if not answer.cancelled():
-                answer.set_exception(ParserDied("the feed parsing process died while reading it"))
+                answer.set_exception(_Requeue())
+
+    async def _watch(self) -> None:
+        """Kill the process when the body at the front has been parsing for too long."""
+        while True:
+            waited = self._loop.time() - self._head_since
+            if self.pending and waited >= self._timeout:
+                self._timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                return
+            await asyncio.sleep(max(0.05, self._timeout - waited if self.pending else 1.0))
 
     async def stop(self) -> None:
         process = self.process
@@ -116,13 +156,15 @@ class _Worker:
                 process.kill()
             await process.wait()
         await self._reader
+        self._watchdog.cancel()
 
 
 class FeedParser:
     """Parses feed bodies for one collection cycle; `await aclose()` when the cycle ends."""
 
-    def __init__(self, config: CollectConfig, sources: int) -> None:
+    def __init__(self, config: CollectConfig, sources: int, timeout: float = PARSE_TIMEOUT) -> None:
         self._config = config
+        self._timeout = timeout
         workers = config.parse_processes
         workers = (os.cpu_count() or 1) if workers is None else workers
         self._size = workers if sources >= POOL_MIN_SOURCES else 0
@@ -151,12 +193,19 @@ class FeedParser:
             "max_text_chars": self._config.max_text_chars,
         }
         message = pickle.dumps(((body, url, dict(headers), now), options), pickle.HIGHEST_PROTOCOL)
-        worker = await self._worker()
-        try:
-            ok, result = await worker.call(message)
-        finally:
-            async with self._freed:
-                self._freed.notify()
+        for attempt in range(_RETRIES + 1):
+            worker = await self._worker()
+            try:
+                ok, result = await worker.call(message)
+                break
+            except _Requeue:
+                if attempt == _RETRIES:
+                    raise ParserDied(
+                        "feed parsing processes kept dying before reaching it"
+                    ) from None
+            finally:
+                async with self._freed:
+                    self._freed.notify()
         if not ok:
             assert isinstance(result, BaseException)
             raise result
@@ -178,7 +227,7 @@ class FeedParser:
                 await self._freed.wait()
             self._starting += 1
         try:
-            worker = await _Worker.start()
+            worker = await _Worker.start(self._timeout)
         finally:
             self._starting -= 1
         self._workers.append(worker)

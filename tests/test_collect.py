@@ -277,3 +277,65 @@ def test_a_parsing_process_killed_mid_feed_fails_that_feed_only():
     died, items = asyncio.run(run())
     assert isinstance(died, ParserDied)
     assert items == 1
+
+
+def _stopped_worker_scenario(stop_how: str) -> list[str]:
+    """Three feeds queued on a parsing process that stops responding (SIGSTOP): the first
+    is what it holds; `stop_how` "kill" then kills it, "hang" leaves it to the timeout."""
+    feeds = [rss((f"Story {n}", f"https://site.example/{n}", "text")) for n in range(4)]
+    now = datetime.now(UTC)
+
+    async def run() -> list[str]:
+        before = _children()
+        parser = FeedParser(CollectConfig(parse_processes=1), 100, timeout=1.0)
+        try:
+            await parser.parse(feeds[0].encode(), "http://w/", {}, now, "warm-up")
+            (worker,) = _children() - before
+            os.kill(worker, signal.SIGSTOP)
+            parses = [
+                asyncio.create_task(parser.parse(feed.encode(), f"http://{n}/", {}, now, str(n)))
+                for n, feed in enumerate(feeds[1:], 1)
+            ]
+            await asyncio.sleep(0.2)  # all three are queued on the stopped process
+            if stop_how == "kill":
+                os.kill(worker, signal.SIGKILL)
+            results = []
+            for parse in parses:
+                try:
+                    results.append(f"ok {len((await parse).items)}")
+                except ParserDied as error:
+                    results.append(f"died: {error}")
+            return results
+        finally:
+            await parser.aclose()
+
+    return asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_a_killed_parsing_process_fails_its_feed_and_the_queued_ones_go_to_another():
+    first, *queued = _stopped_worker_scenario("kill")
+    assert first == "died: the feed parsing process died while reading it"
+    assert queued == ["ok 1", "ok 1"]
+
+
+def test_a_parse_that_hangs_is_stopped_and_the_queued_feeds_go_to_another_process():
+    first, *queued = _stopped_worker_scenario("hang")
+    assert first == "died: parsing it took longer than 1 s, so it was stopped"
+    assert queued == ["ok 1", "ok 1"]
+
+
+def test_collect_waits_for_a_source_told_to_wait_unless_forced(tmp_path, feed_server):
+    """What `trendfinder collect` does (and `--force` undoes): like `run --once`, a source
+    in backoff or asked by its server to come back later is left alone."""
+    good = feed_server.add("/good", rss(("A", "https://site.example/a", "x")))
+    limited = feed_server.add_status("/limited", 429, retry_after=7200)
+    runner = open_runner(tmp_path, {"good": good, "limited": limited})
+    first = runner.collect(due_only=False, honour_backoff=True)
+    assert (first.sources_ok, first.sources_failed) == (1, 1)
+    second = runner.collect(due_only=False, honour_backoff=True)
+    assert (second.sources_unchanged, second.sources_failed, second.sources_waiting) == (1, 0, 1)
+    assert "1 waiting (backoff or Retry-After)" in second.describe()
+    assert feed_server.hits("/limited") == 1
+    forced = runner.collect(due_only=False, honour_backoff=False)
+    assert (forced.sources_failed, forced.sources_waiting) == (1, 0)
+    assert feed_server.hits("/limited") == 2

@@ -284,39 +284,68 @@ def test_failures_back_off_exponentially_with_jitter_and_honour_the_server():
     assert next_attempt(asked, interval, 0, NOW) == NOW + timedelta(hours=5)
 
 
-def test_feedparser_sped_up_returns_exactly_what_it_returns_unchanged(shared_data, monkeypatch):
-    import feedparser.api
-    import feedparser.mixin
-    import feedparser.urls
+def atom(*entries: str) -> bytes:
+    return (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>News</title>'
+        f"<link href='https://news.example/'/>{''.join(entries)}</feed>"
+    ).encode()
 
-    memo = feedparser.mixin.make_safe_absolute_uri
-    bodies = [path.read_bytes() for path in sorted((shared_data / "feeds").glob("*/*.xml"))]
-    bodies.append(
-        b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://a.example/blog/">'
-        b"<title>A</title><entry xml:base='posts/'><title>One</title><link href='1.html'/>"
-        b"<id>tag:a,1</id><summary type='html'>&lt;p&gt;x &amp;amp; y&lt;/p&gt;\nz</summary>"
-        b"</entry><entry><title>Two</title><link href='javascript:alert(1)'/></entry></feed>"
+
+def test_a_plain_text_atom_title_keeps_what_looks_like_markup():
+    entry = (
+        "<entry><title type='text'>Generics: List&lt;T&gt; vs T[]</title>"
+        "<link href='https://news.example/g'/><id>urn:g</id></entry>"
     )
+    (found,) = parse(atom(entry))
+    assert found.title == "Generics: List<T> vs T[]"
 
-    def parse_all() -> list[tuple[object, ...]]:
-        results = []
-        for body in bodies:
-            parsed = feedparser.parse(
-                body,
-                response_headers={"content-location": "https://a.example/feed"},
-                sanitize_html=False,
-                resolve_relative_uris=False,
-            )
-            results.append((parsed.feed, parsed.entries, parsed.bozo, parsed.version))
-        return results
 
-    hits = memo.cache_info().hits  # type: ignore[attr-defined]
-    sped_up = parse_all()
-    assert memo.cache_info().hits > hits  # type: ignore[attr-defined]
-    monkeypatch.setattr(
-        feedparser.mixin,
-        "make_safe_absolute_uri",
-        feedparser.urls.make_safe_absolute_uri,
+def test_a_title_made_from_the_text_is_decoded_once():
+    (found,) = parse(
+        rss(
+            "<item><description>Use &amp;lt;b&amp;gt; sparingly</description>"
+            "<link>https://news.example/b</link></item>"
+        )
     )
-    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", [])
-    assert sped_up == parse_all()
+    assert found.text == "Use <b> sparingly"
+    assert found.title == "Use <b> sparingly"
+
+
+def test_an_unclosed_object_in_a_title_keeps_what_follows_it():
+    entry = (
+        "<entry><title type='html'>Before &lt;object&gt; after it</title>"
+        "<link href='https://news.example/o'/><id>urn:o</id></entry>"
+    )
+    (found,) = parse(atom(entry))
+    assert found.title == "Before after it"
+    # In RSS, a title with no closing tag or entity is plain text (feedparser's guess).
+    (plain,) = parse(rss(item("Before &lt;object&gt; after it", "https://news.example/o")))
+    assert plain.title == "Before <object> after it"
+    assert html_to_text("a <object>fallback</object> b") == "a b"
+
+
+def test_the_reader_gets_the_publishers_link_less_its_tracking_parameters():
+    links = [
+        "https://news.example/p?r123",
+        "https://news.example/p?id=1;page=2",
+        "https://news.example/p?utm_source=rss&amp;id=7&amp;fbclid=x",
+    ]
+    found = parse(rss(*(item(f"Story {n}", link) for n, link in enumerate(links))))
+    assert [entry.url for entry in found] == [
+        "https://news.example/p?r123",
+        "https://news.example/p?id=1;page=2",
+        "https://news.example/p?id=7",
+    ]
+    # Identity still uses the canonical form: the same article from a tracked link is one item.
+    (again,) = parse(rss(item("Story 2", "https://news.example/p?id=7&amp;utm_medium=x")))
+    assert again.id == found[2].id
+
+
+def test_an_entry_with_neither_title_nor_text_is_dropped():
+    found = parse(
+        rss(
+            "<item><link>https://news.example/empty</link></item>",
+            item("Kept", "https://news.example/kept"),
+        )
+    )
+    assert [entry.title for entry in found] == ["Kept"]

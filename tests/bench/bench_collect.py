@@ -1,22 +1,25 @@
-"""Collection speed and memory: our collector against the naive feedparser loop, one run.
+"""Collection speed as users meet it: whole processes, side by side, in one run.
 
-    python tests/bench/bench_collect.py [--feeds 1000] [--items 30] [--latency 0.05]
-                                        [--naive-sample 100]
+    python tests/bench/bench_collect.py [--origins 1,16] [--feeds 300]
+    python tests/bench/bench_collect.py --synthetic --feeds 1000 --items 30 --origins 50
+    python tests/bench/bench_collect.py --synthetic --feeds 10000 --items 30 --no-baselines
 
-A loopback FeedServer (in its own process, so it does not compete with the client for the
-GIL) serves N gzip-capable RSS feeds with ETag/Last-Modified and a per-request latency.
-Each measurement runs in a fresh child process, so its peak RSS (ru_maxrss) is its own:
+A loopback FeedServer process serves the feeds (gzip, ETag/Last-Modified, `--latency` per
+request) over `--origins` ports. By default the feeds are made from the shared real-world
+captures (../shared/data/feeds/real-world/*.xml, ~138 KB a feed as real ones are): feed n
+is capture n % 24 with its links moved to a host of its own and its titles numbered, so no
+two feeds carry the same items. `--synthetic` serves light generated feeds instead.
 
-1. our collector's first cycle (fetch, parse, store in SQLite) over every feed;
-2. a second cycle where every feed answers 304 Not Modified;
-3. a third where the server ignores conditional GET but the content is unchanged;
-4. the naive baseline: a sequential `feedparser.parse(url)` loop. Over a sample of feeds
-   (`--naive-sample`, default 100) and extrapolated to all N, since 1,000 sequential
-   requests take minutes; `--naive-sample 0` runs it over every feed.
+Each row is one process, started fresh and timed from its start to its exit:
 
-The feeds are spread over `--origins` loopback servers (ports), as real feeds come from
-many servers. They all share the host name 127.0.0.1, so the collector's per-host cap is
-raised to its global cap here, as if each origin were its own host.
+- `trendfinder collect` on a cold store (interpreter start, imports, store, fetch, parse,
+  store writes, grouping), then again on the same store, when every feed answers 304;
+- `thirty_lines.py`: httpx.AsyncClient + Semaphore(64) + feedparser.parse(bytes), no store;
+- the naive loop: `for url in urls: feedparser.parse(url)`.
+
+CPU seconds are the process's and its children's (wait4); peak memory is the largest sum
+of RSS over the process and its children (the parsing processes), sampled every 20 ms.
+The 1-minute load average is printed beside each row: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -26,41 +29,47 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
-import resource
+import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-GOAL_SPEEDUP = 10.0
-GOAL_304_SECONDS = 2.0
+CAPTURES = REPO.parent / "shared" / "data" / "feeds" / "real-world"
+BIN = Path(sys.executable).parent
+GOAL_NAIVE = 10.0
+GOAL_SCRIPT = 3.0
+GOAL_304_SECONDS = 0.5
 GOAL_MEMORY_MB = 300.0
 
+# A link in text or in an href/url attribute; not a namespace name (xmlns="http://...").
+_URL_HOST = re.compile(
+    rb"""((?:>|<!\[CDATA\[|\shref=["']|\surl=["'])\s*https?://)(?=[A-Za-z0-9])"""
+)
+_TITLE = re.compile(rb"(<title(?:\s[^>]*)?>)")
 
-@dataclass(frozen=True)
-class Measurement:
-    seconds: float
-    peak_mb: float  # the measured process and its parsing processes, together
-    detail: str
+
+def real_world_feed(n: int, captures: list[bytes]) -> bytes:
+    """Capture n % len(captures), made distinct: its own link host, numbered titles."""
+    body = captures[n % len(captures)]
+    body = _URL_HOST.sub(rb"\g<1>f%d." % n, body)
+    return _TITLE.sub(rb"\g<1>%d: " % n, body)
 
 
 def synthetic_feed(feed: int, items: int) -> bytes:
     entries = []
     for n in range(items):
-        published = format_datetime(NOW - timedelta(minutes=17 * n + feed), usegmt=True)
         entries.append(
             f"<item><title>Feed {feed} story {n}: a headline of ordinary length here</title>"
             f"<link>https://outlet{feed % 97}.example/news/{feed}/{n}?utm_source=rss</link>"
             f"<guid isPermaLink='false'>feed-{feed}-item-{n}</guid>"
-            f"<pubDate>{published}</pubDate>"
+            f"<pubDate>Fri, 27 Nov 2026 {n % 24:02d}:{feed % 60:02d}:00 GMT</pubDate>"
             f"<description>&lt;p&gt;Paragraph one of story {n} from feed {feed}, with a "
             f"few sentences of summary text as feeds usually carry. It goes on a little "
             f"to look like a real teaser.&lt;/p&gt;&lt;p&gt;And a second paragraph "
@@ -74,209 +83,205 @@ def synthetic_feed(feed: int, items: int) -> bytes:
     ).encode()
 
 
+def make_feeds(count: int, synthetic: bool, items: int) -> list[bytes]:
+    if synthetic:
+        return [synthetic_feed(n, items) for n in range(count)]
+    captures = [path.read_bytes() for path in sorted(CAPTURES.glob("*.xml"))]
+    return [real_world_feed(n, captures) for n in range(count)]
+
+
 # --- the server process ------------------------------------------------------------------
 
 
 def serve(
     conn: multiprocessing.connection.Connection,
     feeds: int,
+    synthetic: bool,
     items: int,
     latency: float,
     origins: int,
 ) -> None:
     from loopback import FeedServer
+    from loopback.feeds import sniff_content_type
 
+    bodies = make_feeds(feeds, synthetic, items)
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(FeedServer(latency=latency)) for _ in range(origins)]
         urls = [
-            servers[n % origins].add(f"/feed/{n}", synthetic_feed(n, items), gzip=True)
-            for n in range(feeds)
+            servers[n % origins].add(
+                f"/feed/{n}", body, content_type=sniff_content_type(body), gzip=True
+            )
+            for n, body in enumerate(bodies)
         ]
-        conn.send(urls)
-        while True:
-            command, value = conn.recv()
-            if command == "stop":
-                return
-            if command == "ignore_conditional":
-                for server in servers:
-                    server.ignore_conditional = value
-                conn.send("ok")
+        conn.send((urls, sum(len(body) for body in bodies)))
+        conn.recv()  # stop
 
 
-# --- measured children --------------------------------------------------------------------
+# --- measured processes -------------------------------------------------------------------
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (the parsing processes)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+@dataclass(frozen=True)
+class Row:
+    label: str
+    seconds: float
+    cpu: float
+    peak_mb: float
+    load: float
+    output: str
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _tree_rss_mb(pid: int) -> float:
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(status.split("VmRSS:")[1].split()[0])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+    return total / 1024
 
 
-class ChildMemory:
-    """Peak RSS (VmHWM) of each child process, sampled from /proc while they run.
+def run_process(label: str, command: list[str], timeout: float) -> Row:
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True
+    )
+    peak = 0.0
+    done = threading.Event()
 
-    RUSAGE_CHILDREN would count a spawned child's pre-exec moment, when it is a copy of this
-    process, so the parsing processes are read from /proc instead, and only once they run
-    their own program (their command line is no longer ours).
-    """
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, _tree_rss_mb(process.pid))
 
-    def __init__(self) -> None:
-        self.peaks: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> ChildMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        ours = Path("/proc/self/cmdline").read_bytes()
-        while not self._stop.wait(0.05):
-            for task in Path("/proc/self/task").iterdir():
-                for pid in (task / "children").read_text().split():
-                    with contextlib.suppress(OSError, ValueError, IndexError):
-                        if Path(f"/proc/{pid}/cmdline").read_bytes() == ours:
-                            continue
-                        status = Path(f"/proc/{pid}/status").read_text()
-                        kb = int(status.split("VmHWM:")[1].split()[0])
-                        self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), kb / 1024)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    assert process.stdout
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    timer.cancel()
+    done.set()
+    sampler.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    peak = max(peak, usage.ru_maxrss / 1024)
+    last = output.strip().splitlines()[-1] if output.strip() else ""
+    if process.returncode not in (0, 1):
+        last = f"exit {process.returncode}: {output.strip()[-400:]}"
+    return Row(label, seconds, usage.ru_utime + usage.ru_stime, peak, load, last)
 
 
-def our_cycle(urls: list[str], db: str, concurrency: int) -> Measurement:
-    from core.config import parse_config
-    from core.store import Store
-    from daemon.runner import Runner
-
+def write_config(folder: Path, urls: list[str]) -> Path:
     sources = "\n".join(f"  - {{name: feed-{n}, url: '{url}'}}" for n, url in enumerate(urls))
-    config = parse_config(
-        f"storage: {{path: '{db}'}}\n"
-        f"collect: {{concurrency: {concurrency}, per_host: {concurrency}}}\n"
+    path = folder / "config.yaml"
+    path.write_text(
+        f"storage: {{path: '{folder / 'store.db'}'}}\n"
+        # The origins share the host name 127.0.0.1, so the per-host cap is lifted to the
+        # global one: each origin stands for a host of its own.
+        "collect: {concurrency: 64, per_host: 64}\n"
         f"sources:\n{sources}\n"
     )
-    with Store.open(Path(db)) as store, ChildMemory() as children:
-        runner = Runner(config, store)
-        cpu_before = _cpu_seconds()
-        started = time.perf_counter()
-        report = runner.collect(due_only=False)
-        seconds = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu_before
-    own = _peak_mb()
-    detail = (
-        f"{report.sources_ok} parsed, {report.sources_unchanged} unchanged, "
-        f"{report.sources_failed} failed, {report.new_items} new items; {cpu:.1f} CPU-s"
-    )
-    if children.peaks:
-        workers = " + ".join(f"{peak:.0f}" for peak in children.peaks.values())
-        detail += f"; memory: {own:.0f} MB + parsing processes {workers} MB"
-    return Measurement(seconds, own + sum(children.peaks.values()), detail)
+    return path
 
 
-def naive_loop(urls: list[str]) -> Measurement:
-    import feedparser
-
-    cpu_before = _cpu_seconds()
-    started = time.perf_counter()
-    entries = sum(len(feedparser.parse(url).entries) for url in urls)
-    seconds = time.perf_counter() - started
-    cpu = _cpu_seconds() - cpu_before
-    detail = f"{len(urls)} feeds, {entries} entries; {cpu:.1f} CPU-s"
-    return Measurement(seconds, _peak_mb(), detail)
+NAIVE = (
+    "import sys, feedparser\n"
+    "urls = open(sys.argv[1]).read().split()\n"
+    "print(len(urls), 'feeds,', sum(len(feedparser.parse(u).entries) for u in urls), 'entries')"
+)
 
 
-def _child(conn: multiprocessing.connection.Connection, name: str, args: tuple[object, ...]):
-    conn.send({"our_cycle": our_cycle, "naive_loop": naive_loop}[name](*args))  # type: ignore[operator]
-
-
-def measure(context: multiprocessing.context.SpawnContext, name: str, *args: object) -> Measurement:
-    parent, child = context.Pipe()
-    process = context.Process(target=_child, args=(child, name, args))
-    process.start()
-    result: Measurement = parent.recv()
-    process.join()
-    return result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--feeds", type=int, default=1000)
-    parser.add_argument("--items", type=int, default=30)
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
-    parser.add_argument("--concurrency", type=int, default=64, help="collect.concurrency")
-    parser.add_argument("--origins", type=int, default=50, help="loopback servers (ports)")
-    parser.add_argument("--naive-sample", type=int, default=100, help="0: every feed")
-    args = parser.parse_args()
-
+def measure_origins(args: argparse.Namespace, origins: int) -> None:
     context = multiprocessing.get_context("spawn")
     control, server_end = context.Pipe()
     server = context.Process(
         target=serve,
-        args=(server_end, args.feeds, args.items, args.latency, args.origins),
+        args=(server_end, args.feeds, args.synthetic, args.items, args.latency, origins),
         daemon=True,
     )
     server.start()
-    urls: list[str] = control.recv()
-    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    urls, size = control.recv()
+    megabytes = size / 1e6
+    kind = f"synthetic x {args.items} items" if args.synthetic else "real-world captures"
     print(
-        f"{args.feeds} feeds x {args.items} items on {args.origins} loopback origins, "
-        f"{args.latency * 1000:.0f} ms latency per request, concurrency {args.concurrency}"
+        f"\n== {len(urls)} feeds ({kind}, {megabytes:.1f} MB) on {origins} loopback "
+        f"origin(s), {args.latency * 1000:.0f} ms latency per request"
     )
+    trendfinder = [str(BIN / "trendfinder")]
+    rows: list[Row] = []
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            db = str(Path(folder) / "bench.db")
-            first = measure(context, "our_cycle", urls, db, args.concurrency)
-            second = measure(context, "our_cycle", urls, db, args.concurrency)
-            control.send(("ignore_conditional", True))
-            control.recv()
-            third = measure(context, "our_cycle", urls, db, args.concurrency)
-            control.send(("ignore_conditional", False))
-            control.recv()
-        sample = args.naive_sample if 0 < args.naive_sample < len(urls) else len(urls)
-        naive_sampled = measure(context, "naive_loop", urls[:sample])
+        with tempfile.TemporaryDirectory() as name:
+            folder = Path(name)
+            config = write_config(folder, urls)
+            url_file = folder / "urls.txt"
+            url_file.write_text("\n".join(urls))
+            collect = [*trendfinder, "--config", str(config), "collect"]
+            rows.append(run_process("trendfinder collect, cold store", collect, args.timeout))
+            rows.append(run_process("trendfinder collect, all 304", collect, args.timeout))
+            if args.baselines:
+                script = [sys.executable, str(REPO / "tests/bench/thirty_lines.py"), str(url_file)]
+                rows.append(run_process("30-line script (httpx+feedparser)", script, args.timeout))
+                sample = args.naive_sample if 0 < args.naive_sample < len(urls) else len(urls)
+                url_file.write_text("\n".join(urls[:sample]))
+                naive = [sys.executable, "-c", NAIVE, str(url_file)]
+                row = run_process("naive feedparser loop", naive, args.timeout)
+                if sample < len(urls):
+                    scale = len(urls) / sample
+                    row = Row(
+                        f"naive loop (on {sample}, x{scale:g})",
+                        row.seconds * scale,
+                        row.cpu * scale,
+                        row.peak_mb,
+                        row.load,
+                        row.output,
+                    )
+                rows.append(row)
     finally:
-        control.send(("stop", None))
+        control.send("stop")
         server.join(timeout=10)
+    print(f"{'':<38}{'wall s':>8}{'CPU s':>8}{'CPU s/MB':>9}{'peak MB':>9}{'load':>6}  output")
+    for row in rows:
+        print(
+            f"{row.label:<38}{row.seconds:>8.2f}{row.cpu:>8.2f}{row.cpu / megabytes:>9.3f}"
+            f"{row.peak_mb:>9.0f}{row.load:>6.1f}  {row.output[:110]}"
+        )
+    cold, warm = rows[0], rows[1]
+    verdict = "ok" if max(warm.seconds, warm.cpu) < GOAL_304_SECONDS else "MISSED"
+    print(
+        f"all-304 cycle: {warm.seconds:.2f} s wall, {warm.cpu:.2f} CPU-s "
+        f"(goal < {GOAL_304_SECONDS} s) {verdict}"
+    )
+    print(
+        f"peak memory, cold cycle: {cold.peak_mb:.0f} MB (goal < {GOAL_MEMORY_MB:.0f} MB) "
+        f"{'ok' if cold.peak_mb < GOAL_MEMORY_MB else 'MISSED'}"
+    )
+    for row, goal in zip(rows[2:], (GOAL_SCRIPT, GOAL_NAIVE), strict=False):
+        ratio = row.seconds / cold.seconds
+        print(
+            f"{row.label} / trendfinder: {ratio:.1f}x (goal >= {goal:g}x) "
+            f"{'ok' if ratio >= goal else 'MISSED'}"
+        )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-    naive_seconds = naive_sampled.seconds * len(urls) / sample
-    extrapolated = f" (timed on {sample}, extrapolated)" if sample < len(urls) else ""
-    rows = [
-        ("collector, first cycle", first),
-        ("collector, all 304", second),
-        ("collector, unchanged bodies", third),
-        (f"naive feedparser loop{extrapolated}", naive_sampled),
-    ]
-    print(f"\n{'measurement':<52} {'seconds':>9} {'peak MB':>8}  detail")
-    for label, result in rows:
-        seconds = naive_seconds if result is naive_sampled else result.seconds
-        print(f"{label:<52} {seconds:>9.2f} {result.peak_mb:>8.0f}  {result.detail}")
-    speedup = naive_seconds / first.seconds
-    peak = max(result.peak_mb for _, result in rows[:3])
-    print(
-        f"\nfirst cycle vs naive: {speedup:.1f}x faster (goal >= {GOAL_SPEEDUP:.0f}x) "
-        f"{'ok' if speedup >= GOAL_SPEEDUP else 'MISSED'}"
-    )
-    print(
-        f"all-304 cycle: {second.seconds:.2f} s (goal < {GOAL_304_SECONDS:.0f} s) "
-        f"{'ok' if second.seconds < GOAL_304_SECONDS else 'MISSED'}; "
-        f"{naive_seconds / second.seconds:.0f}x faster than naive"
-    )
-    print(
-        f"unchanged-body cycle: {third.seconds:.2f} s, "
-        f"{naive_seconds / third.seconds:.0f}x faster than naive"
-    )
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(
-        f"collector peak memory: {peak:.0f} MB (goal < {GOAL_MEMORY_MB:.0f} MB) "
-        f"{'ok' if peak < GOAL_MEMORY_MB else 'MISSED'}; naive {naive_sampled.peak_mb:.0f} MB"
-    )
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--feeds", type=int, default=300)
+    parser.add_argument("--synthetic", action="store_true", help="generated light feeds")
+    parser.add_argument("--items", type=int, default=30, help="items per synthetic feed")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
+    parser.add_argument("--origins", default="1,16", help="comma-separated origin counts")
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false")
+    parser.add_argument("--naive-sample", type=int, default=0, help="0: every feed")
+    parser.add_argument("--timeout", type=float, default=300, help="per process, seconds")
+    args = parser.parse_args()
+    for origins in (int(value) for value in args.origins.split(",")):
+        measure_origins(args, origins)
 
 
 if __name__ == "__main__":

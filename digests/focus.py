@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import wordfreq
 import wordllama
 from numpy.typing import NDArray
 
@@ -29,6 +30,8 @@ FULL = 0.40
 # What a story is judged by: its most central titles and the start of its lead text.
 _TITLES = 3
 _LEAD_CHARS = 300
+# Words at least this common (Zipf scale: "news" 5.4, "world" 5.9) say nothing specific.
+_EVERYDAY = 5.4
 _FACET_SPLIT = re.compile(r"\s*(?:[,;:()]|\band\b|\bor\b|\s[-–—]\s)\s*", re.IGNORECASE)
 _FILLER = re.compile(
     r"(?i)^(?:news (?:about|on|of)|stories (?:about|on)|the|about|on|for|of|anything|"
@@ -52,13 +55,24 @@ def embed(texts: Sequence[str]) -> NDArray[np.float32]:
 
 
 def facets(focus: str) -> tuple[str, ...]:
-    """The focus cut at commas, colons and "and"/"or", each part a facet of two letters or more."""
+    """The focus cut at commas, colons and "and"/"or": the parts that say something specific.
+
+    A part made only of everyday words ("World news", "Money") is left to the focus as a
+    whole: as a facet of its own it would match any headline using the word ("world record").
+    """
     parts: list[str] = []
     for part in _FACET_SPLIT.split(" ".join(focus.split()).rstrip(".")):
         part = _FILLER.sub("", part.strip(" .!?")).strip()
-        if len(part) >= 2 and part.lower() not in {p.lower() for p in parts}:
-            parts.append(part)
+        if part.lower() in {p.lower() for p in parts} or not _specific(part):
+            continue
+        parts.append(part)
     return tuple(parts)
+
+
+def _specific(part: str) -> bool:
+    return any(
+        wordfreq.zipf_frequency(word, "en") < _EVERYDAY for word in re.findall(r"\w+", part)
+    )
 
 
 @dataclass(frozen=True)

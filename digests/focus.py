@@ -70,9 +70,7 @@ def facets(focus: str) -> tuple[str, ...]:
 
 
 def _specific(part: str) -> bool:
-    return any(
-        wordfreq.zipf_frequency(word, "en") < _EVERYDAY for word in re.findall(r"\w+", part)
-    )
+    return any(wordfreq.zipf_frequency(word, "en") < _EVERYDAY for word in re.findall(r"\w+", part))
 
 
 @dataclass(frozen=True)

@@ -342,3 +342,21 @@ def test_the_digest_of_the_shared_captures_reads_like_news(shared_data, tmp_path
         assert trend.why_it_matters.startswith(("First reported by", "Only ")), trend
     assert any("the fastest-spreading story of this digest" in t.why_it_matters for t in trends)
     assert not any("NASA" in t.title and "focus" in t.why_it_matters for t in trends)
+
+
+def test_the_models_dump_puts_the_story_that_matches_the_focus_first(tmp_path):
+    items = [
+        news_item(n, source, title, text, story=story)
+        for story, title, text in [
+            ("cake", "Village fete crowns the best sponge cake", "The judges tasted forty cakes."),
+            (
+                "un",
+                "Zelensky tells the UN Security Council Russia must face justice",
+                "Ukraine's president addressed the Security Council on Tuesday.",
+            ),
+        ]
+        for n, source in enumerate(["bbc", "sky"], start=1 if story == "cake" else 5)
+    ]
+    counter = load_counter("o200k_base", tmp_path, download=False)
+    dump = pack(scored_stories(selection(items)), counter, 20_000).dump
+    assert dump.index("Zelensky") < dump.index("sponge cake")

@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from core.config import Config, parse_config  # noqa: E402
-from core.digest import StoredItem  # noqa: E402
-from core.items import NewItem  # noqa: E402
+from core.items import NewItem, StoredItem  # noqa: E402
 from core.store import Store  # noqa: E402
 from daemon.runner import Runner  # noqa: E402
 from daemon.select import select  # noqa: E402

@@ -18,7 +18,9 @@ from core.items import StoredItem
 
 # A unit repeated in this many items of one source is furniture, not reporting.
 MIN_REPEATS = 3
-_EDGE = 2_000
+_EDGE = 800
+# Furniture is a prompt or a label, never a paragraph.
+_LONGEST = 200
 _SENTENCE_END = re.compile(r"(?<=[.!?…›])\s+(?=[\"“‘'(\[A-Z0-9])")
 _KEY = re.compile(r"[\W_]+")
 
@@ -34,7 +36,8 @@ def units(text: str) -> Iterator[str]:
 
 
 def _key(unit: str) -> str:
-    return _KEY.sub(" ", unit.lower()).strip()
+    """What two repetitions of a unit share; empty for a unit too long to be furniture."""
+    return "" if len(unit) > _LONGEST else _KEY.sub(" ", unit.lower()).strip()
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,8 @@ class Furniture:
 
     def strip(self, item: StoredItem) -> StoredItem:
         """The item with its sources' furniture taken out of its text (lines kept)."""
-        repeated = frozenset().union(
-            *(self.by_source.get(name, frozenset()) for name in item.sources)
-        )
+        sets = [self.by_source[name] for name in item.sources if self.by_source.get(name)]
+        repeated = sets[0] if len(sets) == 1 else frozenset().union(*sets)
         if not repeated:
             return item
         lines = []

@@ -29,7 +29,7 @@ from digests.newsworthy import news
 from digests.pack import Pack, PackSettings, inert, pack, split
 from digests.selection import Selection
 from digests.signals import ScoredStory, item_text, score_stories, window_stories
-from digests.similarity import rarity
+from digests.similarity import Rarity, rarity
 from digests.tokens import TokenCounter
 from digests.validate import GroundedTrend, Validated, digest_items, links, scrub, validate
 
@@ -51,10 +51,17 @@ def digest_id(profile: str, created_at: datetime) -> str:
 
 
 def scored_stories(selection: Selection) -> list[ScoredStory]:
+    return _scored(selection)[0]
+
+
+def _scored(selection: Selection) -> tuple[list[ScoredStory], Rarity]:
     """The selection's stories, best first: feed furniture stripped from every text (so the
-    model's dump and the summaries never carry it), not-news items left out."""
+    model's dump and the summaries never carry it), not-news items left out; and the
+    rarity of words across them."""
     items = news(strip_all(selection.items))
-    return score_stories(window_stories(items, selection.window_from), selection)
+    rare = rarity(item_text(item) for item in items)
+    stories = window_stories(items, selection.window_from, rare)
+    return score_stories(stories, selection), rare
 
 
 def build_offline(
@@ -65,9 +72,8 @@ def build_offline(
     analyzer: str = offline.ANALYZER,
     usage: TokenUsage | None = None,
 ) -> BuiltDigest:
-    stories = scored_stories(selection)
+    stories, rare = _scored(selection)
     chosen = offline.rank(stories, selection.profile.max_trends)
-    rare = rarity(item_text(item) for story in stories for item in story.window.items)
     trends = tuple(
         Trend(
             rank=position,

@@ -77,7 +77,7 @@ def window_stories(
 
 
 # An item is judged by its title and the start of its text.
-_ITEM_CHARS = 400
+_ITEM_CHARS = 240
 
 
 def item_text(item: StoredItem) -> str:
@@ -89,6 +89,8 @@ def _central_first(
 ) -> list[StoredItem]:
     """Members ordered by how close each is to the others (the sum of its cosines with them,
     one dot product with their sum), items published inside the window first."""
+    if len(members) == 1:
+        return members
     vectors = [rare.vector(item_text(item)) for item in members]
     total = centroid(vectors)
 

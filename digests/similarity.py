@@ -6,6 +6,7 @@ sentences, far below where a vectorizer library's setup pays for itself.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -100,8 +101,10 @@ _STOP = frozenset(
 )
 
 
-def words(text: str) -> set[str]:
-    return {word.strip("'-") for word in _WORD.findall(text.lower())} - _STOP
+# Every stage reads the same titles and leads: their words are worked out once.
+@functools.lru_cache(maxsize=200_000)
+def words(text: str) -> frozenset[str]:
+    return frozenset(word.strip("'-") for word in set(_WORD.findall(text.lower()))) - _STOP
 
 
 @dataclass(frozen=True)

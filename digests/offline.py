@@ -27,9 +27,14 @@ _SHORTEST = 30  # characters: shorter units are labels, not sentences
 _ENDINGS = (".", "!", "?", "”", '"', "’", "'", ")")
 
 
+def _finished(sentence: str) -> str:
+    """A standfirst or caption line read as a sentence: it ends with a full stop."""
+    return sentence if sentence.endswith(_ENDINGS) else sentence + "."
+
+
 def lead(text: str, limit: int = _SUMMARY_CHARS) -> str:
     """The first sentences of a text, cut at a sentence end when one is near the limit."""
-    text = " ".join(text.split())
+    text = " ".join(_finished(" ".join(line.split())) for line in text.splitlines() if line.strip())
     if len(text) <= limit:
         return text
     cut = text[:limit]
@@ -83,7 +88,7 @@ def summary(story: ScoredStory, rare: Rarity) -> str:
         if room and cosine(vector, first[2]) < _REPEATS and agreement(first) >= 1:
             chosen.append(sentence)
             break
-    return " ".join(chosen)
+    return " ".join(_finished(sentence) for sentence in chosen)
 
 
 def _when(moment: datetime) -> str:

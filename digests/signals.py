@@ -96,7 +96,8 @@ def _central_first(
 
     def centrality(index: int) -> tuple[bool, float, int, str]:
         item = members[index]
-        others = cosine(vectors[index], total) - cosine(vectors[index], vectors[index])
+        # Less its own unit-length vector: closeness to the others only.
+        others = cosine(vectors[index], total) - (1.0 if vectors[index] else 0.0)
         early = since is not None and item.published < since
         return (early, -round(others, 9), 0 if item.text else 1, item.id)
 

@@ -12,6 +12,7 @@ from digests.selection import (
     PREVIOUS_DIGESTS,
     REPORTED_HORIZON,
     Selection,
+    published_since,
     usual_rates,
 )
 
@@ -20,7 +21,7 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
     sources = config.sources_for(profile)
     names = [source.name for source in sources]
     window_from = now - profile.lookback
-    items = tuple(store.pending_items(profile.name, names, window_from))
+    items = published_since(store.pending_items(profile.name, names, window_from), window_from)
     baseline = store.items_per_source(names, window_from - BASELINE, window_from)
     return Selection(
         profile=profile,

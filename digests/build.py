@@ -24,9 +24,12 @@ from digests.ask import (
     messages_for,
     response_format,
 )
+from digests.boilerplate import strip_all
+from digests.newsworthy import news
 from digests.pack import Pack, PackSettings, inert, pack, split
 from digests.selection import Selection
-from digests.signals import ScoredStory, score_stories, window_stories
+from digests.signals import ScoredStory, item_text, score_stories, window_stories
+from digests.similarity import Rarity, rarity
 from digests.tokens import TokenCounter
 from digests.validate import GroundedTrend, Validated, digest_items, links, scrub, validate
 
@@ -48,7 +51,17 @@ def digest_id(profile: str, created_at: datetime) -> str:
 
 
 def scored_stories(selection: Selection) -> list[ScoredStory]:
-    return score_stories(window_stories(selection.items), selection)
+    return _scored(selection)[0]
+
+
+def _scored(selection: Selection) -> tuple[list[ScoredStory], Rarity]:
+    """The selection's stories, best first: feed furniture stripped from every text (so the
+    model's dump and the summaries never carry it), not-news items left out; and the
+    rarity of words across them."""
+    items = news(strip_all(selection.items))
+    rare = rarity(item_text(item) for item in items)
+    stories = window_stories(items, selection.window_from, rare)
+    return score_stories(stories, selection), rare
 
 
 def build_offline(
@@ -59,15 +72,15 @@ def build_offline(
     analyzer: str = offline.ANALYZER,
     usage: TokenUsage | None = None,
 ) -> BuiltDigest:
-    stories = scored_stories(selection)
+    stories, rare = _scored(selection)
     chosen = offline.rank(stories, selection.profile.max_trends)
     trends = tuple(
         Trend(
             rank=position,
             # Feed text, written into the digest as the analyzer's own: no links in it.
             title=scrub(story.window.items[0].title),
-            summary=scrub(offline.summary(story)),
-            why_it_matters=offline.why_it_matters(story),
+            summary=scrub(offline.summary(story, rare)),
+            why_it_matters=scrub(offline.why_it_matters(story)),
             status=story.status,
             score=story.score,
             **vars(digest_items(story.window.items)),  # items, more_items, more_outlets

@@ -40,6 +40,12 @@ class Selection:
         return max((self.window_to - self.window_from).total_seconds() / 3600, 1 / 60)
 
 
+def published_since(items: Sequence[StoredItem], since: datetime) -> tuple[StoredItem, ...]:
+    """The items published since the window opened: a feed's back catalogue, collected for
+    the first time today, is stored but is not news."""
+    return tuple(item for item in items if item.published >= since)
+
+
 def usual_rates(
     baseline: Mapping[str, int], items: Sequence[StoredItem], lookback: timedelta
 ) -> dict[str, float]:

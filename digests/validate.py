@@ -25,10 +25,9 @@ _URL = re.compile(
     r"|data:[a-z]+/[\w.+-]+[;,])\S*"
 )
 _EMAIL = re.compile(r"(?i)\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_DOMAIN = re.compile(
-    r"(?i)\b((?:[a-z0-9-]+\.)+)(com|net|org|io|co|info|biz|xyz|ru|cn|me|ly|app|dev|ai|site|"
-    r"online|top|click|link|ws|cc|tk|gg|to|sh|us|uk|de|fr)\b(/\S*)?"
-)
+# Any name.tld: new TLDs appear every year (.example, .zip, .mov), so none is listed. A TLD
+# is two or more letters, which spares version numbers ("Python 3.15") and initials ("U.S.").
+_DOMAIN = re.compile(r"(?i)\b((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+)([a-z]{2,63})\b(/\S*)?")
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,8 @@ def scrub(text: str) -> str:
     For what the model or the offline analyzer writes; a headline keeps its domains
     (`unlink`), so "Amazon.com reports earnings" still reads as written.
     """
-    return _DOMAIN.sub(lambda m: f"{m[1][:-1]}[.]{m[2]}", unlink(text))
+    # Every dot of the name: "evil.co[.]uk" would still link "evil.co".
+    return _DOMAIN.sub(lambda m: f"{m[1].replace('.', '[.]')}{m[2]}", unlink(text))
 
 
 def _refs(packs: Sequence[Pack]) -> dict[str, tuple[PackedStory, StoredItem | None]]:

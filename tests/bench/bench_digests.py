@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from core.config import Config, parse_config  # noqa: E402
-from core.digest import StoredItem  # noqa: E402
-from core.items import NewItem  # noqa: E402
+from core.items import NewItem, StoredItem  # noqa: E402
 from core.store import Store  # noqa: E402
 from daemon.runner import Runner  # noqa: E402
 from daemon.select import select  # noqa: E402
@@ -210,9 +209,10 @@ def scale_one(count: int) -> dict[str, float]:
         selection = select(store, config, profile, NOW)
         figures["select_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        stories = scored_stories(selection)
         build_offline(selection, NOW)
         figures["rank_s"] = time.perf_counter() - started
+        # The model's path scores the stories itself; a digest takes one path or the other.
+        stories = scored_stories(selection)
         counter = load_counter("o200k_base", Path(folder), download=False)
         started = time.perf_counter()
         packed = pack(stories, counter, TOKENS)

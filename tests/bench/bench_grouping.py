@@ -114,9 +114,14 @@ def streamed(
     return assigned
 
 
-def mean_scores(days: list[list[LabelledItem]], settings: GroupingSettings) -> Scores:
+def mean_scores(
+    days: list[list[LabelledItem]], module: ModuleType, settings: GroupingSettings
+) -> Scores:
     scores = [
-        bcubed(assign_stories([e.item for e in day], settings=settings).stories, truth_of(day))
+        bcubed(
+            module.assign_stories([e.item for e in day], settings=settings).stories,
+            truth_of(day),
+        )
         for day in days
     ]
     # Mean precision and mean recall over the batches (F1 is then of those means).
@@ -361,14 +366,14 @@ def quality_report(sections: list[str], before: str) -> None:
             )
         cv_report("shipped", group, GRID, labelled)
     if "dev" in sections:
-        dev_report(labelled)
+        dev_report(labelled, module_at(before) if before else None)
     if "small" in sections:
-        small_report(labelled)
+        small_report(labelled, module_at(before) if before else None)
     if "texts" in sections:
-        texts_report(labelled)
+        texts_report(labelled, module_at(before) if before else None)
 
 
-def dev_report(labelled: list[LabelledItem]) -> None:
+def dev_report(labelled: list[LabelledItem], before: ModuleType | None) -> None:
     """Every figure on the whole dev file, the data the defaults were chosen on."""
     truth = truth_of(labelled)
     print(f"UCI headlines: {len(labelled)} items, {len(set(truth.values()))} stories ({UCI_PATH})")
@@ -385,13 +390,11 @@ def dev_report(labelled: list[LabelledItem]) -> None:
             f"(best cut {cut:.2f} chosen on this data, {took:.1f}s)",
         )
     )
-    variants = {
-        "assign_stories": GroupingSettings(),
-        "assign_stories, batch-only IDF": GroupingSettings(background_documents=0),
-    }
-    for name, settings in variants.items():
+    for name, module, settings in variants(before):
         started = time.perf_counter()
-        predicted = assign_stories([entry.item for entry in labelled], settings=settings).stories
+        predicted = module.assign_stories(
+            [entry.item for entry in labelled], settings=settings
+        ).stories
         took = time.perf_counter() - started
         print(
             row(
@@ -401,22 +404,32 @@ def dev_report(labelled: list[LabelledItem]) -> None:
                 f"({len(set(predicted.values()))} groups, {took:.2f}s)",
             )
         )
+    print("\nas the daemon runs it: whole file in shuffled batches, earlier items as anchors")
+    for name, module, settings in variants(before)[: 2 if before else 1]:
+        streamed_report(name, module, labelled, settings)
 
-    streamed_report(labelled, GroupingSettings())
+
+def variants(before: ModuleType | None) -> list[tuple[str, ModuleType, GroupingSettings]]:
+    """The shipped grouping, its ablations, and the code before when it is loaded."""
+    found = [
+        ("assign_stories (shipped)", group, GroupingSettings()),
+        ("shipped without meaning vectors", group, GroupingSettings(dense_weight=0)),
+        ("shipped, batch-only IDF", group, GroupingSettings(background_documents=0)),
+    ]
+    if before is not None:
+        found.insert(0, ("before", before, before.GroupingSettings()))
+    return found
 
 
-def small_report(labelled: list[LabelledItem]) -> None:
-    variants = {
-        "assign_stories": GroupingSettings(),
-        "assign_stories, batch-only IDF": GroupingSettings(background_documents=0),
-    }
+def small_report(labelled: list[LabelledItem], before: ModuleType | None) -> None:
     sparse_days = small_sparse_days(labelled, days=50)
     tiny = tiny_batches(labelled, batches=300)
     print("\nsmall batches (BCubed, mean over batches; streamed = whole file, scored once)")
-    for name, settings in variants.items():
+    for name, module, settings in variants(before):
         precisions = [
             bcubed(
-                assign_stories([e.item for e in day], settings=settings).stories, truth_of(day)
+                module.assign_stories([e.item for e in day], settings=settings).stories,
+                truth_of(day),
             ).precision
             for day in sparse_days
         ]
@@ -425,56 +438,77 @@ def small_report(labelled: list[LabelledItem]) -> None:
             f"  sparse days (50 x 30 stories x 1-3 items): precision mean "
             f"{np.mean(precisions):.3f}, worst day {min(precisions):.3f}"
         )
-        print(f"  tiny batches (300 x 2 stories x 2 items):  {mean_scores(tiny, settings)}")
+        print(f"  tiny batches (300 x 2 stories x 2 items):  {mean_scores(tiny, module, settings)}")
 
 
-def texts_report(labelled: list[LabelledItem]) -> None:
+def texts_report(labelled: list[LabelledItem], before: ModuleType | None) -> None:
     """The same headlines with 150-200-word texts (story words, common English, and boilerplate
     that half the sources and a fifth of all items carry), against texts without boilerplate."""
-    print("\nwith texts (tests/bench/synthetic.py with_texts; BCubed)")
+    print(
+        f"\nwith texts (tests/bench/synthetic.py with_texts; BCubed; daemon = batches of "
+        f"{DAEMON_BATCH}, {DAEMON_SHUFFLES} shuffles)"
+    )
+    settings_variants = [
+        ("shipped", group, GroupingSettings()),
+        ("shipped, reading 1,500 characters", group, GroupingSettings(text_max_chars=1500)),
+    ]
+    if before is not None:
+        settings_variants.insert(0, ("before", before, before.GroupingSettings()))
     for name, variant in (
         ("texts with boilerplate", with_texts(labelled)),
         ("texts without boilerplate", with_texts(labelled, boilerplate=False)),
     ):
         truth = truth_of(variant)
-        started = time.perf_counter()
-        whole = bcubed(assign_stories([e.item for e in variant]).stories, truth)
-        took = time.perf_counter() - started
-        precisions = [
-            bcubed(assign_stories([e.item for e in day]).stories, truth_of(day)).precision
-            for day in small_sparse_days(variant, days=50)
-        ]
-        scores = [
-            bcubed(streamed(variant, 50, GroupingSettings(), seed), truth) for seed in range(4)
-        ]
-        print(
-            f"  {name:<26} all at once {whole} ({took:.1f}s)  batches of 50: mean "
-            f"P={np.mean([x.precision for x in scores]):.3f} "
-            f"R={np.mean([x.recall for x in scores]):.3f} "
-            f"F1={np.mean([x.f1 for x in scores]):.3f}  sparse days: precision mean "
-            f"{np.mean(precisions):.3f}, worst {min(precisions):.3f}"
-        )
+        for grouping, module, settings in settings_variants:
+            started = time.perf_counter()
+            whole = bcubed(
+                module.assign_stories([e.item for e in variant], settings=settings).stories,
+                truth,
+            )
+            took = time.perf_counter() - started
+            precisions = [
+                bcubed(
+                    module.assign_stories([e.item for e in day], settings=settings).stories,
+                    truth_of(day),
+                ).precision
+                for day in small_sparse_days(variant, days=50)
+            ]
+            # The daemon passes cost most; they run for the shipped settings only.
+            daemon = (
+                mean_of(
+                    [
+                        bcubed(streamed(variant, DAEMON_BATCH, settings, seed, module), truth)
+                        for seed in range(DAEMON_SHUFFLES)
+                    ]
+                )
+                if grouping == "shipped"
+                else ""
+            )
+            print(
+                f"  {name:<26} {grouping:<34} all at once {whole} ({took:.1f}s)  daemon: "
+                f"{daemon or '-':<28}  sparse days: precision mean "
+                f"{np.mean(precisions):.3f}, worst {min(precisions):.3f}"
+            )
 
 
-def streamed_report(labelled: list[LabelledItem], settings: GroupingSettings) -> None:
+def streamed_report(
+    name: str, module: ModuleType, labelled: list[LabelledItem], settings: GroupingSettings
+) -> None:
     """The grouping step as the daemon runs it: the file arrives in batches, each grouped with
-    all earlier items as anchors. Four shuffles per batch size, since the order matters."""
+    all earlier items as anchors, in batches of 50 (as the README's earlier figures). Two
+    shuffles, since the order matters."""
     truth = truth_of(labelled)
-    whole = bcubed(assign_stories([e.item for e in labelled], settings=settings).stories, truth)
-    print("\nas the daemon runs it: whole file in shuffled batches, earlier items as anchors")
-    print(f"  {'all at once':<22} {whole}")
-    for batch in (10, 50, 200, 1000):
+    for batch in (50,):
         started = time.perf_counter()
-        scores = [bcubed(streamed(labelled, batch, settings, seed), truth) for seed in range(4)]
+        scores = [
+            bcubed(streamed(labelled, batch, settings, seed, module), truth)
+            for seed in range(DAEMON_SHUFFLES)
+        ]
         took = (time.perf_counter() - started) / len(scores)
-        mean = Scores(
-            float(np.mean([score.precision for score in scores])),
-            float(np.mean([score.recall for score in scores])),
-        )
         print(
-            f"  {f'batches of {batch:,}':<22} mean {mean}  "
+            f"  {name:<34} {f'batches of {batch:,}':<16} mean {mean_of(scores)}  "
             f"F1 per shuffle {' '.join(f'{score.f1:.3f}' for score in scores)}  "
-            f"({took:.1f}s per pass)"
+            f"({took:.1f}s per pass, load average {load_average()})"
         )
 
 
@@ -486,26 +520,27 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def scale_child(size: int, texts: bool) -> None:
+def scale_child(size: int, texts: bool, lexical_only: bool) -> None:
     """Runs in a subprocess: group one synthetic day and print timings as JSON."""
     day = synthetic_day(load_uci(), size, seed=1)
     if texts:
         day = with_texts(day, seed=1)
     items = [entry.item for entry in day]
+    settings = GroupingSettings(dense_weight=0) if lexical_only else GroupingSettings()
     before = peak_rss_mb()
     started = time.perf_counter()
-    predicted = assign_stories(items).stories
+    predicted = assign_stories(items, settings=settings).stories
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
     # A second, traced run measures what grouping itself allocates (numpy included).
     tracemalloc.start()
-    assign_stories(items)
+    assign_stories(items, settings=settings)
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     # One collection run as the daemon makes it: 50 new items, everything else as anchors.
     anchors = [(item, predicted[item.item_id]) for item in items[50:]]
     started = time.perf_counter()
-    assign_stories(items[:50], anchors)
+    assign_stories(items[:50], anchors, settings=settings)
     incremental_seconds = time.perf_counter() - started
     truth = truth_of(day)
     print(
@@ -526,22 +561,25 @@ def scale_child(size: int, texts: bool) -> None:
     )
 
 
-def scale_report(sizes: list[int], texts: bool) -> None:
+def scale_report(sizes: list[int], texts: bool, lexical_only: bool = False) -> None:
     kind = "with 150-200-word texts" if texts else "headlines only"
+    kind += ", without meaning vectors (dense_weight=0)" if lexical_only else ""
     print(
         f"\nscale (synthetic days from UCI headlines, {kind}; "
         "peak = whole process VmHWM, allocated = tracemalloc peak of assign_stories alone)"
     )
     for size in sizes:
         output = subprocess.run(
-            [sys.executable, __file__, "--scale-child", str(size)] + (["--texts"] if texts else []),
+            [sys.executable, __file__, "--scale-child", str(size)]
+            + (["--texts"] if texts else [])
+            + (["--lexical-only"] if lexical_only else []),
             check=True,
             capture_output=True,
             text=True,
         ).stdout
         r = json.loads(output)
         print(
-            f"{r['size']:>7,} items  {r['seconds']:6.2f}s  "
+            f"{r['size']:>7,} items  {r['seconds']:6.2f}s  (load average {load_average()})  "
             f"(50 new + {r['size'] - 50:,} anchors {r['incremental_seconds']:.2f}s)  "
             f"peak {r['peak_mb']:4.0f} MB "
             f"(before grouping {r['before_mb']:.0f} MB, allocated {r['traced_mb']:.0f} MB)  "
@@ -556,6 +594,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 50_000])
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--texts", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lexical-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--before", default=BEFORE, help="git revision of the code before ('' to skip it)"
     )
@@ -564,11 +603,12 @@ def main() -> None:
     if not UCI_PATH.is_file():
         sys.exit(f"UCI data not found at {UCI_PATH}")
     if args.scale_child:
-        scale_child(args.scale_child, args.texts)
+        scale_child(args.scale_child, args.texts, args.lexical_only)
         return
     quality_report(args.sections, args.before)
     if "scale" in args.sections:
         scale_report(args.sizes, texts=False)
+        scale_report(args.sizes, texts=False, lexical_only=True)
         scale_report(args.sizes, texts=True)
 
 

@@ -76,8 +76,9 @@ class GroupingSettings:
 
     # Title-vector cosine at or above which two items are near-duplicates and joined outright.
     near_duplicate_similarity: float = 0.8
-    # Texts whose normalised openings match over this many characters are wire copies.
-    text_fingerprint_chars: int = 300
+    # Texts with the same distinctive words (the rarest shared ones, the source's furniture
+    # dropped), at least this many, are wire copies: how a text opens does not decide it.
+    text_fingerprint_terms: int = 8
     # Centroid cosine needed to merge two single items.
     pair_similarity: float = 0.4
     # Centroid cosine needed as the larger of the two groups grows large.
@@ -165,8 +166,7 @@ def assign_stories(
     items = [item for item, _ in entries]
     stories = [story for _, story in entries]
 
-    vectors, terms = _item_vectors(items, settings)
-    specificity = _specificity(terms)
+    vectors, specificity, fingerprints = _item_vectors(items, settings)
     evidence = vectors.copy()
     evidence.data = (specificity[evidence.indices] > 0).astype(np.float64)
     evidence.eliminate_zeros()
@@ -176,7 +176,7 @@ def assign_stories(
         evidence=evidence,
         specificity=specificity,
     )
-    labels = _near_duplicate_labels(items, vectors, settings)
+    labels = _near_duplicate_labels(items, vectors, fingerprints, settings)
     for _ in range(settings.max_merge_rounds):
         merged = _merge_round(features, labels, settings)
         if np.array_equal(merged, labels):
@@ -339,9 +339,10 @@ def _source_words(source: str) -> frozenset[str]:
 
 def _item_vectors(
     items: list[GroupInput], settings: GroupingSettings
-) -> tuple[sp.csr_matrix, list[str]]:
+) -> tuple[sp.csr_matrix, NDArray[np.float64], sp.csr_matrix]:
     """One L2-normalised TF-IDF row per item over its title words and a few of its text words,
-    and the term of each column.
+    the specificity of each column's word, and each item's text fingerprint: a unit row over
+    its rarest text words (none when it has fewer than `text_fingerprint_terms`).
 
     Title words count with sublinear tf. Text words count once each, at `text_weight`: a word
     the text repeats thirty times is still one word of the story. Of the text words not in the
@@ -368,24 +369,30 @@ def _item_vectors(
         (counted[term] for term in terms), dtype=np.int64, count=len(terms)
     )
     idf = _idf(terms, document_frequency, len(items), settings)
+    specificity = _specificity(terms, document_frequency, len(items), settings)
     rarity = dict(zip(terms, idf.tolist(), strict=True))
     distinctive = -math.log(settings.text_max_share)
 
     indptr = [0]
+    fingerprint_indptr = [0]
+    fingerprint_indices: list[int] = []
     indices: list[int] = []
     weights: list[float] = []
     for title, text in zip(titles, texts, strict=True):
         counts: dict[str, float] = {term: float(count) for term, count in title.items()}
         for term in text & title.keys():
             counts[term] += settings.text_weight
-        extra = sorted(
-            (
-                term
-                for term in text - title.keys()
-                if rarity[term] >= distinctive and counted[term] > 1
-            ),
+        rare = sorted(
+            (term for term in text if rarity[term] >= distinctive),
             key=lambda term: (-rarity[term], term),
         )
+        # Words no other item has stay in the fingerprint: two texts that share only their
+        # boilerplate differ in them, two copies of one text do not.
+        fingerprint = rare[: settings.text_max_terms]
+        if len(fingerprint) >= settings.text_fingerprint_terms:
+            fingerprint_indices += [vocabulary[term] for term in fingerprint]
+        fingerprint_indptr.append(len(fingerprint_indices))
+        extra = [term for term in rare if term not in title and counted[term] > 1]
         for term in extra[: settings.text_max_terms]:
             counts[term] = settings.text_weight
         for term, count in counts.items():
@@ -398,7 +405,15 @@ def _item_vectors(
     )
     matrix.sort_indices()
     matrix.data *= (idf + 1.0)[matrix.indices]
-    return _normalise_rows(matrix), terms
+    fingerprints = sp.csr_matrix(
+        (
+            np.ones(len(fingerprint_indices)),
+            np.array(fingerprint_indices, dtype=np.int64),
+            np.array(fingerprint_indptr),
+        ),
+        shape=(len(items), len(vocabulary)),
+    )
+    return _normalise_rows(matrix), specificity, _normalise_rows(fingerprints)
 
 
 def _drop_furniture(
@@ -478,18 +493,42 @@ def _background_key(term: str) -> str:
 # frequencies: "best", "world") to 1 for one in this share or fewer (names, rare words).
 _GENERIC_SHARE = 0.01
 _SPECIFIC_SHARE = 0.0001
+# The same in the batch: a word in a fifth of its items is no evidence, one in a tenth is.
+_TOPIC_SHARE = 0.2
+_STORY_SHARE = 0.1
 
 
-def _specificity(terms: list[str]) -> NDArray[np.float64]:
-    """How much a shared word says that two items are the same story, 0 to 1, from how rare
-    it is in general English: sharing "gas" or "tips" says little, sharing "Snowden" much."""
+def _specificity(
+    terms: list[str],
+    document_frequency: NDArray[np.int64],
+    documents: int,
+    settings: GroupingSettings,
+) -> NDArray[np.float64]:
+    """How much a shared word says that two items are the same story, 0 to 1: sharing "gas"
+    or "tips" says little, sharing "Snowden" much. The lower of two readings: how rare the
+    word is in general English, and how rare it is in this batch (its share blended with
+    English as in the IDF, so a small batch is read mostly by English): a word that a fifth
+    of a day's items carry is the day's topic or a feed's template, not one story."""
     background = _background_document_fraction()
-    share = np.fromiter(
+    prior = np.fromiter(
         (background.get(_background_key(term), _UNSEEN_FRACTION) for term in terms),
         dtype=np.float64,
         count=len(terms),
     )
-    low, high = -math.log(_GENERIC_SHARE), -math.log(_SPECIFIC_SHARE)
+    pseudo = settings.background_documents
+    batch = (document_frequency + pseudo * prior) / (documents + pseudo)
+    result: NDArray[np.float64] = np.minimum(
+        _rarity_scale(prior, _GENERIC_SHARE, _SPECIFIC_SHARE),
+        _rarity_scale(batch, _TOPIC_SHARE, _STORY_SHARE),
+    )
+    return result
+
+
+def _rarity_scale(
+    share: NDArray[np.float64], generic: float, specific: float
+) -> NDArray[np.float64]:
+    """0 at `generic` share or more, 1 at `specific` or less, linear in the log between."""
+    low, high = -math.log(generic), -math.log(specific)
     result: NDArray[np.float64] = np.clip((-np.log(share) - low) / (high - low), 0.0, 1.0)
     return result
 
@@ -581,24 +620,26 @@ def _similar_pairs(
 
 
 def _near_duplicate_labels(
-    items: list[GroupInput], vectors: sp.csr_matrix, settings: GroupingSettings
+    items: list[GroupInput],
+    vectors: sp.csr_matrix,
+    fingerprints: sp.csr_matrix,
+    settings: GroupingSettings,
 ) -> NDArray[np.int64]:
-    """Join items with the same title words or text opening, or near-identical vectors; each
-    item is labelled with the smallest index in its group."""
+    """Join items with the same title words, or near-identical vectors or text fingerprints
+    (wire copies, whatever their headlines); each item is labelled with the smallest index in
+    its group."""
     keyed_firsts: list[int] = []
     keyed_seconds: list[int] = []
     first_with_key: dict[str, int] = {}
     for index, item in enumerate(items):
-        text = item.text[: settings.text_max_chars]
-        text_key = _fold(" ".join(text.split()))[: settings.text_fingerprint_chars]
-        keys = [" ".join(_words(item.title, frozenset()))]
-        if len(text_key) == settings.text_fingerprint_chars:
-            keys.append("text:" + text_key)
-        for key in keys:
-            if key:
-                keyed_firsts.append(first_with_key.setdefault(key, index))
-                keyed_seconds.append(index)
-    firsts, seconds, _ = _similar_pairs(vectors, settings.near_duplicate_similarity, settings)
+        key = " ".join(_words(item.title, frozenset()))
+        if key:
+            keyed_firsts.append(first_with_key.setdefault(key, index))
+            keyed_seconds.append(index)
+    vector_pairs = _similar_pairs(vectors, settings.near_duplicate_similarity, settings)
+    text_pairs = _similar_pairs(fingerprints, settings.near_duplicate_similarity, settings)
+    firsts = np.concatenate([vector_pairs[0], text_pairs[0]])
+    seconds = np.concatenate([vector_pairs[1], text_pairs[1]])
     count = len(items)
     edges = sp.csr_matrix(
         (
@@ -764,6 +805,7 @@ def _agglomerate(
             neighbours[first][other] = combined
             neighbours[other][first] = combined
         neighbours[second] = {}
+
         if len(evidence[first]) < len(evidence[second]):
             evidence[first], evidence[second] = evidence[second], evidence[first]
         kept = evidence[first]

@@ -694,9 +694,9 @@ def _merge_round(
     dots = (1.0 - weight) * cosines * norms[firsts] * norms[seconds]
     self_similarity = (1.0 - weight) * norms**2
     if weight:
-        dense_sums = np.asarray(membership @ features.dense, dtype=np.float64)
+        dense_sums = np.asarray(membership @ features.dense, dtype=np.float32)
         dots += weight * _row_dots(dense_sums, firsts, seconds)
-        self_similarity += weight * np.einsum("ij,ij->i", dense_sums, dense_sums)
+        self_similarity += weight * np.einsum("ij,ij->i", dense_sums, dense_sums).astype(np.float64)
     merged_into = _agglomerate(
         sizes=np.bincount(group_of_item, minlength=group_count).tolist(),
         self_similarity=self_similarity.tolist(),
@@ -709,7 +709,7 @@ def _merge_round(
 
 
 def _row_dots(
-    rows: NDArray[np.float64], firsts: NDArray[np.int64], seconds: NDArray[np.int64]
+    rows: NDArray[np.float32], firsts: NDArray[np.int64], seconds: NDArray[np.int64]
 ) -> NDArray[np.float64]:
     """rows[firsts[k]] . rows[seconds[k]] for every k, in chunks that bound the memory."""
     out = np.empty(len(firsts), dtype=np.float64)

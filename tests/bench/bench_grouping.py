@@ -486,7 +486,7 @@ def texts_report(labelled: list[LabelledItem], before: ModuleType | None) -> Non
             )
             print(
                 f"  {name:<26} {grouping:<34} all at once {whole} ({took:.1f}s)  daemon: "
-                f"{daemon or '-':<28}  sparse days: precision mean "
+                f"{str(daemon) if daemon else '-':<28}  sparse days: precision mean "
                 f"{np.mean(precisions):.3f}, worst {min(precisions):.3f}"
             )
 

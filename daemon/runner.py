@@ -252,12 +252,16 @@ class Runner:
             settings=GROUPING,
         )
         crash_point("group.assigning")
-        self.store.assign_stories(assignment.stories, assignment.merged, now)
+        # Merges, splits and new items land together: no run leaves half a regrouping.
+        with self.store.transaction():
+            self.store.assign_stories(assignment.stories, assignment.merged, now)
+            self.store.move_items(assignment.moved, now)
         crash_point("group.assigned")
         log.info(
-            "grouped %d new items into stories, merged %d stories",
+            "grouped %d new items into stories, merged %d stories, moved %d items in splits",
             len(assignment.stories),
             len(assignment.merged),
+            len(assignment.moved),
         )
         return len(assignment.stories)
 

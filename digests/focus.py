@@ -3,24 +3,22 @@
 A profile's focus ("Technology for software engineers: software releases, apps, devices,
 platforms, AI and security") is cut into facets ("software releases", "apps", ...). A story
 matches when its text is close in meaning to the focus or to one of its facets, measured
-with WordLlama's static embeddings: the model ships inside the wheel (16 MB), needs no
-network, and embeds ten thousand headlines in about a second on one core. A shared word is
-not enough: "world" in a NASA headline does not make it world news.
+with the meaning vectors of digests/meaning.py. A shared word is not enough: "world" in a
+NASA headline does not make it world news.
 tests/bench/bench_focus.py measures precision@10 and recall on tests/data/relevance.json.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import wordfreq
-import wordllama
 from numpy.typing import NDArray
+
+from digests.meaning import embed
 
 # Cosine similarity (WordLlama, 256 dimensions) at which a story matches a focus or a facet,
 # and where relevance saturates; chosen on half of the labelled items
@@ -37,21 +35,6 @@ _FILLER = re.compile(
     r"(?i)^(?:news (?:about|on|of)|stories (?:about|on)|the|about|on|for|of|anything|"
     r"everything|all)\s+"
 )
-
-
-@functools.cache
-def _model() -> wordllama.WordLlama:
-    return wordllama.WordLlama.load(
-        cache_dir=Path(wordllama.__file__).parent, disable_download=True
-    )
-
-
-def embed(texts: Sequence[str]) -> NDArray[np.float32]:
-    """Unit vectors, one row per text (zeros for an empty text)."""
-    if not texts:
-        return np.zeros((0, 256), dtype=np.float32)
-    vectors = _model().embed(list(texts), norm=True)
-    return np.nan_to_num(np.asarray(vectors, dtype=np.float32))
 
 
 def facets(focus: str) -> tuple[str, ...]:

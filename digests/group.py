@@ -1,33 +1,40 @@
 """Story grouping: decide which news items are about the same story.
 
-Pure functions, no I/O beyond reading the English word frequencies that ship with `wordfreq`.
-Items become TF-IDF vectors over their title words plus a few distinctive words of the start of
-their text: each text word counts once, only the rarest 30 that another item shares and that
-few items contain, and never a line that most of one source's items carry (a wire footer, a
+Pure functions, no I/O beyond reading the English word frequencies that ship with `wordfreq`
+and the 16 MB meaning model that ships inside the `wordllama` wheel (loaded offline).
+Items become TF-IDF vectors over their title words plus a few distinctive words of their
+text: each text word counts once, only the rarest 30 that another item shares and that few
+items contain, and never a line that most of one source's items carry (a wire footer, a
 byline). Long texts thus add evidence without making every item look like every other. The IDF
 blends the batch's document frequencies with general English ones, so weights do not hinge on
-the batch size: a collection run often brings only a few dozen items. Two passes then build the
-groups:
+the batch size: a collection run often brings only a few dozen items. Beside the words, each
+title gets a 256-dimensional meaning vector (wordllama), which tells paraphrases apart from
+headlines that merely share a word; the cosine of two items is a weighted sum of both. Two
+passes then build the groups:
 
 1. Near-duplicates (wire copies, identical or near-identical titles or text) are joined outright.
 2. Groups are merged agglomeratively by the cosine between their summed vectors (centroid
-   cosine). A pair of single items must clear a strict bar, but the bar falls towards
-   ``merge_similarity`` as the larger group grows, because a big group's centroid is a much
-   steadier signal than one headline. This is what lets a 200-headline story with drifting
-   vocabulary come together while two unrelated headlines that share a word stay apart.
+   cosine), so a candidate is always compared with a story as a whole, never with whichever
+   member it happens to resemble. A pair of single items must clear a strict bar, and the
+   bar falls towards ``merge_similarity`` as the larger group grows, because a big group's
+   centroid is a much steadier signal than one headline. Below the strict bar a merge also
+   needs specific evidence at both groups' cores: words that most members of each have and
+   that are rare in general English (names, places, rare words), not one topic word such as
+   "gas", "best" or "review". This is what lets a 200-headline story with drifting
+   vocabulary come together while a topic bucket breaks into its stories and a headline
+   bridging two stories does not chain them together.
 
 Candidate pairs come from a sparse matrix product computed in row blocks of bounded size, and
 each item or group keeps its 100 most similar others, so a story of thousands of near-identical
-items costs thousands of pairs rather than millions (on the UCI file a cut at 100 leaves every
-figure unchanged; one at 30 cost 0.005 BCubed precision). The merge pass
-runs in rounds; each round recomputes the group vectors exactly, so a similarity dropped below
-the candidate floor in one round is seen again in the next.
+items costs thousands of pairs rather than millions. The merge pass runs in rounds; each round
+recomputes the group vectors exactly, so a similarity dropped below the candidate floor in one
+round is seen again in the next.
 
 The daemon groups incrementally: each run brings new items plus the last days' items with their
 story ids (anchors). Both are grouped afresh, as if they had arrived at once, and the groups are
-then reconciled with the existing stories, which may merge but are never split. Grouping afresh
-rather than growing the old stories keeps an early, thin story from locking in: on the UCI file
-fed in batches of 50 this lifts BCubed F1 from 0.79 to 0.85 (all at once: 0.865).
+then reconciled with the existing stories (`_reconcile`), which may merge, and split when
+their anchors stop cohering (often a merge made on thin early evidence): the part with most
+members keeps the id. Cross-validated by story on the UCI dev headlines, see the README.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -49,6 +56,8 @@ import scipy.sparse as sp
 import wordfreq
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components
+
+from digests.meaning import embed
 
 
 @dataclass(frozen=True)
@@ -62,18 +71,22 @@ class GroupInput:
 
 @dataclass(frozen=True)
 class GroupingSettings:
-    """Shipped defaults, picked by a small sweep on the UCI dev headlines (tests/bench)."""
+    """Shipped defaults: the two similarity bars and `min_evidence` are the grid point with the
+    best cross-validated figure on the UCI dev headlines (tests/bench/bench_grouping.py)."""
 
     # Title-vector cosine at or above which two items are near-duplicates and joined outright.
     near_duplicate_similarity: float = 0.8
-    # Texts whose normalised openings match over this many characters are wire copies.
-    text_fingerprint_chars: int = 300
+    # Texts with the same distinctive words (the rarest shared ones, the source's furniture
+    # dropped), at least this many, are wire copies: how a text opens does not decide it.
+    text_fingerprint_terms: int = 8
     # Centroid cosine needed to merge two single items.
-    pair_similarity: float = 0.35
+    pair_similarity: float = 0.4
     # Centroid cosine needed as the larger of the two groups grows large.
-    merge_similarity: float = 0.18
+    merge_similarity: float = 0.2
     # Group pairs below this centroid cosine are not considered within a round.
     candidate_similarity: float = 0.15
+    # Rounds after the first re-examine pairs the gate or the floor held back. Each costs
+    # seconds at 50k items; a cap at 4 cost 0.002 cross-validated BCubed F1 (0.880 -> 0.878).
     max_merge_rounds: int = 8
     # How many documents the background word frequencies count as in the IDF. A batch much
     # smaller than this is weighted mostly by general English, a much larger one by itself.
@@ -92,6 +105,17 @@ class GroupingSettings:
     # A text word in more than half of one source's items is that source's furniture (a wire
     # footer, a byline, a "subscribe" line), once the batch has this many of its items.
     furniture_min_items: int = 4
+    # Share of the cosine that comes from the meaning of the titles (wordllama's in-wheel
+    # 256-dimensional vectors) rather than from their words; 0 skips the model.
+    dense_weight: float = 0.5
+    # Specific evidence two groups must share to merge below `pair_similarity`: the
+    # specificity (0 for a common English word such as "best" or "gas", up to 1 for a name or
+    # a rare word) summed over the words at both groups' cores (see `_shared_evidence`). One
+    # generic topic word is not a story.
+    min_evidence: float = 0.5
+    # An anchor story whose anchors the fresh grouping puts in different groups splits: a
+    # part of at least this many anchors moves to that group's story; smaller parts stay.
+    split_min_items: int = 2
     # Each item or group keeps links to at most this many most similar others per pass, so a
     # story of thousands of near-identical items costs thousands of links, not millions.
     max_neighbours: int = 100
@@ -106,11 +130,14 @@ class Assignment:
 
     `stories` maps every new item id to its story id. `merged` maps each anchor story that the
     run folded into another to the story id that survives (never itself a merged story); every
-    item of a merged story, in the anchors or older, now belongs to the survivor.
+    item of a merged story, in the anchors or older, now belongs to the survivor. `moved` maps
+    anchors that leave their story (a split) to the story they now belong to, an existing one
+    or a new one; it applies after `merged`.
     """
 
     stories: Mapping[str, str]
     merged: Mapping[str, str]
+    moved: Mapping[str, str] = field(default_factory=dict)
 
 
 def assign_stories(
@@ -141,10 +168,19 @@ def assign_stories(
     items = [item for item, _ in entries]
     stories = [story for _, story in entries]
 
-    vectors = _item_vectors(items, settings)
-    labels = _near_duplicate_labels(items, vectors, settings)
+    vectors, specificity, fingerprints = _item_vectors(items, settings)
+    evidence = vectors.copy()
+    evidence.data = (specificity[evidence.indices] > 0).astype(np.float64)
+    evidence.eliminate_zeros()
+    features = _Features(
+        lexical=vectors,
+        dense=_dense_vectors(items, settings),
+        evidence=evidence,
+        specificity=specificity,
+    )
+    labels = _near_duplicate_labels(items, vectors, fingerprints, settings)
     for _ in range(settings.max_merge_rounds):
-        merged = _merge_round(vectors, labels, settings)
+        merged = _merge_round(features, labels, settings)
         if np.array_equal(merged, labels):
             break
         labels = merged
@@ -157,14 +193,17 @@ def _reconcile(
     labels: list[int],
     settings: GroupingSettings,
 ) -> Assignment:
-    """Turn fresh groups over anchors and new items into story ids and story merges.
+    """Turn fresh groups over anchors and new items into story ids, merges and splits.
 
-    A group is the home of every anchor story that has more than half of its anchors in it
-    (so a story has at most one home). The stories at home in one group merge; the oldest
-    survives (earliest published anchor, then the larger, then the smaller id), so a story a
-    reader has already seen keeps its id. New items take the story at home in their group;
-    failing that, the story with the most anchors in it; failing that, a new story. A story
-    never loses items: anchors are only ever relabelled through a merge.
+    Each anchor story's home is the group holding most of its anchors (ties: the group of its
+    smallest anchor id), so the part with most members keeps the id. The stories at home in
+    one group merge; the oldest survives (earliest published anchor, then the larger, then the
+    smaller id), so a story a reader has already seen keeps its id. A group that is no
+    story's home but holds at least `split_min_items` anchors of one story is split off as a
+    new story. Other anchors in a group that is not their story's home move to the group's
+    story when their part has at least `split_min_items` anchors; smaller parts stay put, so
+    one stray headline does not make stories flicker. New items take the group's story;
+    failing that, the story with the most anchors in the group; failing that, a new story.
     """
     sizes: Counter[str] = Counter()
     first_published: dict[str, datetime] = {}
@@ -179,27 +218,51 @@ def _reconcile(
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
+    parts = {
+        label: Counter(story for story in (stories[i] for i in group) if story is not None)
+        for label, group in members.items()
+    }
+    # Labels are each group's smallest index and items are sorted by id, so among groups
+    # holding equally many of a story's anchors the one with its smallest anchor id wins.
+    home: dict[str, int] = {}
+    for label in sorted(parts):
+        for story, count in parts[label].items():
+            if story not in home or count > parts[home[story]][story]:
+                home[story] = label
+
     merged: dict[str, str] = {}
     group_story: dict[int, str] = {}
     for label, group in members.items():
-        counts = Counter(story for story in (stories[i] for i in group) if story is not None)
-        homes = [story for story, count in counts.items() if 2 * count > sizes[story]]
+        counts = parts[label]
+        homes = [story for story in counts if home[story] == label]
         if homes:
             survivor = min(homes, key=seniority)
             group_story[label] = survivor
             merged.update((story, survivor) for story in homes if story != survivor)
+        elif max(counts.values(), default=0) >= settings.split_min_items:
+            anchor_ids = [items[i].item_id for i in group if stories[i] is not None]
+            group_story[label] = _new_story_id("split:" + min(anchor_ids), settings)
         elif counts:
             group_story[label] = min(counts, key=lambda story: (-counts[story], seniority(story)))
 
     assigned: dict[str, str] = {}
+    moved: dict[str, str] = {}
     for label, group in members.items():
+        target = group_story.get(label)
         new_members = [items[i].item_id for i in group if stories[i] is None]
-        if not new_members:
-            continue
-        story_id = group_story.get(label) or _new_story_id(min(new_members), settings)
-        for item_id in new_members:
-            assigned[item_id] = merged.get(story_id, story_id)
-    return Assignment(stories=assigned, merged=merged)
+        story_id = target or (_new_story_id(min(new_members), settings) if new_members else "")
+        for index in group:
+            story = stories[index]
+            item_id = items[index].item_id
+            if story is None:
+                assigned[item_id] = merged.get(story_id, story_id)
+            elif (
+                target is not None
+                and merged.get(story, story) != merged.get(target, target)
+                and parts[label][story] >= settings.split_min_items
+            ):
+                moved[item_id] = merged.get(target, target)
+    return Assignment(stories=assigned, merged=merged, moved=moved)
 
 
 def _new_story_id(smallest_member_id: str, settings: GroupingSettings) -> str:
@@ -263,14 +326,25 @@ def _words(text: str, ignored: frozenset[str]) -> list[str]:
     return [term for term in terms if term and term not in ignored]
 
 
+# Each run regroups its anchors, so most items recur from run to run.
+@functools.lru_cache(maxsize=1 << 15)
+def _item_words(title: str, text: str, source: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    ignored = _source_words(source)
+    return tuple(_words(title, ignored)), frozenset(_words(text, ignored))
+
+
 @functools.lru_cache(maxsize=4096)
 def _source_words(source: str) -> frozenset[str]:
     # Headlines often carry the outlet's name ("... | Huffingtonpost"); it is not the story.
     return frozenset(_stem(word) for word in _WORD.findall(_fold(source)))
 
 
-def _item_vectors(items: list[GroupInput], settings: GroupingSettings) -> sp.csr_matrix:
-    """One L2-normalised TF-IDF row per item over its title words and a few of its text words.
+def _item_vectors(
+    items: list[GroupInput], settings: GroupingSettings
+) -> tuple[sp.csr_matrix, NDArray[np.float64], sp.csr_matrix]:
+    """One L2-normalised TF-IDF row per item over its title words and a few of its text words,
+    the specificity of each column's word, and each item's text fingerprint: a unit row over
+    its rarest text words (none when it has fewer than `text_fingerprint_terms`).
 
     Title words count with sublinear tf. Text words count once each, at `text_weight`: a word
     the text repeats thirty times is still one word of the story. Of the text words not in the
@@ -281,9 +355,11 @@ def _item_vectors(items: list[GroupInput], settings: GroupingSettings) -> sp.csr
     titles: list[Counter[str]] = []
     texts: list[set[str]] = []
     for item in items:
-        ignored = _source_words(item.source)
-        titles.append(Counter(_words(item.title, ignored)))
-        texts.append(set(_words(item.text[: settings.text_max_chars], ignored)))
+        title_words, text_words = _item_words(
+            item.title, item.text[: settings.text_max_chars], item.source
+        )
+        titles.append(Counter(title_words))
+        texts.append(set(text_words))
     _drop_furniture(items, texts, settings)
 
     counted: Counter[str] = Counter()
@@ -295,24 +371,31 @@ def _item_vectors(items: list[GroupInput], settings: GroupingSettings) -> sp.csr
         (counted[term] for term in terms), dtype=np.int64, count=len(terms)
     )
     idf = _idf(terms, document_frequency, len(items), settings)
+    specificity = _specificity(terms, document_frequency, len(items), settings)
     rarity = dict(zip(terms, idf.tolist(), strict=True))
     distinctive = -math.log(settings.text_max_share)
 
     indptr = [0]
+    fingerprint_indptr = [0]
+    fingerprint_indices: list[int] = []
     indices: list[int] = []
     weights: list[float] = []
     for title, text in zip(titles, texts, strict=True):
         counts: dict[str, float] = {term: float(count) for term, count in title.items()}
         for term in text & title.keys():
             counts[term] += settings.text_weight
-        extra = sorted(
-            (
-                term
-                for term in text - title.keys()
-                if rarity[term] >= distinctive and counted[term] > 1
-            ),
+        rare = sorted(
+            (term for term in text if rarity[term] >= distinctive),
             key=lambda term: (-rarity[term], term),
         )
+        # Words no other item has stay in the fingerprint: two texts that share only their
+        # boilerplate differ in them, two copies of one text do not.
+        # The rarest words only: they meet few other rows, so the fingerprint product is cheap.
+        fingerprint = rare[: 2 * settings.text_fingerprint_terms]
+        if len(fingerprint) >= settings.text_fingerprint_terms:
+            fingerprint_indices += [vocabulary[term] for term in fingerprint]
+        fingerprint_indptr.append(len(fingerprint_indices))
+        extra = [term for term in rare if term not in title and counted[term] > 1]
         for term in extra[: settings.text_max_terms]:
             counts[term] = settings.text_weight
         for term, count in counts.items():
@@ -325,7 +408,15 @@ def _item_vectors(items: list[GroupInput], settings: GroupingSettings) -> sp.csr
     )
     matrix.sort_indices()
     matrix.data *= (idf + 1.0)[matrix.indices]
-    return _normalise_rows(matrix)
+    fingerprints = sp.csr_matrix(
+        (
+            np.ones(len(fingerprint_indices)),
+            np.array(fingerprint_indices, dtype=np.int64),
+            np.array(fingerprint_indptr),
+        ),
+        shape=(len(items), len(vocabulary)),
+    )
+    return _normalise_rows(matrix), specificity, _normalise_rows(fingerprints)
 
 
 def _drop_furniture(
@@ -401,6 +492,69 @@ def _background_key(term: str) -> str:
     return _DIGIT.sub("0", term)
 
 
+# Specificity runs from 0 for a word in this share of news items or more (by general English
+# frequencies: "best", "world") to 1 for one in this share or fewer (names, rare words).
+_GENERIC_SHARE = 0.01
+_SPECIFIC_SHARE = 0.0001
+# The same in the batch: a word in a fifth of its items is no evidence, one in a tenth is.
+_TOPIC_SHARE = 0.2
+_STORY_SHARE = 0.1
+
+
+def _specificity(
+    terms: list[str],
+    document_frequency: NDArray[np.int64],
+    documents: int,
+    settings: GroupingSettings,
+) -> NDArray[np.float64]:
+    """How much a shared word says that two items are the same story, 0 to 1: sharing "gas"
+    or "tips" says little, sharing "Snowden" much. The lower of two readings: how rare the
+    word is in general English, and how rare it is in this batch (its share blended with
+    English as in the IDF, so a small batch is read mostly by English): a word that a fifth
+    of a day's items carry is the day's topic or a feed's template, not one story."""
+    background = _background_document_fraction()
+    prior = np.fromiter(
+        (background.get(_background_key(term), _UNSEEN_FRACTION) for term in terms),
+        dtype=np.float64,
+        count=len(terms),
+    )
+    pseudo = settings.background_documents
+    batch = (document_frequency + pseudo * prior) / (documents + pseudo)
+    result: NDArray[np.float64] = np.minimum(
+        _rarity_scale(prior, _GENERIC_SHARE, _SPECIFIC_SHARE),
+        _rarity_scale(batch, _TOPIC_SHARE, _STORY_SHARE),
+    )
+    return result
+
+
+def _rarity_scale(
+    share: NDArray[np.float64], generic: float, specific: float
+) -> NDArray[np.float64]:
+    """0 at `generic` share or more, 1 at `specific` or less, linear in the log between."""
+    low, high = -math.log(generic), -math.log(specific)
+    result: NDArray[np.float64] = np.clip((-np.log(share) - low) / (high - low), 0.0, 1.0)
+    return result
+
+
+# Meaning vectors of recent titles: each run regroups its anchors, so most titles recur.
+_TITLE_VECTORS: dict[str, NDArray[np.float32]] = {}
+_TITLE_VECTORS_KEPT = 1 << 16
+
+
+def _dense_vectors(items: list[GroupInput], settings: GroupingSettings) -> NDArray[np.float32]:
+    """Unit meaning vectors of the titles, or an empty matrix when they do not count."""
+    if not settings.dense_weight or not items:
+        return np.zeros((len(items), 0), dtype=np.float32)
+    titles = [_TRAILING_ELLIPSIS.sub("", html.unescape(item.title)) or "-" for item in items]
+    missing = sorted(set(titles) - _TITLE_VECTORS.keys())
+    if missing:
+        if len(_TITLE_VECTORS) + len(missing) > _TITLE_VECTORS_KEPT:
+            _TITLE_VECTORS.clear()
+        embedded = embed(missing)
+        _TITLE_VECTORS.update(zip(missing, embedded, strict=True))
+    return np.stack([_TITLE_VECTORS[title] for title in titles])
+
+
 def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     norms = _row_norms(matrix)
     norms[norms == 0] = 1.0
@@ -456,24 +610,26 @@ def _similar_pairs(
 
 
 def _near_duplicate_labels(
-    items: list[GroupInput], vectors: sp.csr_matrix, settings: GroupingSettings
+    items: list[GroupInput],
+    vectors: sp.csr_matrix,
+    fingerprints: sp.csr_matrix,
+    settings: GroupingSettings,
 ) -> NDArray[np.int64]:
-    """Join items with the same title words or text opening, or near-identical vectors; each
-    item is labelled with the smallest index in its group."""
+    """Join items with the same title words, or near-identical vectors or text fingerprints
+    (wire copies, whatever their headlines); each item is labelled with the smallest index in
+    its group."""
     keyed_firsts: list[int] = []
     keyed_seconds: list[int] = []
     first_with_key: dict[str, int] = {}
     for index, item in enumerate(items):
-        text = item.text[: settings.text_max_chars]
-        text_key = _fold(" ".join(text.split()))[: settings.text_fingerprint_chars]
-        keys = [" ".join(_words(item.title, frozenset()))]
-        if len(text_key) == settings.text_fingerprint_chars:
-            keys.append("text:" + text_key)
-        for key in keys:
-            if key:
-                keyed_firsts.append(first_with_key.setdefault(key, index))
-                keyed_seconds.append(index)
-    firsts, seconds, _ = _similar_pairs(vectors, settings.near_duplicate_similarity, settings)
+        key = " ".join(_words(item.title, frozenset()))
+        if key:
+            keyed_firsts.append(first_with_key.setdefault(key, index))
+            keyed_seconds.append(index)
+    vector_pairs = _similar_pairs(vectors, settings.near_duplicate_similarity, settings)
+    text_pairs = _similar_pairs(fingerprints, settings.near_duplicate_similarity, settings)
+    firsts = np.concatenate([vector_pairs[0], text_pairs[0]])
+    seconds = np.concatenate([vector_pairs[1], text_pairs[1]])
     count = len(items)
     edges = sp.csr_matrix(
         (
@@ -492,8 +648,20 @@ def _near_duplicate_labels(
 # --- pass 2: centroid merging ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Features:
+    """What the merge pass compares: unit TF-IDF rows, unit meaning rows (no columns when
+    `dense_weight` is 0), which specific words each item has (1 where the lexical row has a
+    word of positive specificity) and each word's specificity, 0 to 1 (see `_specificity`)."""
+
+    lexical: sp.csr_matrix
+    dense: NDArray[np.float32]
+    evidence: sp.csr_matrix
+    specificity: NDArray[np.float64]
+
+
 def _merge_round(
-    vectors: sp.csr_matrix,
+    features: _Features,
     labels: NDArray[np.int64],
     settings: GroupingSettings,
 ) -> NDArray[np.int64]:
@@ -504,23 +672,59 @@ def _merge_round(
         (np.ones(len(labels)), (group_of_item, np.arange(len(labels)))),
         shape=(group_count, len(labels)),
     )
-    sums = sp.csr_matrix(membership @ vectors)
+    sums = sp.csr_matrix(membership @ features.lexical)
     norms = _row_norms(sums)
     firsts, seconds, cosines = _similar_pairs(
         _normalise_rows(sums), settings.candidate_similarity, settings
     )
+    # The combined vector of an item is its unit word vector scaled by sqrt(1 - w) beside its
+    # unit meaning vector scaled by sqrt(w): dot products and squared norms of group sums
+    # then add up under merging, as `_agglomerate` needs.
+    weight = settings.dense_weight if features.dense.shape[1] else 0.0
+    dots = (1.0 - weight) * cosines * norms[firsts] * norms[seconds]
+    self_similarity = (1.0 - weight) * norms**2
+    if weight:
+        dense_sums = np.asarray(membership.astype(np.float32) @ features.dense, dtype=np.float32)
+        dots += weight * _row_dots(dense_sums, firsts, seconds)
+        self_similarity += weight * np.einsum("ij,ij->i", dense_sums, dense_sums).astype(np.float64)
     merged_into = _agglomerate(
         sizes=np.bincount(group_of_item, minlength=group_count).tolist(),
-        self_similarity=(norms**2).tolist(),
-        links=zip(
-            firsts.tolist(),
-            seconds.tolist(),
-            (cosines * norms[firsts] * norms[seconds]).tolist(),
-            strict=True,
-        ),
+        self_similarity=self_similarity.tolist(),
+        links=zip(firsts.tolist(), seconds.tolist(), dots.tolist(), strict=True),
+        evidence=_rows_as_dicts(sp.csr_matrix(membership @ features.evidence)),
+        specificity=features.specificity,
         settings=settings,
     )
     return np.asarray(roots[np.asarray(merged_into)[group_of_item]], dtype=np.int64)
+
+
+def _row_dots(
+    rows: NDArray[np.float32], firsts: NDArray[np.int64], seconds: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """rows[firsts[k]] . rows[seconds[k]] for every k, in chunks that bound the memory."""
+    out = np.empty(len(firsts), dtype=np.float64)
+    step = 8_192
+    for start in range(0, len(firsts), step):
+        stop = start + step
+        out[start:stop] = np.einsum("ij,ij->i", rows[firsts[start:stop]], rows[seconds[start:stop]])
+    return out
+
+
+def _rows_as_dicts(matrix: sp.csr_matrix) -> list[dict[int, float]]:
+    # Member counts as Python ints: small ones are shared objects, floats would each cost 24
+    # bytes, and there are millions of entries at 50,000 items with texts.
+    indptr, indices = matrix.indptr, matrix.indices.tolist()
+    data = np.rint(matrix.data).astype(np.int64).tolist()
+    return [
+        dict(
+            zip(
+                indices[indptr[row] : indptr[row + 1]],
+                data[indptr[row] : indptr[row + 1]],
+                strict=True,
+            )
+        )
+        for row in range(matrix.shape[0])
+    ]
 
 
 def _agglomerate(
@@ -528,6 +732,8 @@ def _agglomerate(
     sizes: list[int],
     self_similarity: list[float],
     links: Iterable[tuple[int, int, float]],
+    evidence: list[dict[int, float]],
+    specificity: NDArray[np.float64],
     settings: GroupingSettings,
 ) -> list[int]:
     """Greedy best-first merging of groups; returns, for each group, the group it ended in.
@@ -535,7 +741,9 @@ def _agglomerate(
     `links` gives (a, b, w) with w the dot product of the two groups' summed vectors and
     `self_similarity[a]` the squared norm of a's sum, so the centroid cosine of a and b is
     w / sqrt(self_similarity[a] * self_similarity[b]). Both add up under merging, which keeps
-    every update exact for the links that are known.
+    every update exact for the links that are known. `evidence[a]` counts, for each specific
+    word (a column of `specificity`), a's members that have it; a pair merges only when its
+    members share `min_evidence` on average (see `_shared_evidence`).
     """
     count = len(sizes)
     neighbours: list[dict[int, float]] = [{} for _ in range(count)]
@@ -552,6 +760,10 @@ def _agglomerate(
         needed = settings.merge_similarity + span / max(sizes[first], sizes[second])
         return cosine - needed
 
+    def cosine(first: int, second: int) -> float:
+        weight = neighbours[first][second]
+        return weight / math.sqrt(self_similarity[first] * self_similarity[second])
+
     heap: list[tuple[float, int, int, int, int]] = []
     for first in range(count):
         for second, weight in neighbours[first].items():
@@ -566,6 +778,15 @@ def _agglomerate(
             continue
         if version[first] != first_version or version[second] != second_version:
             continue
+        # Below the bar of two single items (a bar only a growing group gets), a merge also
+        # needs specific evidence at both groups' cores.
+        if cosine(first, second) < settings.pair_similarity and (
+            _shared_evidence(
+                evidence[first], sizes[first], evidence[second], sizes[second], specificity
+            )
+            < settings.min_evidence
+        ):
+            continue
         # Fold the smaller neighbourhood into the larger one: fewer dictionary updates.
         if len(neighbours[first]) < len(neighbours[second]):
             first, second = second, first
@@ -577,6 +798,13 @@ def _agglomerate(
             neighbours[first][other] = combined
             neighbours[other][first] = combined
         neighbours[second] = {}
+
+        if len(evidence[first]) < len(evidence[second]):
+            evidence[first], evidence[second] = evidence[second], evidence[first]
+        kept = evidence[first]
+        for term, amount in evidence[second].items():
+            kept[term] = kept.get(term, 0.0) + amount
+        evidence[second] = {}
         alive[second] = False
         parent[second] = first
         sizes[first] += sizes[second]
@@ -594,3 +822,23 @@ def _agglomerate(
         return group
 
     return [root(group) for group in range(count)]
+
+
+def _shared_evidence(
+    first: dict[int, float],
+    first_size: int,
+    second: dict[int, float],
+    second_size: int,
+    specificity: NDArray[np.float64],
+) -> float:
+    """The specificity summed over the words at the core of both groups: words that more
+    than half of each group's members have (all of a single item's words). A story is thus
+    compared with its members as a whole: a word that one member brought in, where a chain
+    would attach, is not evidence until most members share it."""
+    if len(first) > len(second):
+        first, first_size, second, second_size = second, second_size, first, first_size
+    total = 0.0
+    for term, members in first.items():
+        if 2 * members > first_size and 2 * second.get(term, 0.0) > second_size:
+            total += specificity[term]
+    return total

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from core.items import StoredItem
-from digests import focus
+from digests import focus, meaning
 from digests.engagement import story_engagement
 from digests.selection import Selection
 from digests.similarity import Rarity, centroid, cosine, rarity
@@ -113,7 +113,7 @@ def score_stories(stories: Sequence[WindowStory], selection: Selection) -> list[
         focus.story_text([item.title for item in story.items], story.items[0].text)
         for story in stories
     ]
-    matches = wanted.judge(focus.embed(texts))
+    matches = wanted.judge(meaning.embed(texts))
     spreads = [_spread(story) for story in stories]
     rates = [
         spread.rate(len(story.sources)) for story, spread in zip(stories, spreads, strict=True)

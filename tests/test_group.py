@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 from bench.scoring import bcubed, pairwise
 from bench.synthetic import synthetic_day
 from bench.uci import UCI_PATH, load_uci, small_sparse_days
 
+from core.clock import to_text
+from core.config import parse_config
+from core.items import NewItem
+from core.store import Store
+from daemon.runner import Runner
 from digests.group import GroupingSettings, GroupInput, assign_stories
 
 MONDAY = datetime(2024, 5, 6, 9, tzinfo=UTC)
@@ -323,3 +329,155 @@ def test_ten_thousand_items_group_well() -> None:
     predicted = assign_stories([entry.item for entry in day]).stories
     truth = {entry.item.item_id: entry.story for entry in day}
     assert bcubed(predicted, truth).f1 >= 0.75
+
+
+# --- issue #11: specific evidence, no chaining, splits ---------------------------------------
+
+
+def test_a_bucket_of_one_generic_word_breaks_into_its_stories() -> None:
+    # Every headline shares "gas" (or "best"), a common English word that is no story.
+    gas = [
+        item("g1", "Ohio gas prices steady ahead of holiday weekend", "Dayton Daily"),
+        item("g2", "Ohio gas prices hold steady, AAA says", "WKYC"),
+        item("g3", "US average gas price up 10 cents in two weeks", "AP"),
+        item("g4", "Lundberg survey: US average gas price jumps 10 cents", "Reuters"),
+        item("g5", "Europe calls for more US natural gas exports", "FT"),
+        item(
+            "g6", "EU leaders urge Washington to speed natural gas exports to Europe", "Bloomberg"
+        ),
+        item("g7", "EC to delay South Stream gas pipeline talks", "Reuters"),
+        item("g8", "South Stream pipeline talks put on hold by European Commission", "Euractiv"),
+    ]
+    best = [
+        item("b1", "Grand National 2022 tips, latest odds and best bets", "Mirror"),
+        item("b2", "Grand National 2022: tips and odds for Aintree", "Sun"),
+        item("b3", "Best of 2022: Part 2", "Podcast"),
+        item("b4", "20 Of The Best TV Shows To Stream On Apple TV+", "Buzz"),
+        item("b5", "The best Apple TV+ shows to stream right now", "Verge"),
+        item("b6", "Annuity or drawdown: which is best for your pension?", "Money"),
+        item("b7", "Pension choices: annuity or drawdown explained", "FT"),
+    ]
+    assert groups(assign_stories(gas + best).stories) == {
+        frozenset({"g1", "g2"}),
+        frozenset({"g3", "g4"}),
+        frozenset({"g5", "g6"}),
+        frozenset({"g7", "g8"}),
+        frozenset({"b1", "b2"}),
+        frozenset({"b3"}),
+        frozenset({"b4", "b5"}),
+        frozenset({"b6", "b7"}),
+    }
+
+
+@pytest.mark.parametrize(
+    "first, bridge, last",
+    [
+        (
+            "Tesla recalls Model S over seat belt fault",
+            "Tesla Model S recall comes as Musk unveils new Roadster battery",
+            "Musk unveils Roadster battery upgrade with 400-mile range",
+        ),
+        (
+            "Snowden tells SXSW crowd to encrypt everything",
+            "Julian Assange joins Snowden at SXSW by video link from Ecuador embassy",
+            "Julian Assange to stay in Ecuador embassy, lawyers say",
+        ),
+        (
+            "Neil Young unveils PonoPlayer high-resolution music player",
+            "Neil Young's Pono music player raises millions on Kickstarter in a day",
+            "Kickstarter campaign for Pebble smartwatch raises millions in a day",
+        ),
+    ],
+)
+def test_a_bridging_headline_does_not_chain_two_stories_together(
+    first: str, bridge: str, last: str
+) -> None:
+    a, b, c = item("a", first), item("b", bridge), item("c", last)
+    # Each neighbouring pair alone is one story; the two ends are not...
+    assert len(groups(assign_stories([a, b]).stories)) == 1
+    assert len(groups(assign_stories([b, c]).stories)) == 1
+    assert len(groups(assign_stories([a, c]).stories)) == 2
+    # ...and the bridge does not join them: a story is compared with its members as a whole.
+    together = assign_stories([a, b, c]).stories
+    assert together["a"] != together["c"]
+
+
+SNOWDEN = [
+    item("s1", "Snowden tells SXSW crowd to encrypt everything", "BBC"),
+    item("s2", "Edward Snowden at SXSW: encrypt everything", "AP"),
+    item("s3", "Snowden's SXSW talk urges tech crowd to encrypt", "FT"),
+]
+BANANAS = [
+    item("f1", "Chiquita and Fyffes agree merger to create banana giant", "FT"),
+    item("f2", "Chiquita, Fyffes merger creates world's biggest banana company", "Reuters"),
+]
+
+
+def test_a_story_that_stops_cohering_splits_and_its_largest_part_keeps_the_id() -> None:
+    # An early, thin run put the banana merger into the Snowden story; more reports of both
+    # arrive and the story is re-examined.
+    anchors = [(entry, "st_early") for entry in SNOWDEN + BANANAS]
+    new = [
+        item("s4", "Snowden at SXSW: NSA leaker urges encryption", "CNN", when=TUESDAY),
+        item("f3", "Chiquita Fyffes banana merger gets shareholder backing", "WSJ", when=TUESDAY),
+    ]
+    run = assign_stories(new, anchors)
+    assert run.merged == {}
+    assert run.stories["s4"] == "st_early"
+    split_id = run.stories["f3"]
+    assert split_id != "st_early" and split_id.startswith("st_")
+    assert run.moved == {"f1": split_id, "f2": split_id}
+    # Determinism: the same run in any order gives the same ids.
+    assert assign_stories(list(reversed(new)), list(reversed(anchors))) == run
+
+
+def test_one_stray_anchor_stays_in_its_story_rather_than_flickering_out() -> None:
+    stray = item("x1", "Chiquita and Fyffes agree merger to create banana giant", "FT")
+    run = assign_stories(
+        [item("s4", "Snowden at SXSW: NSA leaker urges encryption", "CNN", when=TUESDAY)],
+        [(entry, "st_early") for entry in [*SNOWDEN, stray]],
+    )
+    assert run.moved == {} and run.stories == {"s4": "st_early"}
+
+
+def test_a_split_in_a_daemon_run_is_recorded_in_the_store(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    early, later = now - timedelta(hours=2), now - timedelta(minutes=5)
+
+    def stored(entry: GroupInput) -> NewItem:
+        return NewItem(
+            id=entry.item_id,
+            url=f"https://wire.example/{entry.item_id}",
+            title=entry.title,
+            text="",
+            published=early,
+            content_hash=entry.item_id,
+        )
+
+    config = parse_config(
+        f"storage: {{path: '{tmp_path / 'store.db'}'}}\n"
+        "sources:\n  - {name: wire, url: 'https://wire.example/feed'}\n"
+    )
+    newcomers = [
+        item("s4", "Snowden at SXSW: NSA leaker urges encryption"),
+        item("f3", "Chiquita Fyffes banana merger gets shareholder backing"),
+    ]
+    with Store.open(tmp_path / "store.db") as store:
+        store.add_items("wire", [stored(entry) for entry in SNOWDEN + BANANAS], early)
+        # An early, thin run's mistake: the banana merger filed under the Snowden story.
+        store.assign_stories({entry.item_id: "st_early" for entry in SNOWDEN + BANANAS}, {}, early)
+        store.add_items("wire", [stored(entry) for entry in newcomers], later)
+
+        assert Runner(config, store, clock=lambda: now).group() == 2
+
+        ids = [entry.item_id for entry in SNOWDEN + BANANAS + newcomers]
+        story_of = {entry.id: entry.story_id for entry in store.items_by_id(ids)}
+        assert {story_of[i] for i in ("s1", "s2", "s3", "s4")} == {"st_early"}
+        [split_id] = {story_of[i] for i in ("f1", "f2", "f3")}
+        assert split_id != "st_early"
+        rows = store.db.execute("SELECT id, first_seen FROM stories").fetchall()
+        # The split-off story dates from its oldest item, not from the run that split it.
+        assert {tuple(row) for row in rows} == {
+            ("st_early", to_text(early)),
+            (split_id, to_text(early)),
+        }

@@ -151,6 +151,27 @@ class ItemTables:
                     [story_id, stamp, stamp, item_id],
                 )
 
+    # Story splits (issue #11) ---------------------------------------------------------------
+
+    def move_items(self, moved: Mapping[str, str], now: datetime) -> None:
+        """Record a story split: `moved` maps items to the story they now belong to, an
+        existing story or a new one (created with the item's title, first seen when its
+        earliest moved item was fetched). One transaction, so a story an earlier digest cited
+        keeps the items still in it and the moved items count as reported under their new
+        story (`reported_story_sources` follows each item's story)."""
+        stamp = to_text(now)
+        # Raw SQL, as in assign_stories: an upsert that widens the story's span.
+        with self.db.atomic():
+            for item_id, story_id in sorted(moved.items()):
+                self.db.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
+                self.db.execute(
+                    "INSERT INTO stories (id, title, first_seen, last_seen) "
+                    "SELECT ?, title, fetched, ? FROM items WHERE id = ? "
+                    "ON CONFLICT (id) DO UPDATE SET "
+                    "first_seen = min(first_seen, excluded.first_seen), last_seen = ?",
+                    [story_id, stamp, item_id, stamp],
+                )
+
     def pending_items(
         self, profile: str, sources: Sequence[str], since: datetime
     ) -> list[StoredItem]:

@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from offline_showcase import CAPTURES, collected  # noqa: E402
 
 from core.items import StoredItem  # noqa: E402
-from digests import focus, meaning  # noqa: E402
+from digests import focus  # noqa: E402
 from digests.boilerplate import strip_all  # noqa: E402
+from digests.meaning import embed  # noqa: E402
 from digests.similarity import words  # noqa: E402
 
 LABELS = REPO / "tests" / "data" / "relevance.json"
@@ -55,15 +56,15 @@ def word_overlap(text: str, items: Sequence[StoredItem]) -> list[float]:
 def meaning(text: str, items: Sequence[StoredItem]) -> list[float]:
     """After: WordLlama similarity to the focus or its closest facet (digests/focus.py)."""
     judged = focus.focus_of(text)
-    vectors = meaning.embed([focus.story_text([item.title], item.text) for item in items])
+    vectors = embed([focus.story_text([item.title], item.text) for item in items])
     sims = vectors @ judged.vectors.T
     return [float(row.max()) for row in sims]
 
 
 def meaning_whole(text: str, items: Sequence[StoredItem]) -> list[float]:
     """The whole focus text only, without facets."""
-    judged = meaning.embed([text])
-    vectors = meaning.embed([focus.story_text([item.title], item.text) for item in items])
+    judged = embed([text])
+    vectors = embed([focus.story_text([item.title], item.text) for item in items])
     return [float(v) for v in vectors @ judged[0]]
 
 

@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     unit.add_argument("name", nargs="?", choices=sorted(UNITS), default="trendfinder.service")
     unit.set_defaults(handler=cmd_service_print, needs_config=False)
 
+    serve = commands.add_parser("serve", help="the web app: read, search, vote (127.0.0.1)")
+    serve.add_argument("--host", help="address to bind (default: serve.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: serve.port, 8080)")
+    serve.set_defaults(handler=cmd_serve)
+
     demo = commands.add_parser("demo", help="the whole pipeline offline, on bundled sample feeds")
     demo.add_argument("--keep", metavar="DIR", help="keep the demo's store and digests in DIR")
     demo.set_defaults(handler=cmd_demo, needs_config=False)
@@ -222,6 +227,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         from daemon.scheduler import run_forever
 
+        if _config(args).serve.enabled:
+            from daemon.web.app import serve_in_background
+
+            serve_in_background(_config(args))
         return run_forever(config_path(args.config), args.stop_timeout)
     config = _config(args)
     with (
@@ -468,6 +477,17 @@ def cmd_service_print(args: argparse.Namespace) -> int:
     if here is not None:
         text = text.replace(SHIPPED_EXECUTABLE, str(here))
     sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from daemon.web.app import ServeRefused, serve
+
+    try:
+        serve(_config(args), args.host, args.port)
+    except ServeRefused as error:
+        print(f"trendfinder: {error}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

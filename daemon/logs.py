@@ -35,7 +35,7 @@ def hide_secrets(config: Config) -> None:
     """Never log the secret values of `config`: called on every load and reload."""
     from core.config import EmailTarget, SlackTarget
 
-    values = {config.llm.api_key, config.firecrawl.api_key}
+    values = {config.llm.api_key, config.firecrawl.api_key, config.serve.token, config.serve.secret}
     for profile in config.digests:
         for target in profile.deliver:
             if isinstance(target, EmailTarget):

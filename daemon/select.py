@@ -6,6 +6,7 @@ from datetime import datetime
 
 from core.config import Config, DigestProfile
 from core.store import Store
+from digests.feedback import learn
 from digests.selection import (
     BASELINE,
     PREVIOUS_DIGESTS,
@@ -30,4 +31,5 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
         reported=store.reported_story_sources(profile.name, now - REPORTED_HORIZON),
         source_weights={source.name: source.weight for source in sources},
         usual_rates=usual_rates(baseline, items, profile.lookback),
+        preferences=learn(store.votes(profile.name)),
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
-from digests import offline
+from digests import feedback, offline
 from digests.ask import (
     Asker,
     BadAnswer,
@@ -48,7 +48,8 @@ def digest_id(profile: str, created_at: datetime) -> str:
 
 
 def scored_stories(selection: Selection) -> list[ScoredStory]:
-    return score_stories(window_stories(selection.items), selection)
+    scored = score_stories(window_stories(selection.items), selection)
+    return feedback.rerank(scored, selection.preferences)
 
 
 def build_offline(
@@ -67,7 +68,12 @@ def build_offline(
             # Feed text, written into the digest as the analyzer's own: no links in it.
             title=scrub(story.window.items[0].title),
             summary=scrub(offline.summary(story)),
-            why_it_matters=offline.why_it_matters(story),
+            why_it_matters=" ".join(
+                filter(
+                    None,
+                    [offline.why_it_matters(story), feedback.why(story, selection.preferences)],
+                )
+            ),
             status=story.status,
             score=story.score,
             items=digest_items(story.window.items),

@@ -6,7 +6,7 @@ The daemon reads these from the store (daemon/select.py); the digest stages only
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.config import DigestProfile
@@ -32,6 +32,9 @@ class Selection:
     source_weights: dict[str, float]
     # Items per hour each source usually brings (before this window; this window if no history).
     usual_rates: dict[str, float]
+    # Feature weights learned from this profile's readers' votes (digests/feedback.py);
+    # empty without votes, and then the ranking is the signals' alone.
+    preferences: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def hours(self) -> float:

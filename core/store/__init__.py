@@ -5,13 +5,14 @@ a restart, a second process or an operator's `sqlite3` session sees the same tru
 Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 
 One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
-runs.py) and the SQL layer they share (sql.py: connection, pragmas, migrations,
+runs.py, feedback.py) and the SQL layer they share (sql.py: connection, pragmas, migrations,
 transactions, error translation), as lemon24/reader splits its storage.
 """
 
 from __future__ import annotations
 
 from core.store.digests import DigestSummary, DigestTables
+from core.store.feedback import FeedbackTables, Hit
 from core.store.items import AddedItems, ItemTables
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
@@ -32,6 +33,7 @@ __all__ = [
     "AddedItems",
     "Delivery",
     "DigestSummary",
+    "Hit",
     "SourceState",
     "Store",
     "StoreError",
@@ -45,7 +47,9 @@ __all__ = [
 COUNTED = ("sources", "items", "stories", "digests", "deliveries", "runs")
 
 
-class Store(SourceTables, ItemTables, DigestTables, OutboxTables, RunTables, Database):
+class Store(
+    SourceTables, ItemTables, DigestTables, OutboxTables, RunTables, FeedbackTables, Database
+):
     """The one interface to the database. Open with `Store.open(path)`; close when done."""
 
     def counts(self) -> dict[str, int]:

@@ -43,8 +43,9 @@ def make_config(directory: Path, extra: str = "") -> Config:
     return parse_config(config_text(directory, extra), base=directory)
 
 
-def item(source: str, title: str, n: int, now: datetime) -> NewItem:
-    url = f"https://{source}.example.org/{hashlib.sha1(title.encode()).hexdigest()[:8]}/{n}"
+def item(source: str, title: str, n: int, now: datetime, round: int = 0) -> NewItem:
+    slug = hashlib.sha1(title.encode()).hexdigest()[:8]
+    url = f"https://{source}.example.org/{slug}/{n}" + (f"?round={round}" if round else "")
     return NewItem(
         id=hashlib.sha1(url.encode()).hexdigest(),
         url=url,
@@ -55,14 +56,15 @@ def item(source: str, title: str, n: int, now: datetime) -> NewItem:
     )
 
 
-def fill(config: Config, now: datetime | None = None) -> None:
-    """Items for every story from each of its outlets, grouped into stories."""
+def fill(config: Config, now: datetime | None = None, round: int = 0) -> None:
+    """Items for every story from each of its outlets, grouped into stories; each `round`
+    brings new items (new URLs) for the same stories."""
     now = now or utcnow()
     with Store.open(config.storage.database) as store:
         store.sync_sources((source.name, source.kind, source.url) for source in config.sources)
         for name in SOURCES:
             items = [
-                item(name, title, n, now)
+                item(name, title, n, now, round)
                 for title, outlets in STORIES
                 for n, outlet in enumerate(outlets)
                 if outlet == name

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -40,7 +40,7 @@ CSRF_COOKIE = "tf_csrf"
 LOGIN_COOKIE = "tf_login"
 SPEND_DAYS = 30
 # Pages that a signed link or the login itself authorises.
-_OPEN_PATHS = ("/login", "/vote", "/static/")
+_OPEN_PATHS = ("/login", "/vote", "/static/", "/favicon.ico")
 _SECURITY_HEADERS = {
     # No script, style or frame from anywhere else; the app ships no script at all.
     "Content-Security-Policy": (
@@ -469,6 +469,8 @@ def create_app(config: Config) -> Starlette:
         post("/vote", web.confirm_vote),
         get("/login", web.login_page),
         post("/login", web.login),
+        # Browsers ask for it on every page, the delivered digests' included.
+        get("/favicon.ico", lambda request: FileResponse(HERE / "static" / "favicon.svg")),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(_Guard, web=web)])

@@ -192,6 +192,7 @@ EXPECTED_INDEXES = {
     "deliveries_due": ("deliveries", ("status", "next_attempt_at"), False, None),
     "site_links_recent": ("site_links", ("source", "last_seen"), False, None),
     "votes_by_time": ("votes", ("profile", "voted_at"), False, None),
+    "items_by_url": ("items", ("url",), False, None),
 }
 
 

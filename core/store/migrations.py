@@ -140,7 +140,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # The web app (daemon/web): full-text search over items' titles and texts (an FTS5
     # index kept in step with items by triggers), and readers' votes on stories per profile
-    # with the story's sources and title terms as they were when voted on.
+    # with the story's sources and title terms as they were when voted on; items by URL, to
+    # find the stories of a stored digest's trends.
     """
     CREATE VIRTUAL TABLE items_fts USING fts5 (
         title, text, content = 'items', content_rowid = 'rowid'
@@ -168,6 +169,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (profile, story_id)
     ) WITHOUT ROWID;
     CREATE INDEX votes_by_time ON votes (profile, voted_at);
+    CREATE INDEX items_by_url ON items (url);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

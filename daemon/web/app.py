@@ -169,7 +169,9 @@ class App:
         """Each trend with the story it stands for and the reader's vote on it."""
         rows = []
         for trend in digest.trends:
-            ids = store.digest_story_ids(digest.id, [item.url for item in trend.items])
+            ids = store.digest_story_ids(
+                digest.profile, digest.id, [item.url for item in trend.items]
+            )
             rows.append((trend, ids[0] if ids else None))
         votes = store.vote_values(digest.profile, [sid for _, sid in rows if sid])
         return [(trend, sid, votes.get(sid, 0) if sid else 0) for trend, sid in rows]

@@ -81,6 +81,7 @@ def test_every_page_renders_and_escapes_hostile_feed_text(world):
         assert problems == [], problems
         assert "default-src 'none'" in response.headers["content-security-policy"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in web.get("/stories?q=hostile").text
+    assert re.search(r"\d+ items, 6 stories, 1 digests", web.get("/status").text)
 
 
 def test_search_ranks_matches_and_filters_by_source_and_date(world):

@@ -100,14 +100,15 @@ def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
     return chunks
 
 
-def trend_blocks(trend: Trend) -> list[Block]:
+def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
+    """`archive`: the profile keeps an archive (a file target) where the rest can be read."""
     heading = f"{trend.rank}. {' '.join(trend.title.split())}{render.developing(trend)}"
     lines = [f"*{escape(heading)}*" if len(heading) < 200 else escape(heading)]
     lines.append(escape(" ".join(trend.summary.split())))
     lines.append(f"*Why it matters:* {escape(' '.join(trend.why_it_matters.split()))}")
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
-    if len(trend.items) > LINKS_PER_TREND:
-        lines.append(f"_and {len(trend.items) - LINKS_PER_TREND} more sources in the archive_")
+    if unlisted := render.more(trend, LINKS_PER_TREND):
+        lines.append(f"_{escape(unlisted)}{' in the archive' if archive else ''}_")
     return [_section(chunk) for chunk in _chunks(lines)]
 
 
@@ -116,8 +117,9 @@ def block_id(digest: Digest, number: int, total: int) -> str:
     return f"trendfinder:{digest.id[:200]}:{number}/{total}"
 
 
-def messages(digest: Digest) -> list[SlackMessage]:
-    """The digest as one or more messages, in reading order, each valid on its own."""
+def messages(digest: Digest, *, archive: bool) -> list[SlackMessage]:
+    """The digest as one or more messages, in reading order, each valid on its own.
+    `archive`: the digest's profile keeps an archive (a file target) to point readers to."""
     heading = render.title(digest)
     opening: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(heading, MAX_HEADER_TEXT)}},
@@ -131,7 +133,7 @@ def messages(digest: Digest) -> list[SlackMessage]:
     room = MAX_BLOCKS - 1
     bodies: list[list[Block]] = [opening]
     for trend in digest.trends:
-        blocks = trend_blocks(trend)
+        blocks = trend_blocks(trend, archive=archive)
         current = bodies[-1]
         divider = [{"type": "divider"}] if current else []
         if len(current) + len(divider) + len(blocks) <= room:

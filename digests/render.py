@@ -60,6 +60,19 @@ def developing(trend: Trend) -> str:
     return " (developing)" if trend.status == "developing" else ""
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def more(trend: Trend, listed: int) -> str:
+    """What a reader shown the first `listed` items does not see: "and 35 more items from 12
+    outlets" (the outlets of those items), or "" when they see them all."""
+    items, outlets = trend.unlisted(listed)
+    if not items:
+        return ""
+    return f"and {_counted(items, 'more item')} from {_counted(outlets, 'outlet')}"
+
+
 def markdown(digest: Digest) -> str:
     lines = [f"# {_md(title(digest))}", ""]
     lines.append(f"_{_md(byline(digest))}_")
@@ -74,16 +87,20 @@ def markdown(digest: Digest) -> str:
         lines += [_md(trend.summary), ""]
         lines += [f"**Why it matters:** {_md(trend.why_it_matters)}", ""]
         lines += [f"- {_link(item)}, {stamp(item.published)}" for item in trend.items]
+        if unlisted := more(trend, len(trend.items)):
+            lines.append(f"- _{unlisted}_")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _wrap(text: str, indent: str = "") -> list[str]:
+def _wrap(text: str, indent: str = "", hanging: int = 0) -> list[str]:
+    """`text` in lines of _TEXT_WIDTH, each after `indent`; lines after the first are moved
+    `hanging` columns further, under the text after a number or a bullet."""
     return textwrap.wrap(
         " ".join(text.split()),
         width=_TEXT_WIDTH,
         initial_indent=indent,
-        subsequent_indent=indent,
+        subsequent_indent=indent + " " * hanging,
         break_long_words=False,
         break_on_hyphens=False,
     ) or [indent.rstrip()]
@@ -98,13 +115,16 @@ def text(digest: Digest) -> str:
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
-        lines += _wrap(f"{trend.rank}. {trend.title}{developing(trend)}")
+        number = f"{trend.rank}. "
+        lines += _wrap(f"{number}{trend.title}{developing(trend)}", hanging=len(number))
         lines += [*_wrap(trend.summary, "   "), ""]
         lines += [*_wrap(f"Why it matters: {trend.why_it_matters}", "   "), ""]
         for item in trend.items:
-            lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ")
+            lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ", 2)
             if is_web_url(item.url):
                 lines.append(f"     {item.url}")
+        if unlisted := more(trend, len(trend.items)):
+            lines += _wrap(unlisted, "   ")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -128,7 +148,7 @@ def templates() -> Environment:
     environment.filters["safe_url"] = is_web_url
     environment.filters["stamp"] = stamp
     environment.filters["xml_safe"] = xml_safe
-    environment.globals.update(title=title, byline=byline, developing=developing)
+    environment.globals.update(title=title, byline=byline, developing=developing, more=more)
     return environment
 
 

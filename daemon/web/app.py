@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from core.clock import utcnow
 from core.config import Config
+from core.errors import UsageError
 from core.store import Store, StoreError, StoreLocked, StoreMissing
 from core.votes import Vote
 from daemon.web.signing import VoteLink, load_secret, sign, verify
@@ -61,7 +62,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class ServeRefused(Exception):
+class ServeRefused(UsageError):
     """The web app cannot start as configured; the message says what to change."""
 
 

@@ -8,21 +8,23 @@ from datetime import timedelta
 
 from core.config import EmailTarget, FileTarget, SlackTarget, Target
 from core.digest import Digest
+from core.errors import TrendfinderError
 
 
-class DeliveryError(Exception):
+class DeliveryError(TrendfinderError):
     """A delivery attempt failed; the message is what the operator sees in `status`.
 
-    `retry_after` is the earliest sensible retry when the far end said so (Slack's 429).
-    `permanent`: trying again cannot help until the operator changes something (a refused
-    login, a webhook that is gone, an untrusted certificate), so the outbox gives up at once.
+    `retry_delay` is how long to wait before the next attempt when the far end said so
+    (Slack's 429). `permanent`: trying again cannot help until the operator changes
+    something (a refused login, a webhook that is gone, an untrusted certificate), so the
+    outbox gives up at once.
     """
 
     def __init__(
-        self, message: str, *, retry_after: timedelta | None = None, permanent: bool = False
+        self, message: str, *, retry_delay: timedelta | None = None, permanent: bool = False
     ) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_delay = retry_delay
         self.permanent = permanent
 
 
@@ -42,8 +44,11 @@ class Progress:
     record: Callable[[int], None] = field(default=_forget)
 
 
-def send(digest: Digest, target: Target, progress: Progress | None = None) -> str:
-    """Deliver `digest` to `target` and return where it went (for the log)."""
+def send(
+    digest: Digest, target: Target, progress: Progress | None = None, *, archive: bool = False
+) -> str:
+    """Deliver `digest` to `target` and return where it went (for the log). `archive`: the
+    digest's profile keeps an archive (a file target), which a Slack message points to."""
     progress = progress or Progress()
     if isinstance(target, FileTarget):
         from digests.deliver.files import write_digest
@@ -56,7 +61,7 @@ def send(digest: Digest, target: Target, progress: Progress | None = None) -> st
     if isinstance(target, SlackTarget):
         from digests.deliver.slack import post_digest
 
-        return post_digest(digest, target, progress)
+        return post_digest(digest, target, progress, archive=archive)
     raise DeliveryError(
         f"the {target.kind} target is not available in this version", permanent=True
     )

@@ -257,3 +257,14 @@ def test_pages_read_while_another_process_writes_and_a_vote_waits_then_says_busy
         follow_redirects=False,
     )
     assert done.status_code == 303
+
+
+def test_serve_refuses_a_public_address_without_a_token(world, tmp_path, capsys):
+    from webworld import config_text
+
+    from daemon.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(tmp_path))
+    assert main(["--config", str(path), "serve", "--host", "0.0.0.0"]) == 2
+    assert "serve.token" in capsys.readouterr().err

@@ -7,6 +7,8 @@ import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from test_hostile import XSS
+
 from core.clock import utcnow
 from core.config import Config, parse_config
 from core.items import NewItem
@@ -21,7 +23,8 @@ STORIES = (
     ("Football club wins the cup final on penalties", ("beta", "gamma")),
     ("Storm closes schools across the northern coast", ("gamma", "delta")),
     ("Museum reopens its ancient sculpture gallery", ("delta",)),
-    ('<script>alert(1)</script> <img src=x onerror="alert(2)"> hostile headline', ("delta",)),
+    # Every payload of the hostile-input corpus, in one headline.
+    (" ".join(XSS) + " hostile headline", ("delta",)),
 )
 
 

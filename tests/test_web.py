@@ -84,13 +84,15 @@ def test_every_page_renders_and_escapes_hostile_feed_text(world):
     assert re.search(r"\d+ items, 6 stories, 1 digests", web.get("/status").text)
 
 
-def test_search_ranks_matches_and_filters_by_source_and_date(world):
+def test_search_ranks_matches_and_filters_by_source_tag_and_date(world):
     web = client(world)
     page = web.get("/stories", params={"q": "climate bill"}).text
     assert "Parliament passes the climate bill" in page
     assert "Chip maker" not in page
     assert "Museum" not in web.get("/stories", params={"q": "sculpture", "source": "alpha"}).text
     assert "Museum" in web.get("/stories", params={"q": "sculpture", "source": "delta"}).text
+    assert "Museum" not in web.get("/stories", params={"q": "sculpture", "tag": "news"}).text
+    assert "Museum" in web.get("/stories", params={"q": "sculpture", "tag": "arts"}).text
     future = (utcnow() + timedelta(days=3)).strftime("%Y-%m-%d")
     assert "No story matches" in web.get("/stories", params={"since": future}).text
     # FTS5 syntax typed by a reader is only words, never an error.

@@ -30,7 +30,9 @@ STORIES = (
 
 def config_text(directory: Path, extra: str = "") -> str:
     sources = "".join(
-        f"  - name: {name}\n    url: https://{name}.example.org/feed.xml\n" for name in SOURCES
+        f"  - name: {name}\n    url: https://{name}.example.org/feed.xml\n"
+        f"    tags: [{'arts' if name == 'delta' else 'news'}]\n"
+        for name in SOURCES
     )
     return (
         f"storage:\n  path: {directory / 'store.db'}\n"

@@ -190,6 +190,10 @@ class App:
             sources = [s.name for s in self.config.sources_for(profile)]
         if source:
             sources = [name for name in (sources or [source]) if name == source]
+        tag = params.get("tag", "")
+        if tag:
+            tagged = [s.name for s in self.config.sources if tag in s.tags]
+            sources = [name for name in (sources or tagged) if name in tagged]
         try:
             since = _day(params.get("since", ""))
             until = _day(params.get("until", ""))
@@ -209,6 +213,8 @@ class App:
             query=query,
             chosen_profile=profile_name,
             source=source,
+            tag=tag,
+            tags=sorted({tag for s in self.config.sources for tag in s.tags}),
             since=params.get("since", ""),
             until=params.get("until", ""),
             source_names=[s.name for s in self.config.sources],

@@ -270,3 +270,30 @@ def test_serve_refuses_a_public_address_without_a_token(world, tmp_path, capsys)
     path.write_text(config_text(tmp_path))
     assert main(["--config", str(path), "serve", "--host", "0.0.0.0"]) == 2
     assert "serve.token" in capsys.readouterr().err
+
+
+def test_inside_the_daemon_it_serves_on_the_configured_port(world, tmp_path):
+    import socket
+    import time
+
+    import httpx
+
+    from daemon.web.app import serve_in_background
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = world.model_copy(
+        update={"serve": world.serve.model_copy(update={"enabled": True, "port": port})}
+    )
+    server = serve_in_background(config)
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        assert server.started, "the web app did not start within 5 s"
+        page = httpx.get(f"http://127.0.0.1:{port}/status", timeout=10)
+        assert page.status_code == 200 and "Status" in page.text
+    finally:
+        server.should_exit = True

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -34,6 +34,9 @@ from core.store import Store, StoreError, StoreLocked, StoreMissing
 from core.votes import Vote
 from daemon.web.signing import VoteLink, load_secret, sign, verify
 from digests import feedback, render
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("trendfinder")
 HERE = Path(__file__).parent
@@ -494,8 +497,9 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
     uvicorn.run(create_app(config), host=host, port=port or config.serve.port, log_level="info")
 
 
-def serve_in_background(config: Config) -> threading.Thread:
-    """The web app inside the daemon (serve.enabled): a daemon thread beside the scheduler."""
+def serve_in_background(config: Config) -> uvicorn.Server:
+    """The web app inside the daemon (serve.enabled): a daemon thread beside the scheduler;
+    set the returned server's `should_exit` to stop it."""
     import uvicorn
 
     check_binding(config, config.serve.host)
@@ -503,6 +507,5 @@ def serve_in_background(config: Config) -> threading.Thread:
         uvicorn.Config(create_app(config), host=config.serve.host, port=config.serve.port)
     )
     # Off the main thread uvicorn leaves the signals to the scheduler.
-    thread = threading.Thread(target=server.run, name="serve", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=server.run, name="serve", daemon=True).start()
+    return server

@@ -620,12 +620,26 @@ class DeliveryConfig(_Model):
     backoff: Duration = Field(default=timedelta(minutes=1), description="first retry delay")
 
 
+class ServeConfig(_Model):
+    """`trendfinder serve`, standalone or inside the daemon (enabled)."""
+
+    enabled: bool = Field(default=False, description="run the web app inside the daemon")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token: str | None = Field(default=None, description="required off loopback; ${VAR} it")
+    public_url: str | None = Field(default=None, description="where vote links in digests point")
+    secret: str | None = Field(
+        default=None, description="signs vote links and forms; default: <state dir>/web-secret"
+    )
+
+
 class Config(_Model):
     storage: StorageConfig = StorageConfig()
     collect: CollectConfig = CollectConfig()
     firecrawl: FirecrawlConfig = FirecrawlConfig()
     llm: LLMConfig = LLMConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    serve: ServeConfig = ServeConfig()
     sources: tuple[AnySource, ...] = Field(min_length=1)
     digests: tuple[DigestProfile, ...] = ()
 

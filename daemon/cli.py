@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     unit.add_argument("name", nargs="?", choices=sorted(UNITS), default="trendfinder.service")
     unit.set_defaults(handler=cmd_service_print, needs_config=False)
 
+    serve = commands.add_parser("serve", help="the web app: read, search, vote (127.0.0.1)")
+    serve.add_argument("--host", help="address to bind (default: serve.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: serve.port, 8080)")
+    serve.set_defaults(handler=cmd_serve)
+
     demo = commands.add_parser("demo", help="the whole pipeline offline, on bundled sample feeds")
     demo.add_argument("--keep", metavar="DIR", help="keep the demo's store and digests in DIR")
     demo.set_defaults(handler=cmd_demo, needs_config=False)
@@ -246,6 +251,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         from daemon.scheduler import run_forever
 
+        served = _config(args)
+        if served.serve.enabled:
+            from daemon.web.app import serve_in_background
+
+            serve_in_background(served)
         return run_forever(config_path(args.config), args.stop_timeout)
     config = _config(args)
     with StateLock(config.storage.state_dir), _store(config) as store:
@@ -556,6 +566,13 @@ def _hidden_from_unit(unit: str, paths: list[Path]) -> list[str]:
                 )
                 break
     return warnings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from daemon.web.app import serve
+
+    serve(_config(args), args.host, args.port)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

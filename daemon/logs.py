@@ -46,7 +46,7 @@ def hide_secrets(config: Config) -> None:
         XSource,
     )
 
-    values = {config.llm.api_key, config.firecrawl.api_key}
+    values = {config.llm.api_key, config.firecrawl.api_key, config.serve.token, config.serve.secret}
     for profile in config.digests:
         for target in profile.deliver:
             if isinstance(target, EmailTarget):

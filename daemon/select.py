@@ -7,6 +7,7 @@ from datetime import datetime
 from core.config import Config, DigestProfile
 from core.store import Store
 from digests.engagement import engagement_scores
+from digests.feedback import learn
 from digests.selection import (
     BASELINE,
     PREVIOUS_DIGESTS,
@@ -33,4 +34,5 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
         source_weights={source.name: source.weight for source in sources},
         usual_rates=usual_rates(baseline, items, profile.lookback),
         engagement=engagement_scores(store.engagement_since(names, window_from - BASELINE)),
+        preferences=learn(store.votes(profile.name)),
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
-from digests import offline
+from digests import feedback, offline
 from digests.ask import (
     Asker,
     BadAnswer,
@@ -51,17 +51,18 @@ def digest_id(profile: str, created_at: datetime) -> str:
 
 
 def scored_stories(selection: Selection) -> list[ScoredStory]:
-    return _scored(selection)[0]
+    stories, _ = _scored(selection)
+    return stories
 
 
 def _scored(selection: Selection) -> tuple[list[ScoredStory], Rarity]:
     """The selection's stories, best first: feed furniture stripped from every text (so the
-    model's dump and the summaries never carry it), not-news items left out; and the
-    rarity of words across them."""
+    model's dump and the summaries never carry it), not-news items left out, the reader's
+    votes applied (digests/feedback.py); and the rarity of words across them."""
     items = news(strip_all(selection.items))
     rare = rarity(item_text(item) for item in items)
     stories = window_stories(items, selection.window_from, rare)
-    return score_stories(stories, selection), rare
+    return feedback.rerank(score_stories(stories, selection), selection.preferences), rare
 
 
 def build_offline(
@@ -80,7 +81,14 @@ def build_offline(
             # Feed text, written into the digest as the analyzer's own: no links in it.
             title=scrub(story.window.items[0].title),
             summary=scrub(offline.summary(story, rare)),
-            why_it_matters=scrub(offline.why_it_matters(story)),
+            why_it_matters=scrub(
+                " ".join(
+                    filter(
+                        None,
+                        [offline.why_it_matters(story), feedback.why(story, selection.preferences)],
+                    )
+                )
+            ),
             status=story.status,
             score=story.score,
             **vars(digest_items(story.window.items)),  # items, more_items, more_outlets

@@ -34,6 +34,9 @@ class Selection:
     usual_rates: dict[str, float]
     # Social items' engagement against their source's and account's usual (digests/engagement).
     engagement: dict[str, float] = field(default_factory=dict)
+    # Feature weights learned from this profile's readers' votes (digests/feedback.py);
+    # empty without votes, and then the ranking is the signals' alone.
+    preferences: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def hours(self) -> float:

@@ -96,7 +96,8 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
             smtp,
             slack_receiver.webhook_url,
             schedule=f"*/{SCHEDULE_SECONDS} * * * * *",
-            run_budget="6s",
+            # Room for the scripted recovery (two 500s, a 429, a timeout) on a loaded machine.
+            run_budget="15s",
         )
 
         # Feeds: one times out, one answers 500, one 429 with Retry-After, one garbage.
@@ -120,18 +121,20 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
         with daemon(config_path) as run:
             world = World(feeds, run)
             # The model recovers from 500, 429 and a timeout: the first digest is its own.
-            world.wait_for(lambda: digests(tmp_path), "the first digest")
+            world.wait_for(lambda: digests(tmp_path), "the first digest", timeout=90)
             assert digests(tmp_path)[0]["analyzer"] == "o1"
 
             # Malformed JSON twice, then invented ids twice: offline, labelled as a fallback.
             model.reply_malformed(times=2)
-            world.wait_for(lambda: model.pending == 0, "the malformed answers")
+            world.wait_for(lambda: model.pending == 0, "the malformed answers", timeout=90)
             # Then the model is down (503 until healed): digests keep coming, offline.
             # Queued together, so no digest can slip in between and get a good answer.
             count = len(digests(tmp_path))
             model.reply(invented_answer, times=2)
             model.reply_error(503, times=FOREVER)
-            world.wait_for(lambda: len(digests(tmp_path)) >= count + 3, "offline digests")
+            world.wait_for(
+                lambda: len(digests(tmp_path)) >= count + 3, "offline digests", timeout=150
+            )
 
             info = status(config_path)
             failing = {source["name"]: source for source in info["failing_sources"]}

@@ -166,7 +166,28 @@ EXPECTED_TABLES = {
             ("views", INTEGER, False, None, 0),
         ),
     ),
+    # Full-text search over items (FTS5 with external content, so only its index tables).
+    "items_fts": (False, (("title", "", False, None, 0), ("text", "", False, None, 0))),
+    "items_fts_data": (False, (("id", INTEGER, False, None, 1), ("block", "BLOB", False, None, 0))),
+    "items_fts_idx": (
+        True,
+        (("segid", "", True, None, 1), ("term", "", True, None, 2), ("pgno", "", False, None, 0)),
+    ),
+    "items_fts_docsize": (False, (("id", INTEGER, False, None, 1), ("sz", "BLOB", False, None, 0))),
+    "items_fts_config": (True, (("k", "", True, None, 1), ("v", "", False, None, 0))),
+    "votes": (
+        True,
+        (
+            ("profile", TEXT, True, None, 1),
+            ("story_id", TEXT, True, None, 2),
+            ("value", INTEGER, True, None, 0),
+            ("sources", TEXT, True, "'[]'", 0),
+            ("terms", TEXT, True, "'[]'", 0),
+            ("voted_at", TEXT, True, None, 0),
+        ),
+    ),
 }
+
 EXPECTED_FOREIGN_KEYS = {
     "item_sources": {("item_id", "items", "id")},
     "digests": {("run_id", "runs", "id")},
@@ -186,6 +207,8 @@ EXPECTED_INDEXES = {
     "deliveries_due": ("deliveries", ("status", "next_attempt_at"), False, None),
     "site_links_recent": ("site_links", ("source", "last_seen"), False, None),
     "engagement_by_source": ("engagement", ("source", "seen_at"), False, None),
+    "votes_by_time": ("votes", ("profile", "voted_at"), False, None),
+    "items_by_url": ("items", ("url",), False, None),
 }
 
 

@@ -5,14 +5,15 @@ a restart, a second process or an operator's `sqlite3` session sees the same tru
 Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 
 One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
-runs.py, social.py) and the SQL layer they share (sql.py: connection, pragmas, migrations,
-transactions, error translation), as lemon24/reader splits its storage.
+runs.py, social.py, feedback.py) and the SQL layer they share (sql.py: connection, pragmas,
+migrations, transactions, error translation), as lemon24/reader splits its storage.
 """
 
 from __future__ import annotations
 
 from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
+from core.store.feedback import FeedbackTables, Hit
 from core.store.items import AddedItems, ItemTables
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
@@ -32,6 +33,7 @@ __all__ = [
     "AddedItems",
     "Delivery",
     "DigestSummary",
+    "Hit",
     "SourceState",
     "Store",
     "StoreError",
@@ -46,7 +48,14 @@ COUNTED = ("sources", "items", "stories", "digests", "deliveries", "runs")
 
 
 class Store(
-    SourceTables, ItemTables, DigestTables, OutboxTables, RunTables, SocialTables, Database
+    SourceTables,
+    ItemTables,
+    DigestTables,
+    OutboxTables,
+    RunTables,
+    SocialTables,
+    FeedbackTables,
+    Database,
 ):
     """The one interface to the database. Open with `Store.open(path)`; close when done."""
 

@@ -155,5 +155,38 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX engagement_by_source ON engagement (source, seen_at);
     """,
+    # The web app (daemon/web): full-text search over items' titles and texts (an FTS5
+    # index kept in step with items by triggers), and readers' votes on stories per profile
+    # with the story's sources and title terms as they were when voted on; items by URL, to
+    # find the stories of a stored digest's trends.
+    """
+    CREATE VIRTUAL TABLE items_fts USING fts5 (
+        title, text, content = 'items', content_rowid = 'rowid'
+    );
+    INSERT INTO items_fts (items_fts) VALUES ('rebuild');
+    CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN
+        INSERT INTO items_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text);
+    END;
+    CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN
+        INSERT INTO items_fts (items_fts, rowid, title, text)
+            VALUES ('delete', old.rowid, old.title, old.text);
+    END;
+    CREATE TRIGGER items_fts_update AFTER UPDATE OF title, text ON items BEGIN
+        INSERT INTO items_fts (items_fts, rowid, title, text)
+            VALUES ('delete', old.rowid, old.title, old.text);
+        INSERT INTO items_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text);
+    END;
+    CREATE TABLE votes (
+        profile TEXT NOT NULL,
+        story_id TEXT NOT NULL,
+        value INTEGER NOT NULL CHECK (value IN (-1, 1)),
+        sources TEXT NOT NULL DEFAULT '[]',
+        terms TEXT NOT NULL DEFAULT '[]',
+        voted_at TEXT NOT NULL,
+        PRIMARY KEY (profile, story_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX votes_by_time ON votes (profile, voted_at);
+    CREATE INDEX items_by_url ON items (url);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

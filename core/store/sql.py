@@ -116,7 +116,15 @@ def _migrate(db: sqlite_utils.Database, path: Path, read_only: bool) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
+    """The script's statements; a trigger's body keeps its inner semicolons."""
+    statements, pending = [], ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip().removesuffix(";"))
+            pending = ""
+    return statements
 
 
 class Database:

@@ -15,6 +15,7 @@ import hashlib
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +29,11 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SOURCES = [f"source-{n:02d}" for n in range(50)]
 
 
-def build(store: Store, count: int) -> None:
+def headline(n: int) -> str:
+    return f"Headline {n}"
+
+
+def build(store: Store, count: int, title: Callable[[int], str] = headline) -> None:
     store.sync_sources((name, "feed", f"https://example.com/{name}") for name in SOURCES)
     span = timedelta(days=30).total_seconds()
     batch = 50_000
@@ -44,9 +49,7 @@ def build(store: Store, count: int) -> None:
         for n in range(start, min(start + batch, count)):
             item_id = "it_" + hashlib.sha256(str(n).encode()).hexdigest()[:24]
             seen = to_text(NOW - timedelta(seconds=span * (1 - n / count)))
-            items.append(
-                (item_id, f"https://example.com/{n}", f"Headline {n}", "", seen, seen, "h")
-            )
+            items.append((item_id, f"https://example.com/{n}", title(n), "", seen, seen, "h"))
             links.append((SOURCES[n % 50], seen, item_id))
             if n % 10 == 0:
                 links.append((SOURCES[(n + 7) % 50], seen, item_id))

@@ -1,0 +1,511 @@
+"""`trendfinder serve`: the web app over the store (Starlette, Jinja2, plain forms).
+
+Pages read the store opened read-only per request, so they work while the daemon writes;
+votes go through the same store with its locking. Every page is readable without
+JavaScript; every POST carries a CSRF token; off loopback every page needs the token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from core.clock import utcnow
+from core.config import Config
+from core.errors import UsageError
+from core.store import Store, StoreError, StoreLocked, StoreMissing
+from core.votes import Vote
+from daemon.web.signing import VoteLink, load_secret, sign, verify
+from digests import feedback, render
+
+if TYPE_CHECKING:
+    import uvicorn
+
+log = logging.getLogger("trendfinder")
+HERE = Path(__file__).parent
+CSRF_COOKIE = "tf_csrf"
+LOGIN_COOKIE = "tf_login"
+SPEND_DAYS = 30
+# Pages that a signed link or the login itself authorises.
+_OPEN_PATHS = ("/login", "/vote", "/static/", "/favicon.ico")
+_SECURITY_HEADERS = {
+    # No script, style or frame from anywhere else; the app ships no script at all.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeRefused(UsageError):
+    """The web app cannot start as configured; the message says what to change."""
+
+
+def check_binding(config: Config, host: str) -> None:
+    if not is_loopback(host) and not config.serve.token:
+        raise ServeRefused(
+            f"serve: binding {host} (not loopback) needs serve.token in the config, so "
+            "that only people with the token can read and vote"
+        )
+    if not is_loopback(host):
+        log.warning(
+            "serve: listening on %s over plain HTTP; put a TLS proxy in front, or the token "
+            "and the pages cross the network readable",
+            host,
+        )
+
+
+def templates() -> Environment:
+    environment = Environment(
+        # The digest templates are shared with the delivered HTML (digests/render.py).
+        loader=ChoiceLoader(
+            [PackageLoader("daemon.web", "templates"), PackageLoader("digests", "templates")]
+        ),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(render.templates().filters)
+    environment.globals.update(render.templates().globals)
+    return environment
+
+
+class App:
+    """The routes, over one configuration and its store."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.secret = load_secret(config.serve.secret, config.storage.state_dir)
+        self.env = templates()
+
+    # Store access: read-only for pages, writable (same locking) for votes.
+
+    @contextmanager
+    def reading(self) -> Iterator[Store]:
+        busy = self.config.storage.busy_timeout.total_seconds()
+        with Store.open(self.config.storage.database, busy, read_only=True) as store:
+            yield store
+
+    @contextmanager
+    def writing(self) -> Iterator[Store]:
+        busy = self.config.storage.busy_timeout.total_seconds()
+        with Store.open(self.config.storage.database, busy) as store:
+            yield store
+
+    # Rendering and request plumbing.
+
+    def page(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
+        token = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(16)
+        body = self.env.get_template(name).render(
+            csrf=sign(self.secret, "csrf", token),
+            profiles=[profile.name for profile in self.config.digests],
+            path=request.url.path,
+            **values,
+        )
+        response = HTMLResponse(body, status_code=status)
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    def problem(self, request: Request, status: int, message: str) -> Response:
+        return self.page(request, "problem.html.j2", status=status, message=message)
+
+    async def form(self, request: Request) -> dict[str, str] | None:
+        """The POSTed form when its CSRF token matches this browser's cookie, else None."""
+        form = await request.form()
+        token = request.cookies.get(CSRF_COOKIE, "")
+        sent = str(form.get("csrf", ""))
+        if not token or not verify(self.secret, sent, "csrf", token):
+            return None
+        return {key: str(value) for key, value in form.items()}
+
+    def authorised(self, request: Request) -> bool:
+        token = self.config.serve.token
+        if not token or request.url.path.startswith(_OPEN_PATHS):
+            return True
+        bearer = request.headers.get("authorization", "")
+        if bearer.startswith("Bearer ") and secrets.compare_digest(bearer[7:], token):
+            return True
+        login = request.cookies.get(LOGIN_COOKIE, "")
+        return bool(login) and verify(self.secret, login, "login", token)
+
+    # Pages.
+
+    def today(self, request: Request) -> Response:
+        with self.reading() as store:
+            latest = [
+                digest
+                for profile in self.config.digests
+                if (digest := store.last_digest(profile.name)) is not None
+            ]
+            shown = [(digest, self._trend_stories(store, digest)) for digest in latest]
+        return self.page(request, "today.html.j2", shown=shown)
+
+    def _trend_stories(self, store: Store, digest: Any) -> list[tuple[Any, str | None, int]]:
+        """Each trend with the story it stands for and the reader's vote on it."""
+        rows = []
+        for trend in digest.trends:
+            ids = store.digest_story_ids(
+                digest.profile, digest.id, [item.url for item in trend.items]
+            )
+            rows.append((trend, ids[0] if ids else None))
+        votes = store.vote_values(digest.profile, [sid for _, sid in rows if sid])
+        return [(trend, sid, votes.get(sid, 0) if sid else 0) for trend, sid in rows]
+
+    def stories(self, request: Request) -> Response:
+        params = request.query_params
+        query = params.get("q", "").strip()
+        profile_name = params.get("profile", "")
+        source = params.get("source", "")
+        sources: list[str] | None = None
+        if profile_name:
+            profile = self._profile(profile_name)
+            if profile is None:
+                return self.problem(request, 404, f"no digest profile named {profile_name!r}")
+            sources = [s.name for s in self.config.sources_for(profile)]
+        if source:
+            sources = [name for name in (sources or [source]) if name == source]
+        tag = params.get("tag", "")
+        if tag:
+            tagged = [s.name for s in self.config.sources if tag in s.tags]
+            sources = [name for name in (sources or tagged) if name in tagged]
+        try:
+            since = _day(params.get("since", ""))
+            until = _day(params.get("until", ""))
+        except ValueError:
+            return self.problem(request, 400, "dates are written YYYY-MM-DD")
+        with self.reading() as store:
+            hits = store.search(
+                query,
+                sources=sources,
+                since=since,
+                until=until + timedelta(days=1) if until else None,
+            )
+        return self.page(
+            request,
+            "stories.html.j2",
+            hits=hits,
+            query=query,
+            chosen_profile=profile_name,
+            source=source,
+            tag=tag,
+            tags=sorted({tag for s in self.config.sources for tag in s.tags}),
+            since=params.get("since", ""),
+            until=params.get("until", ""),
+            source_names=[s.name for s in self.config.sources],
+        )
+
+    def story(self, request: Request) -> Response:
+        story_id = request.path_params["story_id"]
+        with self.reading() as store:
+            items = store.story_items(story_id)
+            votes = {
+                profile.name: store.vote_values(profile.name, [story_id]).get(story_id, 0)
+                for profile in self.config.digests
+            }
+        if not items:
+            return self.problem(request, 404, "no such story")
+        outlets = sorted({name for item in items for name in item.sources})
+        return self.page(
+            request, "story.html.j2", story_id=story_id, items=items, outlets=outlets, votes=votes
+        )
+
+    def sources(self, request: Request) -> Response:
+        now = utcnow()
+        names = [source.name for source in self.config.sources]
+        with self.reading() as store:
+            states = {state.name: state for state in store.source_states()}
+            recent = store.items_per_source(names, now - timedelta(days=1), now)
+        rows = [
+            (source, states.get(source.name), recent.get(source.name, 0))
+            for source in self.config.sources
+        ]
+        return self.page(request, "sources.html.j2", rows=rows)
+
+    async def test_source(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None:
+            return self.problem(request, 403, "the form expired; reload the page and try again")
+        url = form.get("url", "").strip()
+        kind = "site" if form.get("kind") == "site" else "feed"
+        from starlette.concurrency import run_in_threadpool
+
+        outcome = await run_in_threadpool(partial(self._fetch, url, kind))
+        return self.page(request, "tested.html.j2", url=url, kind=kind, outcome=outcome)
+
+    def _fetch(self, url: str, kind: str) -> Any:
+        # What `sources test` does: one fetch and parse, nothing stored.
+        from core.items import FetchRequest
+        from sources.collect import collect
+
+        request = FetchRequest(name=url, kind=kind, url=url)
+        (outcome,) = collect(
+            [request], self.config.collect, utcnow(), firecrawl=self.config.firecrawl
+        )
+        return outcome
+
+    def digests(self, request: Request) -> Response:
+        with self.reading() as store:
+            summaries = store.digest_summaries(limit=200)
+        return self.page(request, "digests.html.j2", summaries=summaries)
+
+    def digest(self, request: Request) -> Response:
+        digest_id = request.path_params["digest_id"]
+        with self.reading() as store:
+            if not store.has_digest(digest_id):
+                return self.problem(request, 404, "no such digest")
+            digest = store.digest(digest_id)
+            trends = self._trend_stories(store, digest)
+            summary = next(
+                (s for s in store.digest_summaries(digest.profile, 500) if s.id == digest_id),
+                None,
+            )
+        return self.page(request, "digest.html.j2", digest=digest, trends=trends, summary=summary)
+
+    def delivered(self, request: Request) -> Response:
+        """A stored digest exactly as the email and the archive deliver it."""
+        digest_id = request.path_params["digest_id"]
+        with self.reading() as store:
+            if not store.has_digest(digest_id):
+                return self.problem(request, 404, "no such digest")
+            digest = store.digest(digest_id)
+        return HTMLResponse(render.html(digest))
+
+    def preview(self, request: Request) -> Response:
+        """A dry run of the profile's next digest (offline analyzer): nothing stored or sent."""
+        from daemon.select import select
+        from digests.build import build_offline
+
+        profile = self._profile(request.path_params["profile"])
+        if profile is None:
+            return self.problem(request, 404, "no such digest profile")
+        now = utcnow()
+        with self.reading() as store:
+            selection = select(store, self.config, profile, now)
+        if not selection.items:
+            return self.problem(request, 200, f"{profile.name}: no new items; no digest")
+        built = build_offline(selection, now, ("Preview: not stored, not sent.",))
+        return HTMLResponse(render.html(built.digest))
+
+    def status(self, request: Request) -> Response:
+        from daemon.status import gather
+
+        now = utcnow()
+        with self.reading() as store:
+            info = gather(self.config, store, now)
+            spend = store.spend_per_day(now - timedelta(days=SPEND_DAYS))
+        # The store's path is shown; nothing from the config's secrets is in `info`.
+        top = max((cost for _, cost in spend), default=0.0)
+        bars = [(day, cost, 100 * cost / top if top else 0) for day, cost in spend]
+        return self.page(request, "status.html.j2", info=info, bars=bars)
+
+    # Votes.
+
+    async def vote(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None:
+            return self.problem(request, 403, "the form expired; reload the page and try again")
+        profile, story_id = form.get("profile", ""), form.get("story", "")
+        value = _vote_value(form.get("value", ""))
+        if self._profile(profile) is None or value is None or not story_id:
+            return self.problem(request, 400, "a vote needs a profile, a story and up or down")
+        answer = self._record(request, profile, story_id, value)
+        if isinstance(answer, Response):
+            return answer
+        back = form.get("back", "/")
+        return RedirectResponse(
+            back if back.startswith("/") and not back.startswith("//") else "/", status_code=303
+        )
+
+    def _record(self, request: Request, profile: str, story_id: str, value: int) -> bool | Response:
+        try:
+            with self.writing() as store:
+                items = store.story_items(story_id)
+                if not items:
+                    return self.problem(request, 404, "no such story")
+                vote = Vote(
+                    profile=profile,
+                    story_id=story_id,
+                    value=value,
+                    sources=tuple(sorted({name for item in items for name in item.sources})),
+                    terms=feedback.story_terms([item.title for item in items]),
+                    voted_at=utcnow(),
+                )
+                return store.record_vote(vote)
+        except StoreLocked:
+            return self.problem(request, 503, "the store is busy; try the vote again shortly")
+
+    def _link(self, values: Any) -> VoteLink | str:
+        """The vote a signed link asks for, or why it cannot be used."""
+        try:
+            link = VoteLink(
+                profile=str(values.get("profile", "")),
+                story_id=str(values.get("story", "")),
+                value=int(values.get("value", "")),
+                expires=int(values.get("expires", "")),
+            )
+        except ValueError:
+            return "this vote link is incomplete"
+        if not verify(self.secret, str(values.get("sig", "")), *link.parts()):
+            return "this vote link is not valid (it was changed or cut short)"
+        if link.expires < utcnow().timestamp():
+            return "this vote link has expired"
+        if self._profile(link.profile) is None or link.value not in (1, -1):
+            return "this vote link names nothing that exists"
+        return link
+
+    def vote_link(self, request: Request) -> Response:
+        """GET of a signed link: only a confirmation, so a link scanner votes nothing."""
+        link = self._link(request.query_params)
+        if isinstance(link, str):
+            return self.problem(request, 400, link)
+        with self.reading() as store:
+            items = store.story_items(link.story_id, limit=1)
+        return self.page(
+            request,
+            "confirm.html.j2",
+            link=link,
+            sig=request.query_params.get("sig", ""),
+            title=items[0].title if items else link.story_id,
+        )
+
+    async def confirm_vote(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None:
+            return self.problem(request, 403, "the form expired; open the vote link again")
+        link = self._link(form)
+        if isinstance(link, str):
+            return self.problem(request, 400, link)
+        changed = self._record(request, link.profile, link.story_id, link.value)
+        if isinstance(changed, Response):
+            return changed
+        message = "Vote recorded." if changed else "This vote was already recorded."
+        return self.page(request, "voted.html.j2", message=message, link=link)
+
+    # Login (when serve.token is set).
+
+    def login_page(self, request: Request) -> Response:
+        return self.page(request, "login.html.j2", failed=False)
+
+    async def login(self, request: Request) -> Response:
+        form = await self.form(request)
+        token = self.config.serve.token or ""
+        if form is None or not secrets.compare_digest(form.get("token", ""), token):
+            return self.page(request, "login.html.j2", status=403, failed=True)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            LOGIN_COOKIE, sign(self.secret, "login", token), httponly=True, samesite="strict"
+        )
+        return response
+
+    def _profile(self, name: str) -> Any:
+        return next((p for p in self.config.digests if p.name == name), None)
+
+
+def _day(text: str) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC) if text else None
+
+
+def _vote_value(text: str) -> int | None:
+    return {"up": 1, "down": -1, "1": 1, "-1": -1}.get(text)
+
+
+class _Guard(BaseHTTPMiddleware):
+    """Auth, security headers, and store trouble as a page instead of a traceback."""
+
+    def __init__(self, app: Any, web: App) -> None:
+        super().__init__(app)
+        self.web = web
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if not self.web.authorised(request):
+            response: Response = RedirectResponse("/login", status_code=303)
+            if request.headers.get("authorization") or request.method != "GET":
+                response = self.web.problem(request, 401, "this server needs its token")
+        else:
+            try:
+                response = await call_next(request)
+            except StoreMissing as error:
+                response = self.web.problem(request, 503, str(error))
+            except StoreError as error:
+                response = self.web.problem(request, 503, str(error))
+        response.headers.update(_SECURITY_HEADERS)
+        return response
+
+
+def create_app(config: Config) -> Starlette:
+    web = App(config)
+    get: Callable[..., Route] = partial(Route, methods=["GET"])
+    post: Callable[..., Route] = partial(Route, methods=["POST"])
+    routes = [
+        get("/", web.today),
+        get("/stories", web.stories),
+        get("/stories/{story_id:path}", web.story),
+        get("/sources", web.sources),
+        post("/sources/test", web.test_source),
+        get("/digests", web.digests),
+        get("/digests/preview/{profile}", web.preview),
+        get("/digests/{digest_id}/delivered", web.delivered),
+        get("/digests/{digest_id}", web.digest),
+        get("/status", web.status),
+        post("/votes", web.vote),
+        get("/vote", web.vote_link),
+        post("/vote", web.confirm_vote),
+        get("/login", web.login_page),
+        post("/login", web.login),
+        # Browsers ask for it on every page, the delivered digests' included.
+        get("/favicon.ico", lambda request: FileResponse(HERE / "static" / "favicon.svg")),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(_Guard, web=web)])
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+    """Run the app under uvicorn until interrupted (`trendfinder serve`)."""
+    import uvicorn
+
+    host = host or config.serve.host
+    check_binding(config, host)
+    uvicorn.run(create_app(config), host=host, port=port or config.serve.port, log_level="info")
+
+
+def serve_in_background(config: Config) -> uvicorn.Server:
+    """The web app inside the daemon (serve.enabled): a daemon thread beside the scheduler;
+    set the returned server's `should_exit` to stop it."""
+    import uvicorn
+
+    check_binding(config, config.serve.host)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host=config.serve.host, port=config.serve.port)
+    )
+    # Off the main thread uvicorn leaves the signals to the scheduler.
+    threading.Thread(target=server.run, name="serve", daemon=True).start()
+    return server

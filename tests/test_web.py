@@ -1,0 +1,299 @@
+"""The web app over HTTP (Starlette's TestClient, and a real uvicorn where a process matters):
+pages, search, votes that change the next digest's order, auth, CSRF, signed vote links,
+hostile text escaped, and reading while another process holds the store."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from starlette.testclient import TestClient
+from test_hostile import html_problems
+from webworld import build_digest, fill, make_config
+
+from core.clock import utcnow
+from core.store import Store
+from daemon.web.app import ServeRefused, check_binding, create_app
+from daemon.web.signing import VoteLink, load_secret, vote_url
+
+PAGES = ("/", "/stories", "/stories?q=climate", "/sources", "/digests", "/status")
+
+
+@pytest.fixture
+def world(tmp_path):
+    config = make_config(tmp_path)
+    fill(config)
+    build_digest(config)
+    return config
+
+
+def client(config, **kwargs) -> TestClient:
+    return TestClient(create_app(config), base_url="http://127.0.0.1", **kwargs)
+
+
+def csrf(page: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def story_links(page: str) -> list[str]:
+    return re.findall(r'href="(/stories/[^"?]+)"', page)
+
+
+def preview_titles(web: TestClient) -> list[str]:
+    page = web.get("/digests/preview/news").text
+    headings = re.findall(r"<h2[^>]*>(.*?)</h2>", page, re.S)
+    return [re.sub(r"^\d+\.\s*", "", re.sub(r"<[^>]+>", "", h).strip()) for h in headings]
+
+
+def test_every_page_renders_and_escapes_hostile_feed_text(world):
+    web = client(world)
+    with Store.open(world.storage.database, read_only=True) as store:
+        urls = frozenset(
+            item.url
+            for item in store.ungrouped_items()
+            + store.grouped_items_since(utcnow() - timedelta(days=9))
+        )
+    digest_id = re.search(r'href="/digests/([^"/]+)"', web.get("/digests").text).group(1)
+    story = story_links(web.get("/").text)[0]
+    pages = [
+        *PAGES,
+        story,
+        f"/digests/{digest_id}",
+        f"/digests/{digest_id}/delivered",
+        "/digests/preview/news",
+        "/stories?q=script",
+    ]
+    for path in pages:
+        response = web.get(path)
+        assert response.status_code == 200, path
+        assert "<script>alert" not in response.text, path
+        own = {
+            link
+            for link in re.findall(r'(?:href|action)="([^"]+)"', response.text)
+            if link.startswith("/")
+        }
+        problems = [p for p in html_problems(response.text, urls | own, path) if "<form>" not in p]
+        assert problems == [], problems
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in web.get("/stories?q=hostile").text
+    assert re.search(r"\d+ items, 6 stories, 1 digests", web.get("/status").text)
+
+
+def test_search_ranks_matches_and_filters_by_source_tag_and_date(world):
+    web = client(world)
+    page = web.get("/stories", params={"q": "climate bill"}).text
+    assert "Parliament passes the climate bill" in page
+    assert "Chip maker" not in page
+    assert "Museum" not in web.get("/stories", params={"q": "sculpture", "source": "alpha"}).text
+    assert "Museum" in web.get("/stories", params={"q": "sculpture", "source": "delta"}).text
+    assert "Museum" not in web.get("/stories", params={"q": "sculpture", "tag": "news"}).text
+    assert "Museum" in web.get("/stories", params={"q": "sculpture", "tag": "arts"}).text
+    future = (utcnow() + timedelta(days=3)).strftime("%Y-%m-%d")
+    assert "No story matches" in web.get("/stories", params={"since": future}).text
+    # FTS5 syntax typed by a reader is only words, never an error.
+    assert web.get("/stories", params={"q": 'AND OR "( NEAR'}).status_code == 200
+    assert web.get("/stories", params={"since": "yesterday"}).status_code == 400
+
+
+def test_a_story_page_shows_its_items_across_outlets(world):
+    web = client(world)
+    page = web.get("/stories", params={"q": "parliament"}).text
+    story = web.get(story_links(page)[0]).text
+    assert "3 outlets (alpha, beta, gamma)" in story
+
+
+def test_a_vote_changes_the_next_digests_order_and_says_why(tmp_path):
+    config = make_config(tmp_path)
+    fill(config)
+    web = client(config)
+    before = preview_titles(web)
+    assert before, "the preview shows trends"
+
+    def museum(titles: list[str]) -> int:
+        return next(n for n, title in enumerate(titles) if title.startswith("Museum"))
+
+    def vote(query: str, value: str) -> str:
+        story = story_links(web.get("/stories", params={"q": query}).text)[0]
+        token = csrf(web.get(story).text)
+        data = {
+            "csrf": token,
+            "profile": "news",
+            "story": story.removeprefix("/stories/"),
+            "value": value,
+            "back": story,
+        }
+        response = web.post("/votes", data=data, follow_redirects=False)
+        assert response.status_code == 303
+        return story
+
+    story = vote("museum", "up")
+    assert 'aria-pressed="true"' in web.get(story).text
+    vote("parliament", "down")
+    after = preview_titles(web)
+    assert museum(after) < museum(before), (before, after)
+    assert "Your votes moved it up" in web.get("/digests/preview/news").text
+
+
+def test_every_post_needs_its_csrf_token(world):
+    web = client(world)
+    web.get("/")
+    for path, data in (
+        ("/votes", {"profile": "news", "story": "x", "value": "up"}),
+        ("/sources/test", {"url": "http://127.0.0.1:9/"}),
+        ("/vote", {"profile": "news"}),
+    ):
+        assert web.post(path, data=data).status_code == 403
+        assert web.post(path, data={**data, "csrf": "0" * 64}).status_code == 403
+    # A token from another browser's cookie does not pass either.
+    other = client(world)
+    token = csrf(other.get("/sources").text)
+    fresh = client(world)
+    fresh.get("/")
+    assert (
+        fresh.post(
+            "/votes", data={"csrf": token, "profile": "news", "story": "x", "value": "up"}
+        ).status_code
+        == 403
+    )
+
+
+def test_off_loopback_needs_a_token_and_pages_then_need_it(world, tmp_path):
+    with pytest.raises(ServeRefused, match=r"serve\.token"):
+        check_binding(world, "0.0.0.0")
+    config = make_config(tmp_path, "serve:\n  token: s3cret-token-value\n")
+    check_binding(config, "0.0.0.0")
+    web = client(config)
+    assert web.get("/status", follow_redirects=False).headers["location"] == "/login"
+    assert web.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        web.get("/status", headers={"Authorization": "Bearer s3cret-token-value"}).status_code
+        == 200
+    )
+    login = web.get("/login").text
+    assert web.post("/login", data={"csrf": csrf(login), "token": "nope"}).status_code == 403
+    done = web.post(
+        "/login", data={"csrf": csrf(login), "token": "s3cret-token-value"}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    assert "s3cret-token-value" not in done.headers.get("set-cookie", "")
+
+
+def test_no_page_reveals_config_secrets(tmp_path):
+    secret_values = ("sk-test-secret-key-123456", "smtp-password-98765", "serve-token-abcdef")
+    config = make_config(
+        tmp_path,
+        f"llm:\n  api_key: {secret_values[0]}\nserve:\n  token: {secret_values[2]}\n",
+    )
+    fill(config)
+    web = client(config, headers={"Authorization": f"Bearer {secret_values[2]}"})
+    for path in PAGES:
+        page = web.get(path).text
+        assert not any(value in page for value in secret_values), path
+
+
+def signed(config, value=1, *, story=None, expires_in=timedelta(days=1)):
+    with Store.open(config.storage.database, read_only=True) as store:
+        story = story or store.search("museum")[0].story_id
+    secret = load_secret(config.serve.secret, config.storage.state_dir)
+    url = vote_url(
+        "http://127.0.0.1", secret, "news", story, value, utcnow() + expires_in - timedelta(days=14)
+    )
+    return url, parse_qs(urlsplit(url).query)
+
+
+def test_a_signed_vote_link_confirms_on_get_and_votes_once_on_post(world):
+    web = client(world)
+    url, params = signed(world)
+    page = web.get(url)
+    assert page.status_code == 200 and "Confirm your vote" in page.text
+    with Store.open(world.storage.database, read_only=True) as store:
+        assert store.votes("news") == [], "a GET (a link scanner) votes nothing"
+    form = {key: values[0] for key, values in params.items()} | {"csrf": csrf(page.text)}
+    assert "Vote recorded." in web.post("/vote", data=form).text
+    assert "already recorded" in web.post("/vote", data=form).text
+    with Store.open(world.storage.database, read_only=True) as store:
+        assert [vote.value for vote in store.votes("news")] == [1]
+
+
+def test_a_tampered_or_expired_vote_link_is_refused(world):
+    web = client(world)
+    url, params = signed(world)
+    tampered = url.replace("value=1", "value=-1")
+    assert "not valid" in web.get(tampered).text
+    assert web.get(tampered).status_code == 400
+    expired, _ = signed(world, expires_in=timedelta(seconds=-5))
+    assert "expired" in web.get(expired).text
+    forged = VoteLink("news", params["story"][0], 1, 2**40).query(b"another server's secret")
+    assert web.get(f"/vote?{forged}").status_code == 400
+
+
+def test_pages_read_while_another_process_writes_and_a_vote_waits_then_says_busy(world, tmp_path):
+    config = make_config(tmp_path, "storage:\n  busy_timeout: 1s\n".replace("storage:\n", ""))
+    config = world.model_copy(
+        update={"storage": world.storage.model_copy(update={"busy_timeout": timedelta(seconds=1)})}
+    )
+    web = client(config)
+    token = csrf(web.get("/").text)
+    holder = sqlite3.connect(config.storage.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE sources SET failures = failures")
+        for path in PAGES:
+            assert web.get(path).status_code == 200, path
+        story = story_links(web.get("/").text)[0].removeprefix("/stories/")
+        busy = web.post(
+            "/votes", data={"csrf": token, "profile": "news", "story": story, "value": "down"}
+        )
+        assert busy.status_code == 503 and "busy" in busy.text
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    done = web.post(
+        "/votes",
+        data={"csrf": token, "profile": "news", "story": story, "value": "down"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+
+
+def test_serve_refuses_a_public_address_without_a_token(world, tmp_path, capsys):
+    from webworld import config_text
+
+    from daemon.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(tmp_path))
+    assert main(["--config", str(path), "serve", "--host", "0.0.0.0"]) == 2
+    assert "serve.token" in capsys.readouterr().err
+
+
+def test_inside_the_daemon_it_serves_on_the_configured_port(world, tmp_path):
+    import socket
+    import time
+
+    import httpx
+
+    from daemon.web.app import serve_in_background
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = world.model_copy(
+        update={"serve": world.serve.model_copy(update={"enabled": True, "port": port})}
+    )
+    server = serve_in_background(config)
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        assert server.started, "the web app did not start within 5 s"
+        page = httpx.get(f"http://127.0.0.1:{port}/status", timeout=10)
+        assert page.status_code == 200 and "Status" in page.text
+    finally:
+        server.should_exit = True

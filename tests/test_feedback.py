@@ -12,8 +12,7 @@ from core.store import Store
 from core.votes import Vote
 from daemon.select import select
 from digests import feedback
-from digests.build import build_offline
-from digests.signals import score_stories, window_stories
+from digests.build import build_offline, scored_stories
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -29,7 +28,7 @@ def test_without_votes_the_ranking_and_the_digest_are_exactly_todays(tmp_path):
     with Store.open(config.storage.database, read_only=True) as store:
         selection = select(store, config, config.digests[0], now)
     assert selection.preferences == {}
-    signals_only = score_stories(window_stories(selection.items), selection)
+    signals_only = scored_stories(selection)
     assert feedback.rerank(signals_only, selection.preferences) == signals_only
     built = build_offline(selection, now)
     assert [trend.score for trend in built.digest.trends] == [

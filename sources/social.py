@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.errors import TrendfinderError
 from core.items import Engagement, FetchOutcome, FetchRequest, NewItem
 from core.retry import retry_delay
 from core.urls import canonical_url, is_web_url
@@ -27,7 +28,7 @@ from sources.text import html_to_text, one_line
 TITLE_CHARS = 200
 
 
-class SourceError(Exception):
+class SourceError(TrendfinderError):
     """One social fetch failed; the message is for the operator. `retry_at` is the earliest
     next attempt the service asked for (a rate limit), when it said."""
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +23,7 @@ import sqlite_utils
 from core.clock import from_text, to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
+from core.history import Arrival, arrival_time
 from core.items import FetchOutcome, NewItem, StoredItem
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
@@ -596,6 +597,69 @@ class Store:
             [*sources, to_text(since), to_text(until)],
         ).fetchall()
         return {source: int(count) for source, count in rows}
+
+    # Trends over time (issue 12): story histories, the stream's hourly volume ------------
+
+    def story_arrivals(
+        self, story_ids: Sequence[str], since: datetime
+    ) -> dict[str, tuple[Arrival, ...]]:
+        """Each story's arrivals since `since`: every source's first sight of each item, dated
+        by the item's own date when that is plausible (see core.history)."""
+        found: dict[str, list[Arrival]] = {}
+        ids = list(story_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                "SELECT i.story_id, s.item_id, s.source, s.first_seen, i.published FROM items i "
+                "JOIN item_sources s ON s.item_id = i.id "
+                f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) AND s.first_seen >= ? "
+                "ORDER BY s.first_seen, s.item_id, s.source",
+                [*chunk, to_text(since)],
+            ).fetchall()
+            for story, item_id, source, seen, published in rows:
+                at = arrival_time(from_text(published), from_text(seen))
+                found.setdefault(story, []).append(Arrival(item_id, source, at))
+        return {story: tuple(arrivals) for story, arrivals in found.items()}
+
+    def items_per_hour(
+        self, sources: Sequence[str], since: datetime, until: datetime
+    ) -> dict[datetime, int]:
+        """Items these sources brought in each hour (hour start -> count) in [since, until)."""
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(
+            "SELECT substr(first_seen, 1, 13), count(DISTINCT item_id) FROM item_sources "
+            f"WHERE source IN ({marks}) AND first_seen >= ? AND first_seen < ? GROUP BY 1",
+            [*sources, to_text(since), to_text(until)],
+        ).fetchall()
+        return {
+            datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC): int(count)
+            for hour, count in rows
+        }
+
+    def wide_story_outlets(
+        self, sources: Sequence[str], since: datetime, min_outlets: int
+    ) -> tuple[int, dict[str, int]]:
+        """Stories since `since` that at least `min_outlets` of these sources carried, and how
+        many of those stories each source carried."""
+        if not sources:
+            return 0, {}
+        marks = ",".join("?" * len(sources))
+        wide = (
+            "SELECT i.story_id FROM items i JOIN item_sources s ON s.item_id = i.id "
+            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND i.story_id IS NOT NULL "
+            "GROUP BY i.story_id HAVING count(DISTINCT s.source) >= ?"
+        )
+        params = [*sources, to_text(since), min_outlets]
+        total = self.db.execute(f"SELECT count(*) FROM ({wide})", params).fetchone()[0]
+        rows = self.db.execute(
+            f"SELECT s.source, count(DISTINCT i.story_id) FROM ({wide}) w "
+            "JOIN items i ON i.story_id = w.story_id JOIN item_sources s ON s.item_id = i.id "
+            f"WHERE s.source IN ({marks}) GROUP BY s.source",
+            [*params, *sources],
+        ).fetchall()
+        return int(total), {source: int(count) for source, count in rows}
 
     # Digests and deliveries ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from core.config import Config, DigestProfile
 from core.store import Store
+from digests import timeline
 from digests.selection import (
     BASELINE,
     PREVIOUS_DIGESTS,
@@ -21,6 +22,9 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
     window_from = now - profile.lookback
     items = tuple(store.pending_items(profile.name, names, window_from))
     baseline = store.items_per_source(names, window_from - BASELINE, window_from)
+    stories = {item.story_id for item in items if item.story_id}
+    history_from = now - max(timeline.HOUR * timeline.CHART_HOURS, timeline.RECENT + timeline.PRIOR)
+    wide, carried = store.wide_story_outlets(names, now - BASELINE, timeline.WIDE)
     return Selection(
         profile=profile,
         window_from=window_from,
@@ -30,4 +34,7 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
         reported=store.reported_story_sources(profile.name, now - REPORTED_HORIZON),
         source_weights={source.name: source.weight for source in sources},
         usual_rates=usual_rates(baseline, items, profile.lookback),
+        arrivals=store.story_arrivals(sorted(stories), now - REPORTED_HORIZON),
+        stream=store.items_per_hour(names, history_from, now + timeline.HOUR),
+        regulars=frozenset(timeline.regular_outlets(wide, carried)),
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.digest import Digest, DigestItem, Trend
 from core.urls import is_web_url
-from digests import render
+from digests import charts, render
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -105,6 +105,7 @@ def trend_blocks(trend: Trend) -> list[Block]:
     lines = [f"*{escape(heading)}*" if len(heading) < 200 else escape(heading)]
     lines.append(escape(" ".join(trend.summary.split())))
     lines.append(f"*Why it matters:* {escape(' '.join(trend.why_it_matters.split()))}")
+    lines += [f"_{escape(line)}_" for line in charts.lines(trend)]
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
     if len(trend.items) > LINKS_PER_TREND:
         lines.append(f"_and {len(trend.items) - LINKS_PER_TREND} more sources in the archive_")

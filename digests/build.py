@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
-from digests import offline
+from digests import offline, timeline
 from digests.ask import (
     Asker,
     BadAnswer,
@@ -74,8 +74,24 @@ def build_offline(
         )
         for position, story in enumerate(chosen, start=1)
     )
+    trends = with_history(trends, [story.window.story_id for story in chosen], selection)
     cited = {item.id for story in chosen for item in story.window.items}
     return assemble(selection, now, analyzer, trends, cited, len(stories), notes, usage=usage)
+
+
+def with_history(
+    trends: tuple[Trend, ...], story_ids: Sequence[str], selection: Selection
+) -> tuple[Trend, ...]:
+    """Trends with their lead story's timeline and coverage map."""
+    return timeline.annotate(
+        trends,
+        story_ids,
+        selection.arrivals,
+        selection.window_to,
+        selection.stream,
+        selection.regulars,
+        selection.reported,
+    )
 
 
 def prompt_overhead(selection: Selection, asker: Asker, counter: TokenCounter) -> int:
@@ -181,6 +197,8 @@ def _attempt(
         )
         for position, trend in enumerate(result.trends, start=1)
     )
+    leads = [trend.stories[0].story.window.story_id for trend in result.trends]
+    trends = with_history(trends, leads, selection)
     cited = {
         item.id for trend in result.trends for p in trend.stories for item in p.story.window.items
     }

@@ -13,8 +13,9 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from core.digest import Digest, DigestItem, Trend
+from core.digest import Digest, DigestItem, TopicTrend, Trend
 from core.urls import is_web_url
+from digests import charts
 
 # Enough to keep text inert (no links, images, HTML or emphasis), little enough to stay readable.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
@@ -46,7 +47,17 @@ def stamp(moment: datetime) -> str:
 
 
 def title(digest: Digest) -> str:
+    if digest.kind == "alert":
+        return f"{digest.profile}: alert, {digest.created_at:%Y-%m-%d %H:%M} UTC"
+    if digest.kind == "report":
+        return f"{digest.profile}: report to {digest.created_at:%Y-%m-%d}"
     return f"{digest.profile}: what matters, {digest.created_at:%Y-%m-%d}"
+
+
+def topic_line(topic: TopicTrend) -> str:
+    """outage: in 4 stories (5.2 sd above its baseline)."""
+    count = f"{topic.stories} stor{'y' if topic.stories == 1 else 'ies'}"
+    return f"{topic.term}: in {count} ({topic.significance:.1f} sd above its baseline)"
 
 
 def byline(digest: Digest) -> str:
@@ -73,8 +84,16 @@ def markdown(digest: Digest) -> str:
         lines += [f"## {trend.rank}. {_md(trend.title)}{developing(trend)}", ""]
         lines += [_md(trend.summary), ""]
         lines += [f"**Why it matters:** {_md(trend.why_it_matters)}", ""]
+        for line in charts.lines(trend):
+            lines += [f"_{_md(line)}_", ""]
         lines += [f"- {_link(item)}, {stamp(item.published)}" for item in trend.items]
         lines.append("")
+    if digest.topics:
+        lines += ["## Topic trends", ""]
+        for topic in digest.topics:
+            lines += [f"**{_md(topic_line(topic))}**", ""]
+            lines += [f"- {_link(item)}, {stamp(item.published)}" for item in topic.items]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -101,12 +120,24 @@ def text(digest: Digest) -> str:
         lines += _wrap(f"{trend.rank}. {trend.title}{developing(trend)}")
         lines += [*_wrap(trend.summary, "   "), ""]
         lines += [*_wrap(f"Why it matters: {trend.why_it_matters}", "   "), ""]
-        for item in trend.items:
-            lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ")
-            if is_web_url(item.url):
-                lines.append(f"     {item.url}")
+        for line in charts.lines(trend):
+            lines += [*_wrap(line, "   "), ""]
+        lines += _text_items(trend.items)
         lines.append("")
+    if digest.topics:
+        lines += ["Topic trends", "------------"]
+        for topic in digest.topics:
+            lines += [*_wrap(topic_line(topic)), *_text_items(topic.items), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _text_items(items: tuple[DigestItem, ...]) -> list[str]:
+    lines = []
+    for item in items:
+        lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ")
+        if is_web_url(item.url):
+            lines.append(f"     {item.url}")
+    return lines
 
 
 def json_text(digest: Digest) -> str:
@@ -128,7 +159,17 @@ def templates() -> Environment:
     environment.filters["safe_url"] = is_web_url
     environment.filters["stamp"] = stamp
     environment.filters["xml_safe"] = xml_safe
-    environment.globals.update(title=title, byline=byline, developing=developing)
+    environment.globals.update(
+        title=title,
+        byline=byline,
+        developing=developing,
+        topic_line=topic_line,
+        bars=charts.bars,
+        timeline_line=charts.timeline_line,
+        coverage_line=charts.coverage_line,
+        followers=charts.followers,
+        changed_line=charts.changed_line,
+    )
     return environment
 
 

@@ -6,11 +6,12 @@ The daemon reads these from the store (daemon/select.py); the digest stages only
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.config import DigestProfile
 from core.digest import Digest
+from core.history import Arrival
 from core.items import StoredItem
 
 PREVIOUS_DIGESTS = 5
@@ -32,6 +33,12 @@ class Selection:
     source_weights: dict[str, float]
     # Items per hour each source usually brings (before this window; this window if no history).
     usual_rates: dict[str, float]
+    # Each selected story's history (every source's first sight of each item), by story id.
+    arrivals: Mapping[str, tuple[Arrival, ...]] = field(default_factory=dict)
+    # Items per hour (hour start -> count) the profile's sources brought, for trajectories.
+    stream: Mapping[datetime, int] = field(default_factory=dict)
+    # The profile's sources that usually carry wide stories (for coverage blindspots).
+    regulars: frozenset[str] = frozenset()
 
     @property
     def hours(self) -> float:

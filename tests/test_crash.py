@@ -84,7 +84,7 @@ def test_a_crash_at_a_named_point_loses_nothing_and_sends_only_the_message_in_fl
 def test_every_crash_point_is_in_the_code_once_and_crashed_at_by_a_scenario() -> None:
     placed = Counter(
         name
-        for folder in ("daemon", "digests", "sources")
+        for folder in ("core", "daemon", "digests", "sources")
         for path in (REPO / folder).rglob("*.py")
         for name in re.findall(r'crash_point\("([^"]+)"\)', path.read_text())
     )

@@ -22,3 +22,20 @@ class Arrival:
 def arrival_time(published: datetime, seen: datetime) -> datetime:
     """When a source had an item: its published date if just before we saw it, else our sight."""
     return published if seen - PLAUSIBLE_LAG <= published <= seen else seen
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A source's first sight of one item of a story, with the item's title and text start."""
+
+    story_id: str
+    item_id: str
+    title: str
+    text: str
+    source: str
+    seen: datetime
+    published: datetime
+
+    @property
+    def at(self) -> datetime:
+        return arrival_time(self.published, self.seen)

@@ -23,7 +23,7 @@ import sqlite_utils
 from core.clock import from_text, to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
-from core.history import Arrival, arrival_time
+from core.history import Arrival, Sighting, arrival_time
 from core.items import FetchOutcome, NewItem, StoredItem
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
@@ -157,6 +157,28 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE item_sources_keyed RENAME TO item_sources;
     CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
     """,
+    # Trends over time (issue 12): a digest's kind (an alert is a digest that went out between
+    # scheduled ones, through the same outbox), what each alert was about, and the burst
+    # detectors' running baselines (one fixed-size blob each).
+    """
+    ALTER TABLE digests ADD COLUMN kind TEXT NOT NULL DEFAULT 'digest';
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        fired_at TEXT NOT NULL,
+        digest_id TEXT NOT NULL REFERENCES digests (id)
+    );
+    CREATE INDEX alerts_by_profile ON alerts (profile, fired_at);
+    CREATE INDEX alerts_by_subject ON alerts (profile, subject, fired_at);
+    CREATE TABLE baselines (
+        name TEXT PRIMARY KEY,
+        state BLOB NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 NO_USAGE = TokenUsage()
@@ -247,6 +269,19 @@ class DigestSummary:
     created_at: datetime
     analyzer: str
     trends: int
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """What an alert was about: a story id (or `topic:<term>`) and its size when it fired
+    (outlets of a story, stories of a topic)."""
+
+    profile: str
+    subject: str
+    rule: str
+    size: int
+    fired_at: datetime
+    digest_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -661,6 +696,112 @@ class Store:
         ).fetchall()
         return int(total), {source: int(count) for source, count in rows}
 
+    def sightings(self, since: datetime, text_chars: int) -> list[Sighting]:
+        """Every source's first sight since `since` of an item in a story, oldest first, for
+        the burst detectors; each text cut to its first `text_chars` characters."""
+        rows = self.db.execute(
+            f"SELECT i.story_id, i.id, i.title, substr(i.text, 1, {int(text_chars)}), s.source, "
+            "s.first_seen, i.published FROM item_sources s JOIN items i ON i.id = s.item_id "
+            "WHERE s.first_seen >= ? AND i.story_id IS NOT NULL ORDER BY s.first_seen, i.id",
+            [to_text(since)],
+        ).fetchall()
+        return [
+            Sighting(story, item, title, text, source, from_text(seen), from_text(published))
+            for story, item, title, text, source, seen, published in rows
+        ]
+
+    def story_items(
+        self, story_id: str, since: datetime, sources: Iterable[str]
+    ) -> list[StoredItem]:
+        """A story's items that these sources brought since `since`, oldest first."""
+        names = sorted(sources)
+        if not names:
+            return []
+        marks = ",".join("?" * len(names))
+        return self._items(
+            "i.id IN (SELECT s.item_id FROM item_sources s JOIN items j ON j.id = s.item_id "
+            f"WHERE j.story_id = ? AND s.first_seen >= ? AND s.source IN ({marks})) "
+            "ORDER BY i.fetched, i.id",
+            [story_id, to_text(since), *names],
+        )
+
+    def lead_items(self, story_ids: Sequence[str]) -> list[StoredItem]:
+        """The first item of each story (by fetch time, then id)."""
+        found: list[StoredItem] = []
+        ids = list(story_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found += self._items(
+                "i.id IN (SELECT (SELECT j.id FROM items j WHERE j.story_id = t.story_id "
+                "ORDER BY j.fetched, j.id LIMIT 1) FROM (SELECT DISTINCT story_id FROM items "
+                f"WHERE story_id IN ({','.join('?' * len(chunk))})) t) ORDER BY i.id",
+                chunk,
+            )
+        return found
+
+    def save_alert(self, digest: Digest, targets: Sequence[str], alert: AlertRecord) -> None:
+        """Store an alert: its digest, what it was about, and its queued deliveries, in one
+        transaction, so an alert is either sent (once, by the outbox) or not fired at all."""
+        with self.db.atomic():
+            self._insert_digest(digest, NO_USAGE, None)
+            self.db.execute(
+                "INSERT INTO alerts (profile, subject, rule, size, fired_at, digest_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    alert.profile,
+                    alert.subject,
+                    alert.rule,
+                    alert.size,
+                    to_text(alert.fired_at),
+                    digest.id,
+                ],
+            )
+            crash_point("alert.inside_save")
+            self._queue_deliveries(digest, targets)
+
+    def alerted(self, profile: str, since: datetime) -> dict[str, int]:
+        """Subjects the profile alerted on since `since`, with the size their last alert said."""
+        rows = self.db.execute(
+            "SELECT subject, size FROM alerts WHERE profile = ? AND fired_at >= ? "
+            "ORDER BY fired_at",
+            [profile, to_text(since)],
+        ).fetchall()
+        return {subject: int(size) for subject, size in rows}
+
+    def recent_alerts(
+        self, limit: int = 10, since: datetime | None = None, profile: str | None = None
+    ) -> list[AlertRecord]:
+        """The latest alerts (of one profile, when given), newest first."""
+        rows = self._rows(
+            "SELECT * FROM alerts WHERE fired_at >= ? AND (? IS NULL OR profile = ?) "
+            "ORDER BY fired_at DESC, id DESC LIMIT ?",
+            [to_text(since) if since else "", profile, profile, limit],
+        )
+        return [
+            AlertRecord(
+                profile=row["profile"],
+                subject=row["subject"],
+                rule=row["rule"],
+                size=row["size"],
+                fired_at=from_text(row["fired_at"]),
+                digest_id=row["digest_id"],
+            )
+            for row in rows
+        ]
+
+    def baselines(self, name: str) -> bytes | None:
+        row = self.db.execute("SELECT state FROM baselines WHERE name = ?", [name]).fetchone()
+        return bytes(row[0]) if row else None
+
+    def save_baselines(self, name: str, state: bytes, now: datetime) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO baselines (name, state, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET state = excluded.state, "
+                "updated_at = excluded.updated_at",
+                [name, state, to_text(now)],
+            )
+
     # Digests and deliveries ----------------------------------------------------------------
 
     def save_digest(
@@ -676,39 +817,46 @@ class Store:
         All in one transaction: covered items are marked only if the digest is stored, and a
         stored digest always has its deliveries queued, so a crash loses neither.
         """
-        created = to_text(digest.created_at)
         with self.db.atomic():
-            self.db.execute(
-                "INSERT INTO digests (id, profile, created_at, analyzer, window_from, window_to, "
-                "body, input_tokens, cached_tokens, reasoning_tokens, output_tokens, cost, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    digest.id,
-                    digest.profile,
-                    created,
-                    digest.analyzer,
-                    to_text(digest.window.from_),
-                    to_text(digest.window.to),
-                    digest.to_json(),
-                    usage.input,
-                    usage.cached,
-                    usage.reasoning,
-                    usage.output,
-                    usage.cost,
-                    run_id,
-                ],
-            )
+            self._insert_digest(digest, usage, run_id)
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO digest_items (profile, item_id, digest_id, role) "
                 "VALUES (?, ?, ?, ?)",
                 [(digest.profile, item_id, digest.id, role) for item_id, role in covered.items()],
             )
             crash_point("digest.inside_save")
-            self.db.conn.executemany(
-                "INSERT INTO deliveries (digest_id, target, status, next_attempt_at) "
-                "VALUES (?, ?, 'pending', ?)",
-                [(digest.id, target, created) for target in targets],
-            )
+            self._queue_deliveries(digest, targets)
+
+    def _insert_digest(self, digest: Digest, usage: TokenUsage, run_id: int | None) -> None:
+        self.db.execute(
+            "INSERT INTO digests (id, profile, kind, created_at, analyzer, window_from, "
+            "window_to, body, input_tokens, cached_tokens, reasoning_tokens, output_tokens, "
+            "cost, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                digest.id,
+                digest.profile,
+                digest.kind,
+                to_text(digest.created_at),
+                digest.analyzer,
+                to_text(digest.window.from_),
+                to_text(digest.window.to),
+                digest.to_json(),
+                usage.input,
+                usage.cached,
+                usage.reasoning,
+                usage.output,
+                usage.cost,
+                run_id,
+            ],
+        )
+
+    def _queue_deliveries(self, digest: Digest, targets: Sequence[str]) -> None:
+        created = to_text(digest.created_at)
+        self.db.conn.executemany(
+            "INSERT INTO deliveries (digest_id, target, status, next_attempt_at) "
+            "VALUES (?, ?, 'pending', ?)",
+            [(digest.id, target, created) for target in targets],
+        )
 
     def has_digest(self, digest_id: str) -> bool:
         row = self.db.execute("SELECT 1 FROM digests WHERE id = ?", [digest_id]).fetchone()
@@ -722,13 +870,16 @@ class Store:
 
     def last_digest(self, profile: str) -> Digest | None:
         rows = self._rows(
-            "SELECT body FROM digests WHERE profile = ? ORDER BY created_at DESC LIMIT 1", [profile]
+            "SELECT body FROM digests WHERE profile = ? AND kind != 'alert' "
+            "ORDER BY created_at DESC LIMIT 1",
+            [profile],
         )
         return Digest.model_validate_json(rows[0]["body"]) if rows else None
 
     def recent_digests(self, profile: str, limit: int) -> list[Digest]:
         rows = self._rows(
-            "SELECT body FROM digests WHERE profile = ? ORDER BY created_at DESC LIMIT ?",
+            "SELECT body FROM digests WHERE profile = ? AND kind != 'alert' "
+            "ORDER BY created_at DESC LIMIT ?",
             [profile, limit],
         )
         return [Digest.model_validate_json(row["body"]) for row in rows]

@@ -236,8 +236,14 @@ class Daemon:
     def _collect(self) -> str | None:
         try:
             report = self.runner.collect(due_only=True)
+            if report.new_items:
+                # Alerts go out between digests: group what arrived and judge it at once.
+                report.grouped_items = self.runner.group()
+                report.alerts = [alert.digest.id for alert in self.runner.alert()]
         finally:
             self._schedule_collect()
+        if report.alerts:
+            self._deliver()
         fetched = report.sources_ok + report.sources_unchanged + report.sources_failed
         return report.describe() if fetched else None
 

@@ -182,6 +182,12 @@ class StoryActivity:
     story_id: str
     titles: tuple[str, ...]
     joined: Mapping[str, datetime]  # source -> first sight on the story
+    texts: tuple[str, ...] = ()  # the start of each item's text, for keyword rules
+
+    def mentions(self, phrase: str) -> bool:
+        """The phrase as whole words in a title or text, case-insensitively."""
+        pattern = re.compile(rf"(?<!\w){re.escape(phrase.casefold())}(?!\w)")
+        return any(pattern.search(text.casefold()) for text in (*self.titles, *self.texts))
 
 
 @functools.cache
@@ -326,17 +332,17 @@ class AlertCaps:
 
 
 def worth_alerting(
-    bursts: Sequence[StoryBurst], alerted: Mapping[str, int], sent_last_hour: int, caps: AlertCaps
-) -> list[StoryBurst]:
-    """The bursts to alert on now: a story once, again only on a material change (its outlet
-    count reached `repeat_factor` times what the last alert said), within the hourly cap.
+    sizes: Mapping[str, int], alerted: Mapping[str, int], sent_last_hour: int, caps: AlertCaps
+) -> list[str]:
+    """The subjects (story ids, topics) to alert on now, in the order given: each once, again
+    only on a material change (its size, outlets of a story or stories of a topic, reached
+    `repeat_factor` times what its last alert said), within the hourly cap.
 
-    `alerted` holds each alerted story's outlet count at its last alert.
+    `alerted` holds each alerted subject's size at its last alert.
     """
     due = [
-        burst
-        for burst in bursts
-        if burst.story_id not in alerted
-        or burst.total_outlets >= caps.repeat_factor * alerted[burst.story_id]
+        subject
+        for subject, size in sizes.items()
+        if subject not in alerted or size >= caps.repeat_factor * alerted[subject]
     ]
     return due[: max(0, caps.per_hour - sent_last_hour)]

@@ -157,10 +157,11 @@ def replay(stream: list[Arrival], settings: bursts.BurstSettings) -> Outcome:
             active.append(bursts.StoryActivity(story, titles, joined))
         found = bursts.story_bursts(active, baselines, now, settings)
         recent = sum(1 for moment in sent if moment > now - timedelta(hours=1))
-        for burst in bursts.worth_alerting(found, alerted, recent, caps):
-            alerted[burst.story_id] = burst.total_outlets
+        sizes = {burst.story_id: burst.total_outlets for burst in found}
+        for story_id in bursts.worth_alerting(sizes, alerted, recent, caps):
+            alerted[story_id] = sizes[story_id]
             sent.append(now)
-            outcome.alerts.append((now, burst.story_id, burst.total_outlets))
+            outcome.alerts.append((now, story_id, sizes[story_id]))
         for topic in bursts.topic_bursts(active, baselines, now, settings):
             if topic.term not in topics_seen:
                 topics_seen.add(topic.term)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from core.items import StoredItem
+
 # A feed polled for the first time (or after an outage) brings items published earlier; their
 # own date is closer to when the source had them, as long as it is plausible.
 PLAUSIBLE_LAG = timedelta(days=1)
@@ -39,3 +41,11 @@ class Sighting:
     @property
     def at(self) -> datetime:
         return arrival_time(self.published, self.seen)
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What a profile's earlier digests cited of a story: when first, and which items."""
+
+    at: datetime
+    items: tuple[StoredItem, ...]

@@ -23,7 +23,7 @@ import sqlite_utils
 from core.clock import from_text, to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
-from core.history import Arrival, Sighting, arrival_time
+from core.history import Arrival, Reported, Sighting, arrival_time
 from core.items import FetchOutcome, NewItem, StoredItem
 
 # Each entry upgrades the schema by one version; never edit a released entry, append one.
@@ -695,6 +695,35 @@ class Store:
             [*params, *sources],
         ).fetchall()
         return int(total), {source: int(count) for source, count in rows}
+
+    def reported_items(
+        self, profile: str, story_ids: Sequence[str], since: datetime
+    ) -> dict[str, Reported]:
+        """The items the profile's digests since `since` cited of each story, and when the
+        first of those digests was made."""
+        found: dict[str, tuple[str, list[str]]] = {}
+        ids = list(story_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                "SELECT i.story_id, i.id, min(g.created_at) FROM digest_items d "
+                "JOIN digests g ON g.id = d.digest_id JOIN items i ON i.id = d.item_id "
+                "WHERE d.profile = ? AND d.role = 'cited' AND g.created_at >= ? "
+                f"AND i.story_id IN ({','.join('?' * len(chunk))}) GROUP BY i.story_id, i.id",
+                [profile, to_text(since), *chunk],
+            ).fetchall()
+            for story, item_id, created in rows:
+                first, items = found.get(story, (created, []))
+                found[story] = (min(first, created), [*items, item_id])
+        cited = [item_id for _, item_ids in found.values() for item_id in item_ids]
+        items = {item.id: item for item in self.items_by_id(cited)}
+        return {
+            story: Reported(
+                at=from_text(first),
+                items=tuple(items[i] for i in sorted(item_ids) if i in items),
+            )
+            for story, (first, item_ids) in found.items()
+        }
 
     def sightings(self, since: datetime, text_chars: int) -> list[Sighting]:
         """Every source's first sight since `since` of an item in a story, oldest first, for

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
-from digests import offline, timeline
+from digests import changes, offline, timeline
 from digests.ask import (
     Asker,
     BadAnswer,
@@ -82,8 +82,9 @@ def build_offline(
 def with_history(
     trends: tuple[Trend, ...], story_ids: Sequence[str], selection: Selection
 ) -> tuple[Trend, ...]:
-    """Trends with their lead story's timeline and coverage map."""
-    return timeline.annotate(
+    """Trends with their lead story's timeline and coverage map, and for a story reported
+    before, what changed since."""
+    annotated = timeline.annotate(
         trends,
         story_ids,
         selection.arrivals,
@@ -92,6 +93,13 @@ def with_history(
         selection.regulars,
         selection.reported,
     )
+    changed = []
+    for trend, story_id in zip(annotated, story_ids, strict=True):
+        if (reported := selection.reported_items.get(story_id)) is not None:
+            new = [item for item in selection.items if item.story_id == story_id]
+            trend = trend.model_copy(update={"changed": changes.what_changed(new, reported)})
+        changed.append(trend)
+    return tuple(changed)
 
 
 def prompt_overhead(selection: Selection, asker: Asker, counter: TokenCounter) -> int:
@@ -143,8 +151,13 @@ def _attempt(
     settings: PackSettings,
 ) -> BuiltDigest:
     profile = selection.profile
-    packs = split(stories, counter, budget, settings) if profile.split_when_too_large else []
-    packs = packs or [pack(stories, counter, budget, settings)]
+    told = {story: changes.reported_lines(r) for story, r in selection.reported_items.items()}
+    packs = (
+        split(stories, counter, budget, settings, reported=told)
+        if profile.split_when_too_large
+        else []
+    )
+    packs = packs or [pack(stories, counter, budget, settings, reported=told)]
 
     def grounded(answer: ModelAnswer, within: Sequence[Pack]) -> Validated:
         return validate(answer.trends, within, profile.max_trends)
@@ -218,9 +231,15 @@ def _attempt(
 
 def _prompt(selection: Selection, dump: str, *, merging: bool = False) -> Prompt:
     titles = [trend.title for digest in selection.previous for trend in digest.trends]
+    # Topic trends are measured, not read: the model hears of them beside the stories.
+    topics = "\n".join(
+        f'<topic_trend term="{inert(topic.term)}" stories="{topic.stories}" '
+        f'sd_above_baseline="{topic.significance:.1f}"/>'
+        for topic in selection.topics
+    )
     return build_prompt(
         selection.profile,
-        dump,
+        f"{dump}\n\n{topics}" if topics else dump,
         titles,
         (selection.window_from, selection.window_to),
         merging=merging,
@@ -294,6 +313,7 @@ def assemble(
         analyzer=analyzer,
         window=Window(from_=selection.window_from, to=selection.window_to),
         trends=trends,
+        topics=selection.topics,
         quiet=not trends,
         notes=notes,
         stats=DigestStats(

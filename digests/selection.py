@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.config import DigestProfile
-from core.digest import Digest
-from core.history import Arrival
+from core.digest import Digest, TopicTrend
+from core.history import Arrival, Reported
 from core.items import StoredItem
 
 PREVIOUS_DIGESTS = 5
@@ -39,6 +39,10 @@ class Selection:
     stream: Mapping[datetime, int] = field(default_factory=dict)
     # The profile's sources that usually carry wide stories (for coverage blindspots).
     regulars: frozenset[str] = frozenset()
+    # For stories reported before: the items the profile's earlier digests cited of them.
+    reported_items: Mapping[str, Reported] = field(default_factory=dict)
+    # Terms and entities trending across stories in the profile's sources now.
+    topics: tuple[TopicTrend, ...] = ()
 
     @property
     def hours(self) -> float:

@@ -376,6 +376,11 @@ class AlertsConfig(_Model):
 
 class DigestProfile(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: Literal["digest", "report"] = Field(
+        default="digest",
+        description="report: a reflection over a long lookback (e.g. weekly): main movements, "
+        "what is fading, what to watch",
+    )
     focus: str = Field(min_length=1, description="who reads this digest and what they care about")
     sources: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()

@@ -29,10 +29,12 @@ class Joined(_Frozen):
     at: datetime
 
 
-class HourCount(_Frozen):
-    hour: datetime = Field(description="the start of the hour, UTC")
-    items: int = Field(ge=0, description="items first seen that hour")
-    new_outlets: int = Field(ge=0, description="sources that joined the story that hour")
+class Bucket(_Frozen):
+    """A stretch of a story's timeline: an hour in a digest, six hours in a weekly report."""
+
+    start: datetime
+    items: int = Field(ge=0, description="items first seen in it")
+    new_outlets: int = Field(ge=0, description="sources that joined the story in it")
 
 
 Trajectory = Literal["new", "rising", "steady", "fading"]
@@ -40,10 +42,11 @@ Trajectory = Literal["new", "rising", "steady", "fading"]
 
 class StoryTimeline(_Frozen):
     first_seen: datetime
-    peak: datetime = Field(description="the hour with the most items")
+    peak: datetime = Field(description="the start of the bucket with the most items")
     peak_items: int
     trajectory: Trajectory
-    hours: tuple[HourCount, ...] = Field(description="oldest first, up to the digest's end")
+    bucket_hours: int = Field(default=1, ge=1)
+    buckets: tuple[Bucket, ...] = Field(description="oldest first, up to the digest's end")
 
 
 class Coverage(_Frozen):
@@ -114,6 +117,9 @@ class Digest(_Frozen):
     window: Window
     trends: tuple[Trend, ...]
     topics: tuple[TopicTrend, ...] = ()
+    reflection: tuple[str, ...] = Field(
+        default=(), description="a report's main movements, what is fading, what to watch"
+    )
     quiet: bool = Field(default=False, description="nothing notable this time")
     notes: tuple[str, ...] = Field(
         default=(), description="what the reader should know, e.g. a fallback"

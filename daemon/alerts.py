@@ -200,9 +200,7 @@ def _plan_profile(
                 continue
             arrivals = store.story_arrivals([subject], now - REPORTED_HORIZON).get(subject, ())
             names = sorted(story.joined)
-            stream = store.items_per_hour(
-                names, now - timeline.HOUR * timeline.CHART_HOURS, now + HOUR
-            )
+            stream = store.items_per_hour(names, now - timeline.DIGEST.history, now + HOUR)
             digest = alerting.story_alert(
                 profile.name, now, subject, reason, window, items, arrivals, stream
             )

@@ -24,7 +24,7 @@ def select(store: Store, config: Config, profile: DigestProfile, now: datetime) 
     items = tuple(store.pending_items(profile.name, names, window_from))
     baseline = store.items_per_source(names, window_from - BASELINE, window_from)
     stories = {item.story_id for item in items if item.story_id}
-    history_from = now - max(timeline.HOUR * timeline.CHART_HOURS, timeline.RECENT + timeline.PRIOR)
+    history_from = now - timeline.spans_for(profile).history
     wide, carried = store.wide_story_outlets(names, now - BASELINE, timeline.WIDE)
     reported = store.reported_story_sources(profile.name, now - REPORTED_HORIZON)
     told = sorted(stories & set(reported))

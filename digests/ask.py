@@ -99,6 +99,12 @@ def build_prompt(
         f"{profile.max_trends}, best first. A trend may combine several stories about the "
         "same development; cite all of them."
     )
+    if profile.kind == "report":
+        goal += (
+            " This is a report over the whole period, not a daily digest: pick its main "
+            "movements, and in each summary say whether the story grew, held or faded over "
+            "the period and what to watch next."
+        )
     format_ = (
         "Return format: one JSON object matching the schema. `nothing_notable`: true, with an "
         "empty `trends` list, when nothing here matters to this reader; a short digest beats "

@@ -112,6 +112,14 @@ def trend_blocks(trend: Trend) -> list[Block]:
     return [_section(chunk) for chunk in _chunks(lines)]
 
 
+def topic_blocks(digest: Digest) -> list[Block]:
+    lines = ["*Topic trends*"]
+    for topic in digest.topics:
+        lines.append(f"*{escape(render.topic_line(topic))}*")
+        lines += [_link(item) for item in topic.items[:LINKS_PER_TREND]]
+    return [_section(chunk) for chunk in _chunks(lines)]
+
+
 def block_id(digest: Digest, number: int, total: int) -> str:
     """`trendfinder:<digest id>:<part>/<parts>`, well inside Slack's 255 characters."""
     return f"trendfinder:{digest.id[:200]}:{number}/{total}"
@@ -125,14 +133,19 @@ def messages(digest: Digest) -> list[SlackMessage]:
         _context(escape(render.byline(digest))),
     ]
     opening += [_context(escape(_clip(note, MAX_SECTION_TEXT))) for note in digest.notes]
+    if digest.reflection:
+        review = [f"*{render.REVIEW}*", *(f"• {escape(line)}" for line in digest.reflection)]
+        opening += [_section(chunk) for chunk in _chunks(review)]
     if not digest.trends:
         opening.append(_section("Nothing notable this time."))
 
     # Continuation messages start with one context line saying which part they are.
     room = MAX_BLOCKS - 1
     bodies: list[list[Block]] = [opening]
-    for trend in digest.trends:
-        blocks = trend_blocks(trend)
+    groups = [trend_blocks(trend) for trend in digest.trends]
+    if digest.topics:
+        groups.append(topic_blocks(digest))
+    for blocks in groups:
         current = bodies[-1]
         divider = [{"type": "divider"}] if current else []
         if len(current) + len(divider) + len(blocks) <= room:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
-from digests import changes, offline, timeline
+from digests import changes, offline, report, timeline
 from digests.ask import (
     Asker,
     BadAnswer,
@@ -92,6 +92,7 @@ def with_history(
         selection.stream,
         selection.regulars,
         selection.reported,
+        timeline.spans_for(selection.profile),
     )
     changed = []
     for trend, story_id in zip(annotated, story_ids, strict=True):
@@ -154,7 +155,8 @@ def _attempt(
     told = {story: changes.reported_lines(r) for story, r in selection.reported_items.items()}
     packs = (
         split(stories, counter, budget, settings, reported=told)
-        if profile.split_when_too_large
+        # A report reads a long window: map-reduce over chunks rather than drop the tail.
+        if profile.split_when_too_large or profile.kind == "report"
         else []
     )
     packs = packs or [pack(stories, counter, budget, settings, reported=told)]
@@ -309,11 +311,15 @@ def assemble(
     digest = Digest(
         id=digest_id(selection.profile.name, now),
         profile=selection.profile.name,
+        kind=selection.profile.kind,
         created_at=now,
         analyzer=analyzer,
         window=Window(from_=selection.window_from, to=selection.window_to),
         trends=trends,
         topics=selection.topics,
+        reflection=(
+            report.reflect(trends, selection.topics) if selection.profile.kind == "report" else ()
+        ),
         quiet=not trends,
         notes=notes,
         stats=DigestStats(

@@ -30,27 +30,27 @@ def sparkline(counts: list[int]) -> str:
 
 @dataclass(frozen=True)
 class Bar:
-    hour: datetime
+    start: datetime
     items: int
     new_outlets: int
-    height: int  # pixels; 0 for an empty hour
+    height: int  # pixels; 0 for an empty bucket
 
     @property
     def label(self) -> str:
         outlets = f", {self.new_outlets} new outlets" if self.new_outlets else ""
-        return f"{self.hour:%H}:00 UTC: {_items(self.items)}{outlets}"
+        return f"from {_clock(self.start)}: {_items(self.items)}{outlets}"
 
 
 def bars(timeline: StoryTimeline) -> list[Bar]:
-    top = max((hour.items for hour in timeline.hours), default=0) or 1
+    top = max((bucket.items for bucket in timeline.buckets), default=0) or 1
     return [
         Bar(
-            hour=hour.hour,
-            items=hour.items,
-            new_outlets=hour.new_outlets,
-            height=max(2, round(hour.items / top * BAR_HEIGHT)) if hour.items else 0,
+            start=bucket.start,
+            items=bucket.items,
+            new_outlets=bucket.new_outlets,
+            height=max(2, round(bucket.items / top * BAR_HEIGHT)) if bucket.items else 0,
         )
-        for hour in timeline.hours
+        for bucket in timeline.buckets
     ]
 
 
@@ -72,16 +72,18 @@ def _after(delay: timedelta) -> str:
 
 def timeline_line(timeline: StoryTimeline) -> str:
     """Rising: 9 items in 24 h, first seen 02 Dec 04:10 UTC, peak 5 items at 02 Dec 06:00 UTC."""
-    items = sum(hour.items for hour in timeline.hours)
+    items = sum(bucket.items for bucket in timeline.buckets)
+    hours = len(timeline.buckets) * timeline.bucket_hours
+    span = f"{hours // 24} days" if hours >= 48 and hours % 24 == 0 else f"{hours} h"
     return (
-        f"{timeline.trajectory.capitalize()}: {_items(items)} in {len(timeline.hours)} h, "
+        f"{timeline.trajectory.capitalize()}: {_items(items)} in {span}, "
         f"first seen {_clock(timeline.first_seen)}, "
         f"peak {_items(timeline.peak_items)} at {_clock(timeline.peak)}"
     )
 
 
 def spark_line(timeline: StoryTimeline) -> str:
-    return f"{sparkline([hour.items for hour in timeline.hours])} {timeline_line(timeline)}"
+    return f"{sparkline([bucket.items for bucket in timeline.buckets])} {timeline_line(timeline)}"
 
 
 def followers(coverage: Coverage) -> str:

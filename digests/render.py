@@ -22,6 +22,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 # Characters XML 1.0 forbids (a feed may carry them; an Atom feed with one is not well-formed).
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _TEXT_WIDTH = 76
+REVIEW = "The period in review"
 
 
 def _md(text: str) -> str:
@@ -78,6 +79,10 @@ def markdown(digest: Digest) -> str:
     lines += [f"> {_md(note)}" for note in digest.notes]
     if digest.notes:
         lines.append("")
+    if digest.reflection:
+        lines += [f"## {REVIEW}", ""]
+        lines += [f"- {_md(line)}" for line in digest.reflection]
+        lines.append("")
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
@@ -114,6 +119,11 @@ def text(digest: Digest) -> str:
     lines = [heading, "=" * len(heading), *_wrap(byline(digest)), ""]
     for note in digest.notes:
         lines += [*_wrap(note, "  | "), ""]
+    if digest.reflection:
+        lines += [REVIEW, "-" * len(REVIEW)]
+        for line in digest.reflection:
+            lines += _wrap(f"- {line}", "")
+        lines.append("")
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
@@ -164,6 +174,7 @@ def templates() -> Environment:
         byline=byline,
         developing=developing,
         topic_line=topic_line,
+        review=REVIEW,
         bars=charts.bars,
         timeline_line=charts.timeline_line,
         coverage_line=charts.coverage_line,

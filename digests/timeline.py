@@ -8,27 +8,52 @@ story that merely follows the stream's daily ebb (everything quieter at night) s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.digest import Coverage, HourCount, Joined, StoryTimeline, Trajectory, Trend
+from core.config import DigestProfile
+from core.digest import Bucket, Coverage, Joined, StoryTimeline, Trajectory, Trend
 from core.history import Arrival
 
 HOUR = timedelta(hours=1)
-# Hours a chart shows, ending with the digest's last hour.
-CHART_HOURS = 24
-# "Lately" for the trajectory, and the span before it that it is compared with.
-RECENT = timedelta(hours=6)
-PRIOR = timedelta(hours=18)
-# A story first seen this recently, and never reported, is new.
-NEW_FOR = timedelta(hours=6)
 RISING = 1.5  # share lately at least this many times its share before
 FADING = 0.5  # ...or at most this fraction of it
 # Stories this wide have "usual" outlets whose silence is worth a word.
 WIDE = 3
 
 
+@dataclass(frozen=True)
+class Spans:
+    """How a timeline looks at time: its chart's buckets, and the trajectory's spans."""
+
+    bucket_hours: int  # each chart bar
+    buckets: int  # bars in a chart, ending with the digest's last bucket
+    recent: timedelta  # "lately" for the trajectory
+    prior: timedelta  # ...and the span before it that it is compared with
+    new_for: timedelta  # a story first seen this recently, and never reported, is new
+
+    @property
+    def chart(self) -> timedelta:
+        return HOUR * self.bucket_hours * self.buckets
+
+    @property
+    def history(self) -> timedelta:
+        """How far back a timeline reads the story and the stream."""
+        return max(self.chart, self.recent + self.prior)
+
+
+# A daily digest: a day of hourly bars; a weekly report: a week in six-hour bars.
+DIGEST = Spans(bucket_hours=1, buckets=24, recent=6 * HOUR, prior=18 * HOUR, new_for=6 * HOUR)
+REPORT = Spans(bucket_hours=6, buckets=28, recent=48 * HOUR, prior=120 * HOUR, new_for=48 * HOUR)
+
+
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def bucket_of(moment: datetime, hours: int) -> datetime:
+    start = hour_of(moment)
+    return start.replace(hour=start.hour - start.hour % hours)
 
 
 def first_arrivals(arrivals: Iterable[Arrival]) -> tuple[dict[str, datetime], dict[str, datetime]]:
@@ -43,21 +68,22 @@ def first_arrivals(arrivals: Iterable[Arrival]) -> tuple[dict[str, datetime], di
     return items, sources
 
 
-def hourly(arrivals: Sequence[Arrival], end: datetime, hours: int = CHART_HOURS) -> list[HourCount]:
-    """Items first seen and outlets joining in each of the `hours` hours up to `end`."""
+def buckets(arrivals: Sequence[Arrival], end: datetime, spans: Spans = DIGEST) -> list[Bucket]:
+    """Items first seen and outlets joining in each bucket of the chart up to `end`."""
     items, sources = first_arrivals(arrivals)
-    last = hour_of(end)
-    starts = [last - HOUR * back for back in range(hours - 1, -1, -1)]
+    width = HOUR * spans.bucket_hours
+    last = bucket_of(end, spans.bucket_hours)
+    starts = [last - width * back for back in range(spans.buckets - 1, -1, -1)]
     item_counts = dict.fromkeys(starts, 0)
     outlet_counts = dict.fromkeys(starts, 0)
     for at in items.values():
-        if (start := hour_of(at)) in item_counts:
+        if (start := bucket_of(at, spans.bucket_hours)) in item_counts:
             item_counts[start] += 1
     for at in sources.values():
-        if (start := hour_of(at)) in outlet_counts:
+        if (start := bucket_of(at, spans.bucket_hours)) in outlet_counts:
             outlet_counts[start] += 1
     return [
-        HourCount(hour=start, items=item_counts[start], new_outlets=outlet_counts[start])
+        Bucket(start=start, items=item_counts[start], new_outlets=outlet_counts[start])
         for start in starts
     ]
 
@@ -77,6 +103,7 @@ def trajectory(
     stream: Mapping[datetime, int],
     *,
     reported: bool = False,
+    spans: Spans = DIGEST,
 ) -> Trajectory:
     """new, rising, steady or fading: the story's share of the stream lately against before.
 
@@ -86,9 +113,9 @@ def trajectory(
     items, _ = first_arrivals(arrivals)
     if not items:
         return "fading"
-    if not reported and end - min(items.values()) <= NEW_FOR:
+    if not reported and end - min(items.values()) <= spans.new_for:
         return "new"
-    recent_start, prior_start = end - RECENT, end - RECENT - PRIOR
+    recent_start, prior_start = end - spans.recent, end - spans.recent - spans.prior
     recent = _count(items.values(), recent_start, end + HOUR)
     prior = _count(items.values(), prior_start, recent_start)
     if recent == 0:
@@ -112,20 +139,23 @@ def timeline(
     stream: Mapping[datetime, int],
     *,
     reported: bool = False,
+    spans: Spans = DIGEST,
 ) -> StoryTimeline | None:
     if not arrivals:
         return None
     items, _ = first_arrivals(arrivals)
-    per_hour: dict[datetime, int] = {}
+    per_bucket: dict[datetime, int] = {}
     for at in items.values():
-        per_hour[hour_of(at)] = per_hour.get(hour_of(at), 0) + 1
-    peak = min(per_hour, key=lambda hour: (-per_hour[hour], hour))
+        start = bucket_of(at, spans.bucket_hours)
+        per_bucket[start] = per_bucket.get(start, 0) + 1
+    peak = min(per_bucket, key=lambda start: (-per_bucket[start], start))
     return StoryTimeline(
         first_seen=min(items.values()),
         peak=peak,
-        peak_items=per_hour[peak],
-        trajectory=trajectory(arrivals, end, stream, reported=reported),
-        hours=tuple(hourly(arrivals, end)),
+        peak_items=per_bucket[peak],
+        trajectory=trajectory(arrivals, end, stream, reported=reported, spans=spans),
+        bucket_hours=spans.bucket_hours,
+        buckets=tuple(buckets(arrivals, end, spans)),
     )
 
 
@@ -159,6 +189,7 @@ def annotate(
     stream: Mapping[datetime, int],
     regulars: Iterable[str],
     reported: Iterable[str],
+    spans: Spans = DIGEST,
 ) -> tuple[Trend, ...]:
     """Each trend with its story id, timeline and coverage map (when the store had its history)."""
     told = set(reported)
@@ -170,9 +201,15 @@ def annotate(
             trend.model_copy(
                 update={
                     "story": story_id,
-                    "timeline": timeline(history, end, stream, reported=story_id in told),
+                    "timeline": timeline(
+                        history, end, stream, reported=story_id in told, spans=spans
+                    ),
                     "coverage": coverage(history, usual),
                 }
             )
         )
     return tuple(annotated)
+
+
+def spans_for(profile: DigestProfile) -> Spans:
+    return REPORT if profile.kind == "report" else DIGEST

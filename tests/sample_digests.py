@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.digest import (
+    Bucket,
     Coverage,
     Digest,
     DigestItem,
     DigestStats,
-    HourCount,
     Joined,
     StoryTimeline,
     Trend,
@@ -100,25 +100,25 @@ def history(trend: Trend, *, shape: tuple[int, ...] = (0, 0, 1, 0, 2, 5, 3, 1)) 
     """The trend with a timeline (items per hour, oldest first, ending at CREATED's hour) and
     a coverage map: outlet-0 broke it, the others followed, outlet-9 stayed silent."""
     end = CREATED.replace(minute=0)
-    hours = tuple(
-        HourCount(
-            hour=end - timedelta(hours=len(shape) - 1 - n),
+    buckets = tuple(
+        Bucket(
+            start=end - timedelta(hours=len(shape) - 1 - n),
             items=count,
             new_outlets=1 if count >= 2 else 0,
         )
         for n, count in enumerate(shape)
     )
-    first = next(hour.hour for hour in hours if hour.items)
-    peak = max(hours, key=lambda hour: hour.items)
+    first = next(bucket.start for bucket in buckets if bucket.items)
+    peak = max(buckets, key=lambda bucket: bucket.items)
     return trend.model_copy(
         update={
             "story": f"story-{trend.rank}",
             "timeline": StoryTimeline(
                 first_seen=first + timedelta(minutes=10),
-                peak=peak.hour,
+                peak=peak.start,
                 peak_items=peak.items,
                 trajectory="rising",
-                hours=hours,
+                buckets=buckets,
             ),
             "coverage": Coverage(
                 broke=Joined(source="outlet-0", at=first + timedelta(minutes=10)),

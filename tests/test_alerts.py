@@ -113,7 +113,7 @@ def test_a_bursting_story_alerts_once_through_the_outbox_and_again_when_its_outl
     trend = body["trends"][0]
     assert trend["coverage"]["broke"]["source"] == "wire"
     assert [joined["source"] for joined in trend["coverage"]["followed"]] == ["herald", "ledger"]
-    assert sum(hour["items"] for hour in trend["timeline"]["hours"]) == 3
+    assert sum(hour["items"] for hour in trend["timeline"]["buckets"]) == 3
     # An alert does not stand in for the scheduled digest: the profile is still due.
     assert store.last_digest("desk") is None
     assert [profile.name for profile in runner.due_profiles(clock.now)] == ["desk"]

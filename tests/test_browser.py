@@ -168,7 +168,7 @@ def test_each_trends_timeline_draws_as_bars_proportional_to_its_items(browser):
             # Mail clients block these; the chart uses none of them.
             assert page.locator("script, img, svg, canvas, iframe").count() == 0
             bars = page.evaluate(BAR_HEIGHTS)
-            hours = len(trends[0].timeline.hours)  # type: ignore[union-attr]
+            hours = len(trends[0].timeline.buckets)  # type: ignore[union-attr]
             assert len(bars) == hours * len(trends)
             tallest = max(bar["height"] for bar in bars)
             assert 30 <= tallest <= 40

@@ -26,14 +26,14 @@ def flat_stream(per_hour: int, hours: int = 30) -> dict[datetime, int]:
     return {last - H * n: per_hour for n in range(hours)}
 
 
-def test_hourly_counts_items_and_the_hour_each_outlet_joined():
+def test_buckets_count_items_and_the_hour_each_outlet_joined():
     story = arrivals(
         (3.2, "wire"), (3.1, "wire"), (1.0, "herald"), (0.2, "herald"), (0.1, "ledger")
     )
-    hours = timeline.hourly(story, END)
-    assert len(hours) == timeline.CHART_HOURS
-    assert hours[-1].hour == datetime(2026, 12, 2, 12, tzinfo=UTC)
-    by_hour = {hour.hour.hour: (hour.items, hour.new_outlets) for hour in hours}
+    hours = timeline.buckets(story, END)
+    assert len(hours) == timeline.DIGEST.buckets
+    assert hours[-1].start == datetime(2026, 12, 2, 12, tzinfo=UTC)
+    by_hour = {hour.start.hour: (hour.items, hour.new_outlets) for hour in hours}
     assert by_hour[9] == (2, 1)  # wire broke it with two items
     assert by_hour[11] == (1, 1)  # herald joined
     assert by_hour[12] == (2, 1)  # herald again and ledger joining
@@ -102,7 +102,7 @@ def test_sparkline_scales_to_the_peak_and_never_hides_a_single_item():
 def test_every_format_shows_the_timeline_and_coverage_map():
     trend = samples.history(samples.trend(1))
     digest = samples.digest((trend,))
-    spark = charts.sparkline([hour.items for hour in trend.timeline.hours])  # type: ignore[union-attr]
+    spark = charts.sparkline([hour.items for hour in trend.timeline.buckets])  # type: ignore[union-attr]
     for text in (render.markdown(digest), render.text(digest)):
         assert spark in text
         assert "Broke it: outlet-0" in text
@@ -111,7 +111,7 @@ def test_every_format_shows_the_timeline_and_coverage_map():
     slack = str([message.payload() for message in blockkit.messages(digest)])
     assert spark in slack and "Broke it: outlet-0" in slack
     html = render.html(digest)
-    assert html.count('class="bar"') == len(trend.timeline.hours)  # type: ignore[union-attr]
+    assert html.count('class="bar"') == len(trend.timeline.buckets)  # type: ignore[union-attr]
     assert "<svg" not in html and "data:" not in html and "<script" not in html
     assert "outlet-9" in html
 

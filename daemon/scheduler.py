@@ -21,6 +21,7 @@ The main thread runs the scheduler loop, acts on signals and pings systemd's wat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -45,7 +46,7 @@ from core.config import Config, ConfigError, cron_trigger, load_config
 from core.store import Store, store_error
 from daemon import logs
 from daemon.lock import StateLock
-from daemon.runner import Runner, next_fire_time
+from daemon.runner import AlertsFailed, Runner, next_fire_time
 from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")
@@ -236,7 +237,7 @@ class Daemon:
     def _collect(self) -> str | None:
         try:
             report = self.runner.collect(due_only=True)
-            if report.new_items:
+            if report.new_items and any(profile.alerts for profile in self.config.digests):
                 # Alerts go out between digests: group what arrived and judge it at once.
                 report.grouped_items = self.runner.group()
                 report.alerts = [alert.digest.id for alert in self.runner.alert()]
@@ -252,6 +253,10 @@ class Daemon:
         if profile is None:
             return "no longer configured"
         self.runner.group()
+        # Keeps the burst baselines learning (and topic trends current) without alerts; a
+        # failure is logged by the runner, and the digest still goes out.
+        with contextlib.suppress(AlertsFailed):
+            self.runner.alert()
         built = self.runner.digest(profile)
         self._deliver()
         return f"built {built.digest.id}" if built else "nothing new"

@@ -22,7 +22,7 @@ import resource
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -242,6 +242,20 @@ def main() -> None:
             f"  {when:%m-%d %H:%M} {term!r} across {len(carrying)} stories "
             f"({injected_share} injected carriers)"
         )
+    print("\nthe story window's trade-off (alerts on background stories in the dense span;")
+    print("outlets arrived when each shape was alerted, '-' for missed):")
+    for hours in (1, 2, 3, 4, 6, 12):
+        swept = replay(stream, replace(settings, window=timedelta(hours=hours)))
+        noise = [a for a in swept.alerts if a[1] not in names and a[0] >= DENSE]
+        shapes: dict[str, list[str]] = defaultdict(list)
+        for story in injected:
+            if story.shape == "topic carrier":
+                continue
+            alert = next((a for a in swept.alerts if a[1] == story.story), None)
+            arrived = {a.source for a in story.arrivals if alert and a.at <= alert[0]}
+            shapes[story.shape].append(str(len(arrived)) if alert else "-")
+        row = "; ".join(f"{shape}: {','.join(found)}" for shape, found in shapes.items())
+        print(f"  window {hours:>2} h: {len(noise) / dense_days:.2f} per day; {row}")
     before, after, blob, year_seconds = memory_after_a_year(rng)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

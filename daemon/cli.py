@@ -21,7 +21,7 @@ from core.clock import utcnow
 from core.config import CollectConfig, Config, ConfigError, config_path, load_config
 from core.digest import Digest
 from core.items import FetchOutcome
-from core.store import Store, StoreError, StoreLocked
+from core.store import Store, StoreError, StoreLocked, StoreMissing, StoreNeedsMigration
 from daemon import logs
 from daemon.lock import AlreadyRunning, LockUnavailable, StateLock
 from daemon.runner import DigestFailed, Report, Runner
@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.set_defaults(handler=cmd_digests_show)
 
+    deliveries = commands.add_parser("deliveries", help="the outbox: each digest per target")
+    deliveries_commands = deliveries.add_subparsers(
+        dest="deliveries_command", metavar="COMMAND", required=True
+    )
+    outbox = deliveries_commands.add_parser("list", help="list deliveries, oldest first")
+    outbox.add_argument("--failed", action="store_true", help="only those that gave up")
+    outbox.set_defaults(handler=cmd_deliveries_list)
+    retry = deliveries_commands.add_parser(
+        "retry", help="queue failed deliveries again, with all their attempts, and send them"
+    )
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the delivery's id (deliveries list)")
+    which.add_argument("--all-failed", action="store_true", help="every failed delivery")
+    retry.set_defaults(handler=cmd_deliveries_retry)
+
     alerts = commands.add_parser("alerts", help="alert rules between digests")
     alerts_commands = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     alerts_test = alerts_commands.add_parser(
@@ -176,6 +191,13 @@ def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Ru
             Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
         )
         yield Runner(config, store)
+
+
+def _reading(config: Config) -> Store:
+    """The configured store for a command that only looks: nothing created, migrated or
+    written (StoreMissing, StoreNeedsMigration say why there is nothing to show)."""
+    busy = config.storage.busy_timeout.total_seconds()
+    return Store.open(config.storage.database, busy, read_only=True)
 
 
 def _progress() -> tuple[Callable[[int], None], Callable[[FetchOutcome], None], Callable[[], None]]:
@@ -271,10 +293,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args)
     from daemon.runner import next_fire_time
 
-    with Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store:
-        version = store.schema_version
+    try:
+        with _reading(config) as store:
+            found = f"schema version {store.schema_version}"
+    except StoreMissing:
+        found = "not created yet; `trendfinder run` creates it"
+    except StoreNeedsMigration as error:
+        found = str(error)
     print(f"config ok: {config_path(args.config)}")
-    print(f"store: {config.storage.database} (schema version {version})")
+    print(f"store: {config.storage.database} ({found})")
     analyzer = f"model {config.llm.model}" if config.llm.api_key else "offline (no OPENAI_API_KEY)"
     print(f"analyzer: {analyzer}")
     extractor = "Firecrawl" if config.firecrawl.enabled else "built-in extractor"
@@ -296,8 +323,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from daemon.status import gather, render_text
 
-    with _runner(args) as runner:
-        info = gather(runner.config, runner.store, runner.clock())
+    config = _config(args)
+    with _reading(config) as store:
+        info = gather(config, store, utcnow())
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -369,8 +397,8 @@ def _has_config(args: argparse.Namespace) -> bool:
 
 
 def cmd_digests_list(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
-        summaries = runner.store.digest_summaries(args.profile, args.limit)
+    with _reading(_config(args)) as store:
+        summaries = store.digest_summaries(args.profile, args.limit)
     if not summaries:
         print("no digests yet")
     for summary in summaries:
@@ -396,10 +424,54 @@ def _rendered(digest: Digest, format: str) -> str:
 
 
 def cmd_digests_show(args: argparse.Namespace) -> int:
-    with _runner(args) as runner:
-        digest = runner.store.digest(args.id)
+    with _reading(_config(args)) as store:
+        digest = store.digest(args.id)
     sys.stdout.write(_rendered(digest, args.format))
     return EXIT_OK
+
+
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    with _reading(_config(args)) as store:
+        deliveries = store.deliveries("failed" if args.failed else None)
+    if not deliveries:
+        print("no failed deliveries" if args.failed else "no deliveries yet")
+    for delivery in deliveries:
+        details = [f"{delivery.attempts} attempts"]
+        if delivery.status == "sent" and delivery.sent_at:
+            details.append(f"sent {delivery.sent_at:%Y-%m-%d %H:%M} UTC")
+        elif delivery.status == "pending":
+            details.append(f"next try {delivery.next_attempt_at:%Y-%m-%d %H:%M} UTC")
+        if delivery.last_error and delivery.status != "sent":
+            details.append(delivery.last_error)
+        print(
+            f"{delivery.id:>5}  {delivery.status:<7}  {delivery.digest_id} to {delivery.target}: "
+            + "; ".join(details)
+        )
+    return EXIT_OK
+
+
+def cmd_deliveries_retry(args: argparse.Namespace) -> int:
+    with _runner(args) as runner:
+        store = runner.store
+        if args.all_failed:
+            chosen = store.deliveries("failed")
+        else:
+            chosen = [store.delivery(args.id)]
+            if chosen[0].status != "failed":
+                raise UsageError(
+                    f"delivery {args.id} is {chosen[0].status}, not failed; "
+                    "only failed deliveries are retried"
+                )
+        if not chosen:
+            print("no failed deliveries")
+            return EXIT_OK
+        with store.transaction():
+            for delivery in chosen:
+                store.requeue_delivery(delivery.id, runner.clock())
+        print(f"queued again: {', '.join(str(delivery.id) for delivery in chosen)}")
+        report = runner.deliver()
+    _print_report(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 UNITS = {

@@ -437,7 +437,8 @@ class Runner:
         try:
             if target is None:
                 raise DeliveryError(
-                    f"target {delivery.target!r} is no longer in the profile's config"
+                    f"target {delivery.target!r} is no longer in the profile's config",
+                    permanent=True,
                 )
             crash_point("deliver.sending")
             where = send(digest, target, progress)
@@ -446,14 +447,15 @@ class Runner:
             if not isinstance(error, DeliveryError):
                 log.exception("delivery of %s to %s: unexpected error", digest.id, delivery.target)
             reason = str(error) if isinstance(error, DeliveryError) else f"unexpected {error!r}"
+            permanent = isinstance(error, DeliveryError) and error.permanent
             retry = None
-            if delivery.attempts + 1 < max_attempts:
+            if not permanent and delivery.attempts + 1 < max_attempts:
                 # The exponent is capped so a large max_attempts cannot overflow timedelta.
                 doubled = self.config.delivery.backoff * 2 ** min(delivery.attempts, 20)
                 delay = min(doubled, MAX_BACKOFF)
                 wanted = error.retry_after if isinstance(error, DeliveryError) else None
                 retry = self.clock() + max(delay, wanted or timedelta(0))
-            self._failed(delivery, digest, reason, retry, report)
+            self._failed(delivery, digest, reason, retry, report, permanent=permanent)
         else:
             # Recorded first: nothing else may happen between a send and its record.
             self.store.record_delivery_sent(delivery.id, self.clock())
@@ -468,11 +470,15 @@ class Runner:
         reason: str,
         retry: datetime | None,
         report: Report,
+        *,
+        permanent: bool = False,
     ) -> None:
         self.store.record_delivery_failed(delivery.id, reason, retry)
         report.deliveries_failed += 1
         if retry:
             verdict = f"will retry at {retry:%Y-%m-%d %H:%M:%S} UTC"
+        elif permanent:
+            verdict = f"not retried; `trendfinder deliveries retry {delivery.id}` sends it again"
         else:
             verdict = f"gave up after {self.config.delivery.max_attempts} attempts"
         report.errors.append(f"delivery {digest.id} to {delivery.target}: {reason} ({verdict})")

@@ -11,13 +11,14 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sample_digests as samples
-from loopback import SlackReceiver, closed_port
+from loopback import SlackReceiver, SMTPServer, closed_port
 from loopback.slack import Delivery as Post
 
-from core.config import Config, parse_config
+from core.config import Config, load_config, parse_config
 from core.digest import TokenUsage
-from core.store import Store
+from core.store import Delivery, Store
 from daemon.cli import main
 from daemon.demo import serve_samples
 from daemon.runner import Runner
@@ -221,3 +222,143 @@ def test_a_crash_between_sent_and_recorded_resends_only_the_message_in_flight(tm
     with Store.open(tmp_path / "state" / "trendfinder.db") as store:
         assert {d.status for d in store.deliveries()} == {"sent"}
         assert store.counts()["digests"] == 1
+
+
+def mail_config(folder: Path, port: int, extra: str) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(
+        f"""
+storage: {{path: state/t.db}}
+delivery: {{max_attempts: 8, backoff: 1m}}
+sources: [{{name: s, url: 'http://127.0.0.1:9/feed.xml'}}]
+digests:
+  - name: morning-brief
+    focus: Engineers.
+    deliver:
+      - {{kind: email, name: mail, host: 127.0.0.1, port: {port}, to: [ana@example.org],
+          sender: digests@example.org, timeout: 5, {extra}}}
+"""
+    )
+    return path
+
+
+def deliver_once(path: Path) -> list[Delivery]:
+    """Queue the sample digest for every target of `path`'s config and attempt it once."""
+    config = load_config(path)
+    with Store.open(config.storage.database) as store:
+        runner = Runner(config, store, Clock(NOW))
+        queue(config, store)
+        runner.deliver()
+        return store.deliveries()
+
+
+def test_a_refused_login_fails_at_once_and_deliveries_retry_sends_it_when_fixed(
+    tmp_path, tls_cert, capsys
+):
+    with SMTPServer(starttls=tls_cert, auth=("digests", "right")) as server:
+        login = f"security: starttls, ca_file: '{tls_cert.cert_path}', username: digests"
+        config = mail_config(tmp_path, server.port, f"{login}, password: wrong")
+        [failed] = deliver_once(config)
+        # Failed for good after one attempt, not retried for hours.
+        assert (failed.status, failed.attempts) == ("failed", 1)
+        assert failed.last_error and "refused the login for digests: 535" in failed.last_error
+
+        assert main(["--config", str(config), "deliveries", "list", "--failed"]) == 0
+        listed = capsys.readouterr().out
+        assert f"{failed.id}  failed" in listed and "refused the login" in listed
+        assert main(["--config", str(config), "deliveries", "retry", str(failed.id)]) == 1
+        capsys.readouterr()
+
+        config.write_text(config.read_text().replace("password: wrong", "password: right"))
+        assert main(["--config", str(config), "deliveries", "retry", str(failed.id)]) == 0
+        assert len(server.messages) == 1
+        assert main(["--config", str(config), "deliveries", "list"]) == 0
+        assert f"{failed.id}  sent" in capsys.readouterr().out
+        # Sent is sent: a retry is refused, and nothing is sent twice.
+        assert main(["--config", str(config), "deliveries", "retry", str(failed.id)]) == 2
+        assert "is sent, not failed" in capsys.readouterr().err
+    assert len(server.messages) == 1
+
+
+def test_an_untrusted_certificate_fails_the_delivery_at_once(tmp_path, smtp_tls_server):
+    [failed] = deliver_once(mail_config(tmp_path, smtp_tls_server.port, "security: starttls"))
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.last_error and "cannot verify the TLS certificate" in failed.last_error
+    assert smtp_tls_server.messages == []
+
+
+def test_a_temporary_smtp_refusal_keeps_backing_off(tmp_path, smtp_server):
+    smtp_server.fail_rcpt(times=None, reply="451 4.3.0 try again later")
+    [delivery] = deliver_once(mail_config(tmp_path, smtp_server.port, "security: none"))
+    assert (delivery.status, delivery.next_attempt_at) == ("pending", NOW + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410])
+def test_a_webhook_that_is_gone_or_refuses_us_fails_at_once(tmp_path, slack_receiver, status):
+    config = outbox_config(
+        tmp_path,
+        "      - {kind: slack, name: team, webhook_url: '${HOOK}'}",
+        {"HOOK": slack_receiver.webhook_url},
+        attempts=8,
+    )
+    slack_receiver.fail(status, times=5)
+    with Store.open(config.storage.database) as store:
+        queue(config, store)
+        report = Runner(config, store, Clock(NOW)).deliver()
+        [failed] = store.deliveries()
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert f"HTTP {status}" in (failed.last_error or "")
+    assert "deliveries retry" in report.errors[0]
+    assert len(slack_receiver.deliveries) == 1
+
+
+def test_deliveries_retry_all_failed_sends_each_failed_one_and_nothing_else(
+    tmp_path, slack_receiver, capsys
+):
+    hook = slack_receiver.webhook_url
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+storage: {{path: state/t.db}}
+delivery: {{max_attempts: 8, backoff: 1m}}
+sources: [{{name: s, url: 'http://127.0.0.1:9/feed.xml'}}]
+digests:
+  - name: morning-brief
+    focus: Engineers.
+    deliver:
+      - {{kind: slack, name: team, webhook_url: '{hook}'}}
+      - {{kind: slack, name: ops, webhook_url: '{hook}'}}
+      - {{kind: file, directory: out}}
+"""
+    )
+    slack_receiver.fail(404, times=2)
+    deliveries = deliver_once(config)
+    assert sorted(d.status for d in deliveries) == ["failed", "failed", "sent"]
+    assert main(["--config", str(config), "deliveries", "retry", "--all-failed"]) == 0
+    assert main(["--config", str(config), "deliveries", "list", "--failed"]) == 0
+    assert "no failed deliveries" in capsys.readouterr().out
+    # The two that had failed, once each; the file was not written again.
+    assert [d.status for d in slack_receiver.deliveries] == [404, 404, 200, 200]
+    assert len(list((tmp_path / "out" / "morning-brief").glob("*.md"))) == 1
+    assert main(["--config", str(config), "deliveries", "retry", "999"]) == 2
+    assert "no delivery with id 999" in capsys.readouterr().err
+
+
+def test_a_webhook_with_an_untrusted_certificate_fails_at_once(tmp_path, tls_cert):
+    receiver = SlackReceiver()
+    receiver.tls = tls_cert.server_context()
+    with receiver:
+        config = outbox_config(
+            tmp_path,
+            "      - {kind: slack, name: team, webhook_url: '${HOOK}'}",
+            {"HOOK": receiver.webhook_url},
+            attempts=8,
+        )
+        with Store.open(config.storage.database) as store:
+            queue(config, store)
+            Runner(config, store, Clock(NOW)).deliver()
+            [failed] = store.deliveries()
+        assert receiver.deliveries == []
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert "cannot verify the TLS certificate of the webhook" in (failed.last_error or "")
+    assert SlackReceiver.WEBHOOK_PATH not in (failed.last_error or "")  # the URL is a secret

@@ -14,11 +14,16 @@ class DeliveryError(Exception):
     """A delivery attempt failed; the message is what the operator sees in `status`.
 
     `retry_after` is the earliest sensible retry when the far end said so (Slack's 429).
+    `permanent`: trying again cannot help until the operator changes something (a refused
+    login, a webhook that is gone, an untrusted certificate), so the outbox gives up at once.
     """
 
-    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: timedelta | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.permanent = permanent
 
 
 def _forget(parts: int) -> None:
@@ -52,4 +57,6 @@ def send(digest: Digest, target: Target, progress: Progress | None = None) -> st
         from digests.deliver.slack import post_digest
 
         return post_digest(digest, target, progress)
-    raise DeliveryError(f"the {target.kind} target is not available in this version")
+    raise DeliveryError(
+        f"the {target.kind} target is not available in this version", permanent=True
+    )

@@ -94,7 +94,8 @@ def _connect(target: EmailTarget) -> smtplib.SMTP:
                 raise DeliveryError(
                     f"{target.host}:{target.port} does not offer STARTTLS, and security is "
                     "starttls: not sending in clear (use port 465 with security: tls, or "
-                    "security: none on a trusted network)"
+                    "security: none on a trusted network)",
+                    permanent=True,
                 )
             smtp.starttls(context=_tls_context(target))
             smtp.ehlo()
@@ -102,6 +103,11 @@ def _connect(target: EmailTarget) -> smtplib.SMTP:
         smtp.close()
         raise
     return smtp
+
+
+def _permanent(code: int) -> bool:
+    """SMTP's 5yz replies are permanent failures (RFC 5321 4.2.1); 4yz ones are worth a retry."""
+    return code >= 500
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -123,19 +129,26 @@ def send_email(digest: Digest, target: EmailTarget) -> str:
     except smtplib.SMTPAuthenticationError as error:
         raise DeliveryError(
             f"{server} refused the login for {target.username}: "
-            f"{_reply(error.smtp_code, error.smtp_error)}"
+            f"{_reply(error.smtp_code, error.smtp_error)}",
+            permanent=_permanent(error.smtp_code),
         ) from error
     except smtplib.SMTPNotSupportedError as error:
-        raise DeliveryError(f"{server}: {error} (check security and username)") from error
+        raise DeliveryError(
+            f"{server}: {error} (check security and username)", permanent=True
+        ) from error
     except smtplib.SMTPRecipientsRefused as error:
         refusals = "; ".join(
             f"{address}: {_reply(code, text)}" for address, (code, text) in error.recipients.items()
         )
-        raise DeliveryError(f"{server} refused every recipient: {refusals}") from error
+        raise DeliveryError(
+            f"{server} refused every recipient: {refusals}",
+            permanent=all(_permanent(code) for code, _ in error.recipients.values()),
+        ) from error
     except smtplib.SMTPResponseException as error:
-        raise DeliveryError(f"{server} answered {_reply(error.smtp_code, error.smtp_error)}") from (
-            error
-        )
+        raise DeliveryError(
+            f"{server} answered {_reply(error.smtp_code, error.smtp_error)}",
+            permanent=_permanent(error.smtp_code),
+        ) from error
     except smtplib.SMTPServerDisconnected as error:
         # smtplib reports a read timeout as a disconnection.
         if "timed out" in str(error):
@@ -144,7 +157,8 @@ def send_email(digest: Digest, target: EmailTarget) -> str:
     except ssl.SSLCertVerificationError as error:
         raise DeliveryError(
             f"cannot verify the TLS certificate of {server}: {error.verify_message} "
-            "(set ca_file to trust a private certificate authority)"
+            "(set ca_file to trust a private certificate authority)",
+            permanent=True,
         ) from error
     except ssl.SSLError as error:
         raise DeliveryError(f"TLS with {server} failed: {error.reason or error}") from error

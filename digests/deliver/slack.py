@@ -7,6 +7,7 @@ The webhook URL is a secret, so it never appears in an error or a log line.
 
 from __future__ import annotations
 
+import ssl
 import time
 from datetime import timedelta
 
@@ -22,6 +23,10 @@ from digests.deliver import DeliveryError, Progress
 # the outbox's next run, which is told the earliest time to try.
 MAX_INLINE_WAIT = 30.0
 RATE_LIMIT_TRIES = 3
+# Slack's answers for a webhook that is revoked, never existed or posts to an archived
+# channel: no retry can succeed. A 400 (a payload Slack rejects) is retried, since the
+# messages are rendered again at each attempt and an upgraded trendfinder may fix them.
+GONE = frozenset({401, 403, 404, 410})
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -31,6 +36,16 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
+def _untrusted_certificate(error: BaseException) -> bool:
+    # httpx wraps the ssl error (through httpcore); it is somewhere in the chain.
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where: str) -> None:
     for _ in range(RATE_LIMIT_TRIES):
         try:
@@ -38,12 +53,20 @@ def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where:
         except httpx.TimeoutException as error:
             raise DeliveryError(f"Slack did not answer {where} in time") from error
         except httpx.HTTPError as error:
+            if _untrusted_certificate(error):
+                raise DeliveryError(
+                    f"cannot verify the TLS certificate of the webhook for {where}: {error}",
+                    permanent=True,
+                ) from error
             raise DeliveryError(f"cannot reach Slack for {where}: {error}") from error
         if response.status_code == 200:
             return
         reason = " ".join(response.text.split())[:200] or response.reason_phrase
         if response.status_code != 429:
-            raise DeliveryError(f"Slack refused {where}: HTTP {response.status_code} {reason}")
+            raise DeliveryError(
+                f"Slack refused {where}: HTTP {response.status_code} {reason}",
+                permanent=response.status_code in GONE,
+            )
         wait = _retry_after(response)
         if wait > MAX_INLINE_WAIT:
             break

@@ -4,7 +4,8 @@
 
 Builds a real SQLite store with N items spread over 30 days and 50 sources (a tenth of
 them seen by two sources), marks most of the older ones as covered by earlier digests,
-then times the daemon's own queries for a profile that follows 20 of the sources.
+then times the daemon's own queries for a profile that follows 20 of the sources, and
+the writes of a collect cycle.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.clock import to_text
+from core.items import FetchOutcome, NewItem
 from core.store import Store
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -100,7 +102,38 @@ def main() -> None:
             lambda: store.count_pending("daily", followed, NOW - timedelta(days=1)),
         )
         timed("ungrouped items", store.ungrouped_items, repeat=1)
+        # The collect path's writes: a poll's new items, and every polled source's state.
+        polls = iter(range(1_000_000))
+        timed("add 2,000 new items from one source", lambda: add_poll(store, next(polls)))
+        many = [f"many-{n:04d}" for n in range(1000)]
+        store.sync_sources((name, "feed", f"https://example.com/{name}") for name in many)
+        timed("record fetch state of 1,000 sources", lambda: record_fetches(store, many))
         store.close()
+
+
+def add_poll(store: Store, poll: int) -> int:
+    items = [
+        NewItem(
+            id=f"poll_{poll}_{n}",
+            url=f"https://example.com/poll/{poll}/{n}",
+            title=f"Headline {n}",
+            text="body " * 40,
+            published=NOW,
+            content_hash=f"h{n}",
+        )
+        for n in range(2000)
+    ]
+    return store.add_items(SOURCES[1], items, NOW).new
+
+
+def record_fetches(store: Store, names: list[str]) -> int:
+    # One transaction, as the runner writes a batch of fetched sources.
+    with store.transaction():
+        for n, name in enumerate(names):
+            status = "error" if n % 3 else "ok"
+            outcome = FetchOutcome(source=name, status=status, error="HTTP 500", http_status=500)
+            store.record_fetch(outcome, NOW, NOW)
+    return len(names)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -186,6 +187,8 @@ class LoopbackHTTPServer(Running):
     """Start/stop, URL and request-record machinery shared by the HTTP servers."""
 
     handler_class: ClassVar[type[LoopbackHandler]]
+    # Set before start() to serve HTTPS with this server context (a self-signed cert's).
+    tls: ssl.SSLContext | None = None
 
     def __init__(self) -> None:
         self._httpd: _HTTPServer | None = None
@@ -199,6 +202,9 @@ class LoopbackHTTPServer(Running):
             raise RuntimeError(f"{type(self).__name__} already started")
         self._stopping.clear()
         self._httpd = _HTTPServer(self.handler_class, self)
+        if self.tls is not None:
+            # Each accepted connection does its TLS handshake first (a failed one is dropped).
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             # Short poll interval so stop() returns quickly.
             target=self._httpd.serve_forever,
@@ -229,8 +235,8 @@ class LoopbackHTTPServer(Running):
 
     @property
     def url(self) -> str:
-        """Origin, no trailing slash: http://127.0.0.1:PORT"""
-        return f"http://{HOST}:{self.port}"
+        """Origin, no trailing slash: http://127.0.0.1:PORT (https with `tls`)"""
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     def url_for(self, path: str) -> str:
         return self.url + (path if path.startswith("/") else "/" + path)

@@ -1,0 +1,54 @@
+"""The SQLite store: one file, WAL mode, forward migrations, and every query the daemon makes.
+
+All state lives here (sources' fetch state, items, stories, runs, digests, deliveries), so
+a restart, a second process or an operator's `sqlite3` session sees the same truth.
+Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
+
+One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
+runs.py, trends.py) and the SQL layer they share (sql.py: connection, pragmas, migrations,
+transactions, error translation), as lemon24/reader splits its storage.
+"""
+
+from __future__ import annotations
+
+from core.store.digests import DigestSummary, DigestTables
+from core.store.items import AddedItems, ItemTables
+from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from core.store.outbox import Delivery, OutboxTables
+from core.store.runs import RunTables
+from core.store.sources import SourceState, SourceTables
+from core.store.sql import (
+    Database,
+    StoreError,
+    StoreLocked,
+    StoreMissing,
+    StoreNeedsMigration,
+    store_error,
+)
+from core.store.trends import AlertRecord, TrendTables
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AddedItems",
+    "AlertRecord",
+    "Delivery",
+    "DigestSummary",
+    "SourceState",
+    "Store",
+    "StoreError",
+    "StoreLocked",
+    "StoreMissing",
+    "StoreNeedsMigration",
+    "store_error",
+]
+
+# What `counts()` reports, for `status`.
+COUNTED = ("sources", "items", "stories", "digests", "deliveries", "runs")
+
+
+class Store(SourceTables, TrendTables, ItemTables, DigestTables, OutboxTables, RunTables, Database):
+    """The one interface to the database. Open with `Store.open(path)`; close when done."""
+
+    def counts(self) -> dict[str, int]:
+        return {table: self.db.table(table).count for table in COUNTED}

@@ -1,0 +1,236 @@
+"""Items, the sources that brought them, and the stories they are grouped into.
+
+The reads here are raw SQL on purpose: each is one indexed query (joins, NOT EXISTS,
+group_concat) that sqlite-utils' table API cannot express, and they are the hot path
+(tests/bench/bench_store.py times them on a million items).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from core.clock import from_text, to_text
+from core.items import NewItem, StoredItem
+
+# Ids per `IN (...)` query, well below SQLite's limit on bound parameters.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class AddedItems:
+    new: int
+    updated: int
+    seen: int
+
+
+class ItemTables:
+    db: sqlite_utils.Database
+
+    def add_items(self, source: str, items: Sequence[NewItem], now: datetime) -> AddedItems:
+        """Store a source's items: new ones inserted, changed ones updated, all linked to it.
+
+        An item already stored (by id) is not new again, even from another source; it only
+        gains that source. A changed content hash is an update, not a new item.
+        """
+        stamp = to_text(now)
+        known: dict[str, str] = {}
+        table = self.db.table("items")
+        for chunk in _chunks([item.id for item in items]):
+            marks = ",".join("?" * len(chunk))
+            rows = table.rows_where(f"id IN ({marks})", chunk, select="id, content_hash")
+            known.update((row["id"], row["content_hash"]) for row in rows)
+        fresh = [item for item in items if item.id not in known]
+        changed = [
+            item for item in items if known.get(item.id, item.content_hash) != item.content_hash
+        ]
+        with self.db.atomic():
+            # executemany, not Table.insert_all: a poll brings items by the thousand, and
+            # insert_all's per-value conversion made this 2.4 times slower (2,000 new items,
+            # as tests/bench/bench_store.py adds them: 231 ms against 95 ms).
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO items (id, url, title, text, published, fetched, "
+                "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        item.id,
+                        item.url,
+                        item.title,
+                        item.text,
+                        to_text(item.published),
+                        stamp,
+                        item.content_hash,
+                    )
+                    for item in fresh
+                ],
+            )
+            for item in changed:
+                table.update(
+                    item.id,
+                    {
+                        "title": item.title,
+                        "text": item.text,
+                        "content_hash": item.content_hash,
+                        "updated": stamp,
+                    },
+                )
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) VALUES (?, ?, ?)",
+                [(item.id, source, stamp) for item in items],
+            )
+        new, updated = len(fresh), len(changed)
+        return AddedItems(new=new, updated=updated, seen=len(items) - new - updated)
+
+    def _items(
+        self, where: str, params: Sequence[Any], text_chars: int | None = None
+    ) -> list[StoredItem]:
+        text = "i.text" if text_chars is None else f"substr(i.text, 1, {int(text_chars)})"
+        rows = self.db.execute(
+            f"SELECT i.id, i.url, i.title, {text}, i.published, i.fetched, i.story_id, "
+            "(SELECT group_concat(source, char(31)) FROM item_sources s "
+            f"WHERE s.item_id = i.id) FROM items i WHERE {where}",
+            params,
+        )
+        return [_stored_item(*row) for row in rows]
+
+    def items_by_id(self, ids: Sequence[str]) -> list[StoredItem]:
+        found: list[StoredItem] = []
+        for chunk in _chunks(ids):
+            found += self._items(f"i.id IN ({','.join('?' * len(chunk))})", chunk)
+        return found
+
+    def ungrouped_items(self, text_chars: int | None = None) -> list[StoredItem]:
+        """Items not in a story yet; with `text_chars`, each text cut to its first characters."""
+        return self._items("i.story_id IS NULL ORDER BY i.fetched, i.id", [], text_chars)
+
+    def grouped_items_since(
+        self, since: datetime, text_chars: int | None = None, limit: int | None = None
+    ) -> list[StoredItem]:
+        """Recently grouped items: the anchors that let new items join existing stories.
+        With `text_chars`, each text is cut to its first characters; with `limit`, only the
+        latest items (by fetch time, then id) come back."""
+        return self._items(
+            "i.id IN (SELECT id FROM items WHERE story_id IS NOT NULL AND fetched >= ? "
+            "ORDER BY fetched DESC, id DESC LIMIT ?) ORDER BY i.fetched, i.id",
+            [to_text(since), -1 if limit is None else limit],
+            text_chars,
+        )
+
+    def assign_stories(
+        self, stories: Mapping[str, str], merged: Mapping[str, str], now: datetime
+    ) -> None:
+        """Record a grouping run: `stories` maps new items to story ids, `merged` maps each story
+        folded into another to the survivor. One transaction, so every item stays in a story
+        that exists, and a story an earlier digest cited counts as reported under the survivor.
+        """
+        stamp = to_text(now)
+        # Raw SQL: set-based updates (a whole story relabelled, a story's span widened from
+        # another row); Table.update would read each of ten thousand rows back first.
+        with self.db.atomic():
+            for old, survivor in merged.items():
+                self.db.execute("UPDATE items SET story_id = ? WHERE story_id = ?", [survivor, old])
+                self.db.execute(
+                    "UPDATE stories SET first_seen = min(first_seen, "
+                    "coalesce((SELECT first_seen FROM stories WHERE id = :old), first_seen)), "
+                    "last_seen = max(last_seen, "
+                    "coalesce((SELECT last_seen FROM stories WHERE id = :old), last_seen)) "
+                    "WHERE id = :survivor",
+                    {"old": old, "survivor": survivor},
+                )
+                self.db.table("stories").delete_where("id = ?", [old])
+            for item_id, story_id in stories.items():
+                self.db.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
+                self.db.execute(
+                    "INSERT INTO stories (id, title, first_seen, last_seen) "
+                    "SELECT ?, title, ?, ? FROM items WHERE id = ? "
+                    "ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+                    [story_id, stamp, stamp, item_id],
+                )
+
+    def pending_items(
+        self, profile: str, sources: Sequence[str], since: datetime
+    ) -> list[StoredItem]:
+        """Items of these sources first seen since `since` that no digest of `profile` covered."""
+        if not sources:
+            return []
+        marks = ",".join("?" * len(sources))
+        return self._items(
+            "i.id IN (SELECT s.item_id FROM item_sources s "
+            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? "
+            "AND NOT EXISTS (SELECT 1 FROM digest_items d "
+            "WHERE d.profile = ? AND d.item_id = s.item_id)) "
+            "ORDER BY i.fetched, i.id",
+            [*sources, to_text(since), profile],
+        )
+
+    def count_pending(self, profile: str, sources: Sequence[str], since: datetime) -> int:
+        if not sources:
+            return 0
+        marks = ",".join("?" * len(sources))
+        row = self.db.execute(
+            "SELECT count(DISTINCT s.item_id) FROM item_sources s "
+            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND NOT EXISTS "
+            "(SELECT 1 FROM digest_items d WHERE d.profile = ? AND d.item_id = s.item_id)",
+            [*sources, to_text(since), profile],
+        ).fetchone()
+        return int(row[0])
+
+    def reported_story_sources(self, profile: str, since: datetime) -> dict[str, frozenset[str]]:
+        """Stories cited by the profile's digests since `since`, each with the sources cited."""
+        rows = self.db.execute(
+            "SELECT i.story_id, s.source FROM digest_items d "
+            "JOIN digests g ON g.id = d.digest_id JOIN items i ON i.id = d.item_id "
+            "JOIN item_sources s ON s.item_id = d.item_id "
+            "WHERE d.profile = ? AND d.role = 'cited' AND g.created_at >= ? "
+            "AND i.story_id IS NOT NULL",
+            [profile, to_text(since)],
+        ).fetchall()
+        found: dict[str, set[str]] = {}
+        for story, source in rows:
+            found.setdefault(story, set()).add(source)
+        return {story: frozenset(sources) for story, sources in found.items()}
+
+    def items_per_source(
+        self, sources: Sequence[str], since: datetime, until: datetime
+    ) -> dict[str, int]:
+        """How many items each source brought between `since` and `until`: its usual rate."""
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(
+            f"SELECT source, count(*) FROM item_sources WHERE source IN ({marks}) "
+            "AND first_seen >= ? AND first_seen < ? GROUP BY source",
+            [*sources, to_text(since), to_text(until)],
+        ).fetchall()
+        return {source: int(count) for source, count in rows}
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    return [list(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK)]
+
+
+def _stored_item(
+    id: str,
+    url: str,
+    title: str,
+    text: str,
+    published: str,
+    fetched: str,
+    story_id: str | None,
+    source_names: str | None,
+) -> StoredItem:
+    # By position, not through rows.from_row: this maps every item of a grouping run.
+    return StoredItem(
+        id=id,
+        url=url,
+        title=title,
+        text=text,
+        published=from_text(published),
+        fetched=from_text(fetched),
+        sources=tuple(sorted(source_names.split("\x1f"))) if source_names else (),
+        story_id=story_id,
+    )

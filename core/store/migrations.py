@@ -1,0 +1,164 @@
+"""The schema, as the forward migrations that build it.
+
+Released entries are SQL text and stay exactly as shipped: a store created today must have,
+byte for byte, the schema an old store reaches by migrating (tests/test_store.py checks both
+against a schema written out by hand).
+"""
+
+from __future__ import annotations
+
+# Each entry upgrades the schema by one version; never edit a released entry, append one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sources (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        fetch_url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        last_attempt_at TEXT,
+        last_success_at TEXT,
+        next_fetch_at TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error TEXT,
+        disabled_reason TEXT
+    );
+    CREATE TABLE items (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        published TEXT NOT NULL,
+        fetched TEXT NOT NULL,
+        updated TEXT,
+        content_hash TEXT NOT NULL,
+        story_id TEXT
+    );
+    CREATE INDEX items_fetched ON items (fetched);
+    CREATE INDEX items_story ON items (story_id);
+    CREATE INDEX items_ungrouped ON items (fetched) WHERE story_id IS NULL;
+    CREATE TABLE item_sources (
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        PRIMARY KEY (item_id, source)
+    ) WITHOUT ROWID;
+    CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
+    CREATE TABLE stories (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        summary TEXT NOT NULL DEFAULT '{}',
+        errors TEXT NOT NULL DEFAULT '[]',
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_kind ON runs (kind, started_at);
+    CREATE TABLE digests (
+        id TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        analyzer TEXT NOT NULL,
+        window_from TEXT NOT NULL,
+        window_to TEXT NOT NULL,
+        body TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        run_id INTEGER REFERENCES runs (id)
+    );
+    CREATE INDEX digests_by_profile ON digests (profile, created_at);
+    CREATE TABLE digest_items (
+        profile TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items (id),
+        digest_id TEXT NOT NULL REFERENCES digests (id),
+        role TEXT NOT NULL,
+        PRIMARY KEY (profile, item_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX digest_items_by_digest ON digest_items (digest_id);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        digest_id TEXT NOT NULL REFERENCES digests (id),
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt_at TEXT NOT NULL,
+        sent_at TEXT,
+        UNIQUE (digest_id, target)
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+    """,
+    # Outbox: when the current attempt started (a 'sending' row left by a crash is
+    # recognisable) and how many parts of a multi-message delivery already arrived.
+    """
+    ALTER TABLE deliveries ADD COLUMN last_attempt_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
+    """,
+    # Site sources: article links already looked at, so a poll fetches only new ones.
+    """
+    CREATE TABLE site_links (
+        source TEXT NOT NULL,
+        url TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        PRIMARY KEY (source, url)
+    ) WITHOUT ROWID;
+    CREATE INDEX site_links_recent ON site_links (source, last_seen);
+    """,
+    # item_sources with its primary-key columns first: SQLite 3.40's integrity_check
+    # wrongly reports NULLs in a WITHOUT ROWID table whose key columns are not leading,
+    # and operators rely on that check.
+    """
+    CREATE TABLE item_sources_keyed (
+        item_id TEXT NOT NULL REFERENCES items (id),
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (item_id, source)
+    ) WITHOUT ROWID;
+    INSERT INTO item_sources_keyed (item_id, source, first_seen)
+        SELECT item_id, source, first_seen FROM item_sources;
+    DROP TABLE item_sources;
+    ALTER TABLE item_sources_keyed RENAME TO item_sources;
+    CREATE INDEX item_sources_by_source ON item_sources (source, first_seen, item_id);
+    """,
+    # Trends over time (issue 12): a digest's kind (an alert is a digest that went out between
+    # scheduled ones, through the same outbox), what each alert was about, and the burst
+    # detectors' running baselines (one fixed-size blob each).
+    """
+    ALTER TABLE digests ADD COLUMN kind TEXT NOT NULL DEFAULT 'digest';
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        fired_at TEXT NOT NULL,
+        digest_id TEXT NOT NULL REFERENCES digests (id)
+    );
+    CREATE INDEX alerts_by_profile ON alerts (profile, fired_at);
+    CREATE INDEX alerts_by_subject ON alerts (profile, subject, fired_at);
+    CREATE TABLE baselines (
+        name TEXT PRIMARY KEY,
+        state BLOB NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -408,6 +408,11 @@ class DigestProfile(_Model):
             raise ValueError("two targets share a name; give each a distinct `name`")
         return self
 
+    @property
+    def keeps_archive(self) -> bool:
+        """A file target keeps every digest in an archive, which other targets may point to."""
+        return any(isinstance(target, FileTarget) for target in self.deliver)
+
 
 class DeliveryConfig(_Model):
     max_attempts: int = Field(default=8, ge=1)
@@ -455,6 +460,10 @@ class Config(_Model):
             for source in self.sources
             if source.name in profile.sources or set(source.tags) & set(profile.tags)
         )
+
+    def keeps_archive(self, profile: str) -> bool:
+        """Whether the profile named `profile` (if it is still configured) keeps an archive."""
+        return any(p.keeps_archive for p in self.digests if p.name == profile)
 
     def profile(self, name: str) -> DigestProfile:
         for profile in self.digests:

@@ -85,11 +85,21 @@ class Trend(_Frozen):
     why_it_matters: str
     status: str = Field(default="new", description="new or developing")
     score: float = 0.0
-    items: tuple[DigestItem, ...]
+    items: tuple[DigestItem, ...] = Field(description="the items listed, a few of the story's")
+    more_items: int = Field(default=0, ge=0, description="the story's items not listed")
+    more_outlets: tuple[str, ...] = Field(
+        default=(), description="the outlets of those items, each once"
+    )
     story: str | None = Field(default=None, description="the story id, stable across digests")
     timeline: StoryTimeline | None = None
     coverage: Coverage | None = None
     changed: WhatChanged | None = None
+
+    def unlisted(self, listed: int) -> tuple[int, int]:
+        """Items and distinct outlets beyond the first `listed` items shown to a reader."""
+        rest = self.items[listed:]
+        outlets = {item.source for item in rest} | set(self.more_outlets)
+        return len(rest) + self.more_items, len(outlets)
 
 
 class Window(_Frozen):

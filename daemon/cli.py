@@ -280,7 +280,8 @@ def cmd_digest(args: argparse.Namespace) -> int:
             if built is None:
                 print(f"{profile.name}: no new items; no digest", file=sys.stderr)
             elif args.dry_run:
-                sys.stdout.write(_rendered(built.digest, args.format))
+                archive = profile.keeps_archive
+                sys.stdout.write(_rendered(built.digest, args.format, archive=archive))
         if args.dry_run:
             return EXIT_FAILED if failures else EXIT_OK
         report = runner.deliver()
@@ -388,7 +389,8 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
             f"{', '.join(alert.targets)}",
             file=sys.stderr,
         )
-        sys.stdout.write(_rendered(alert.digest, args.format))
+        archive = runner.config.keeps_archive(record.profile)
+        sys.stdout.write(_rendered(alert.digest, args.format, archive=archive))
     return EXIT_OK
 
 
@@ -409,11 +411,12 @@ def cmd_digests_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _rendered(digest: Digest, format: str) -> str:
+def _rendered(digest: Digest, format: str, *, archive: bool) -> str:
     from digests import blockkit, render
 
     if format == "slack":
-        return json.dumps([m.payload() for m in blockkit.messages(digest)], indent=2) + "\n"
+        messages = blockkit.messages(digest, archive=archive)
+        return json.dumps([m.payload() for m in messages], indent=2) + "\n"
     renderers = {
         "md": render.markdown,
         "text": render.text,
@@ -424,9 +427,11 @@ def _rendered(digest: Digest, format: str) -> str:
 
 
 def cmd_digests_show(args: argparse.Namespace) -> int:
-    with _reading(_config(args)) as store:
+    config = _config(args)
+    with _reading(config) as store:
         digest = store.digest(args.id)
-    sys.stdout.write(_rendered(digest, args.format))
+    archive = config.keeps_archive(digest.profile)
+    sys.stdout.write(_rendered(digest, args.format, archive=archive))
     return EXIT_OK
 
 

@@ -441,7 +441,8 @@ class Runner:
                     permanent=True,
                 )
             crash_point("deliver.sending")
-            where = send(digest, target, progress)
+            archive = self.config.keeps_archive(digest.profile)
+            where = send(digest, target, progress, archive=archive)
             crash_point("deliver.sent")
         except Exception as error:
             if not isinstance(error, DeliveryError):

@@ -100,15 +100,16 @@ def _chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
     return chunks
 
 
-def trend_blocks(trend: Trend) -> list[Block]:
+def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
+    """`archive`: the profile keeps an archive (a file target) where the rest can be read."""
     heading = f"{trend.rank}. {' '.join(trend.title.split())}{render.developing(trend)}"
     lines = [f"*{escape(heading)}*" if len(heading) < 200 else escape(heading)]
     lines.append(escape(" ".join(trend.summary.split())))
     lines.append(f"*Why it matters:* {escape(' '.join(trend.why_it_matters.split()))}")
     lines += [f"_{escape(line)}_" for line in charts.lines(trend)]
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
-    if len(trend.items) > LINKS_PER_TREND:
-        lines.append(f"_and {len(trend.items) - LINKS_PER_TREND} more sources in the archive_")
+    if unlisted := render.more(trend, LINKS_PER_TREND):
+        lines.append(f"_{escape(unlisted)}{' in the archive' if archive else ''}_")
     return [_section(chunk) for chunk in _chunks(lines)]
 
 
@@ -125,8 +126,9 @@ def block_id(digest: Digest, number: int, total: int) -> str:
     return f"trendfinder:{digest.id[:200]}:{number}/{total}"
 
 
-def messages(digest: Digest) -> list[SlackMessage]:
-    """The digest as one or more messages, in reading order, each valid on its own."""
+def messages(digest: Digest, *, archive: bool) -> list[SlackMessage]:
+    """The digest as one or more messages, in reading order, each valid on its own.
+    `archive`: the digest's profile keeps an archive (a file target) to point readers to."""
     heading = render.title(digest)
     opening: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(heading, MAX_HEADER_TEXT)}},
@@ -142,7 +144,7 @@ def messages(digest: Digest) -> list[SlackMessage]:
     # Continuation messages start with one context line saying which part they are.
     room = MAX_BLOCKS - 1
     bodies: list[list[Block]] = [opening]
-    groups = [trend_blocks(trend) for trend in digest.trends]
+    groups = [trend_blocks(trend, archive=archive) for trend in digest.trends]
     if digest.topics:
         groups.append(topic_blocks(digest))
     for blocks in groups:

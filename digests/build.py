@@ -70,7 +70,7 @@ def build_offline(
             why_it_matters=offline.why_it_matters(story),
             status=story.status,
             score=story.score,
-            items=digest_items(story.window.items),
+            **vars(digest_items(story.window.items)),  # items, more_items, more_outlets
         )
         for position, story in enumerate(chosen, start=1)
     )
@@ -208,7 +208,7 @@ def _attempt(
             why_it_matters=trend.why_it_matters,
             status=trend.status,
             score=trend.score,
-            items=links(trend),
+            **vars(links(trend)),  # items, more_items, more_outlets
         )
         for position, trend in enumerate(result.trends, start=1)
     )

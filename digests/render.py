@@ -72,6 +72,19 @@ def developing(trend: Trend) -> str:
     return " (developing)" if trend.status == "developing" else ""
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def more(trend: Trend, listed: int) -> str:
+    """What a reader shown the first `listed` items does not see: "and 35 more items from 12
+    outlets" (the outlets of those items), or "" when they see them all."""
+    items, outlets = trend.unlisted(listed)
+    if not items:
+        return ""
+    return f"and {_counted(items, 'more item')} from {_counted(outlets, 'outlet')}"
+
+
 def markdown(digest: Digest) -> str:
     lines = [f"# {_md(title(digest))}", ""]
     lines.append(f"_{_md(byline(digest))}_")
@@ -92,6 +105,8 @@ def markdown(digest: Digest) -> str:
         for line in charts.lines(trend):
             lines += [f"_{_md(line)}_", ""]
         lines += [f"- {_link(item)}, {stamp(item.published)}" for item in trend.items]
+        if unlisted := more(trend, len(trend.items)):
+            lines.append(f"- _{unlisted}_")
         lines.append("")
     if digest.topics:
         lines += ["## Topic trends", ""]
@@ -102,12 +117,14 @@ def markdown(digest: Digest) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _wrap(text: str, indent: str = "") -> list[str]:
+def _wrap(text: str, indent: str = "", hanging: int = 0) -> list[str]:
+    """`text` in lines of _TEXT_WIDTH, each after `indent`; lines after the first are moved
+    `hanging` columns further, under the text after a number or a bullet."""
     return textwrap.wrap(
         " ".join(text.split()),
         width=_TEXT_WIDTH,
         initial_indent=indent,
-        subsequent_indent=indent,
+        subsequent_indent=indent + " " * hanging,
         break_long_words=False,
         break_on_hyphens=False,
     ) or [indent.rstrip()]
@@ -127,12 +144,15 @@ def text(digest: Digest) -> str:
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
-        lines += _wrap(f"{trend.rank}. {trend.title}{developing(trend)}")
+        number = f"{trend.rank}. "
+        lines += _wrap(f"{number}{trend.title}{developing(trend)}", hanging=len(number))
         lines += [*_wrap(trend.summary, "   "), ""]
         lines += [*_wrap(f"Why it matters: {trend.why_it_matters}", "   "), ""]
         for line in charts.lines(trend):
             lines += [*_wrap(line, "   "), ""]
         lines += _text_items(trend.items)
+        if unlisted := more(trend, len(trend.items)):
+            lines += _wrap(unlisted, "   ")
         lines.append("")
     if digest.topics:
         lines += ["Topic trends", "------------"]
@@ -144,7 +164,7 @@ def text(digest: Digest) -> str:
 def _text_items(items: tuple[DigestItem, ...]) -> list[str]:
     lines = []
     for item in items:
-        lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ")
+        lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ", 2)
         if is_web_url(item.url):
             lines.append(f"     {item.url}")
     return lines
@@ -173,6 +193,7 @@ def templates() -> Environment:
         title=title,
         byline=byline,
         developing=developing,
+        more=more,
         topic_line=topic_line,
         review=REVIEW,
         bars=charts.bars,

@@ -43,6 +43,15 @@ class GroundedTrend:
 
 
 @dataclass(frozen=True)
+class Links:
+    """A trend's links: the few to list, and how many more (from which outlets) there are."""
+
+    items: tuple[DigestItem, ...]
+    more_items: int = 0
+    more_outlets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Validated:
     trends: tuple[GroundedTrend, ...]
     dropped_ids: int  # evidence ids the dump did not hold
@@ -115,7 +124,7 @@ def validate(trends: Sequence[ModelTrend], packs: Sequence[Pack], max_trends: in
     return Validated(tuple(grounded[:max_trends]), dropped_ids, dropped_trends)
 
 
-def links(trend: GroundedTrend) -> tuple[DigestItem, ...]:
+def links(trend: GroundedTrend) -> Links:
     """The items the model named first, then the rest of its stories' items."""
     named = list(trend.items)
     for packed in trend.stories:
@@ -123,8 +132,9 @@ def links(trend: GroundedTrend) -> tuple[DigestItem, ...]:
     return digest_items(named)
 
 
-def digest_items(items: Sequence[StoredItem]) -> tuple[DigestItem, ...]:
-    """Links from the store: one item per source first, so they show the breadth of coverage."""
+def digest_items(items: Sequence[StoredItem]) -> Links:
+    """Links from the store: one item per source first, so they show the breadth of coverage;
+    ITEMS_PER_TREND of them, and the count of the rest with their outlets."""
     by_source: dict[str, DigestItem] = {}
     rest: list[DigestItem] = []
     seen: set[str] = set()
@@ -142,4 +152,10 @@ def digest_items(items: Sequence[StoredItem]) -> tuple[DigestItem, ...]:
             by_source[entry.source] = entry
         else:
             rest.append(entry)
-    return tuple([*by_source.values(), *rest][:ITEMS_PER_TREND])
+    ordered = [*by_source.values(), *rest]
+    unlisted = ordered[ITEMS_PER_TREND:]
+    return Links(
+        tuple(ordered[:ITEMS_PER_TREND]),
+        len(unlisted),
+        tuple(dict.fromkeys(entry.source for entry in unlisted)),
+    )

@@ -19,6 +19,43 @@ from loopback import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# CI sets CI=true: there a test that skips (no browser, no systemd-analyze, no mounting)
+# fails the run instead of vanishing into a summary line.
+IN_CI = os.environ.get("CI", "").lower() in {"true", "1", "yes"}
+_ARTIFACTS = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _fail_a_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_a_skip_in_ci(outcome.get_result())  # a module that skips itself as a whole
+
+
+def _fail_a_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and CI=true does not allow a skip: {reason}"
+
+
+@pytest.fixture(scope="session")
+def artifacts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for what a person may want to look at (screenshots), outside the source
+    tree; the run prints where it is."""
+    path = tmp_path_factory.mktemp("artifacts")
+    request.config.stash[_ARTIFACTS] = path
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if (path := terminalreporter.config.stash.get(_ARTIFACTS, None)) is not None:
+        terminalreporter.write_line(f"artifacts (screenshots): {path}")
 
 
 def _shared_data_dir() -> Path | None:

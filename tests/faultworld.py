@@ -26,6 +26,7 @@ from loopback.invariants import (
     no_item_vanished,
     store_is_healthy,
     stored_digest_ids,
+    trends_arrived,
 )
 from loopback.openai_server import ChatRequest
 from processes import cli_env
@@ -56,15 +57,24 @@ WORDS = [
 
 
 def story_ids(chat: ChatRequest) -> list[str]:
-    """The story ids in the dump, in the order the model sees them."""
-    return _STORY_ID.findall(chat.user_text)
+    """The story ids in the dump, in the order the model sees them. None found means the
+    dump's format changed under the fake models: raise, and the model server fails the
+    test, rather than answer "nothing notable" and let empty digests pass."""
+    found: list[str] = _STORY_ID.findall(chat.user_text)
+    if not found:
+        raise AssertionError(f"no story id in the prompt: {chat.user_text[:300]!r}")
+    return found
+
+
+# How every trend good_answer makes is titled: what the receivers must show.
+GOOD_TREND = "Trend on S"
 
 
 def good_answer(chat: ChatRequest) -> dict[str, Any]:
     """A well-behaved model: up to three trends, each citing one story it was shown."""
     trends = [
         {
-            "title": f"Trend on {ref}",
+            "title": f"{GOOD_TREND}{ref.removeprefix('S')}",
             "summary": f"What the items of {ref} report.",
             "why_it_matters": "It matters to this reader.",
             "evidence": [ref],
@@ -73,7 +83,7 @@ def good_answer(chat: ChatRequest) -> dict[str, Any]:
         }
         for number, ref in enumerate(story_ids(chat)[:3])
     ]
-    return {"nothing_notable": not trends, "trends": trends}
+    return {"nothing_notable": False, "trends": trends}
 
 
 def invented_answer(chat: ChatRequest) -> dict[str, Any]:
@@ -163,7 +173,9 @@ def slack_parts(config: Config) -> dict[str, str]:
     parts: dict[str, str] = {}
     with Store.open(config.storage.database) as store:
         for digest_id in stored_digest_ids(config):
-            for number, message in enumerate(blockkit.messages(store.digest(digest_id)), start=1):
+            # The world's profile has a file target: its messages point to the archive.
+            messages = blockkit.messages(store.digest(digest_id), archive=True)
+            for number, message in enumerate(messages, start=1):
                 parts[json.dumps(message.payload(), sort_keys=True)] = f"{digest_id}#{number}"
     return parts
 
@@ -187,9 +199,11 @@ def invariant_problems(
     smtp: SMTPServer | None = None,
     slack_receiver: SlackReceiver | None = None,
     files: Path | None = None,
+    trend: str | None = GOOD_TREND,
 ) -> list[str]:
     """Invariants 1-3 after a scenario; invariant 2 for every receiver given, no duplicates
-    allowed (these scenarios have no crash, so nothing is ever in flight at one)."""
+    allowed (these scenarios have no crash, so nothing is ever in flight at one); and the
+    model's trends (titled `trend...`, unless None) reached every receiver given."""
     problems = store_is_healthy(config) + no_item_vanished(config, served)
     problems += deliveries_all_sent(config)
     ids = stored_digest_ids(config)
@@ -199,10 +213,19 @@ def invariant_problems(
     if files is not None:
         received["file"] = file_arrivals(files)
     problems += delivered_exactly_once(received, ids)
+    texts: dict[str, list[str]] = {}
+    if smtp is not None:
+        texts["email"] = [message.text for message in smtp.messages]
+    if files is not None:
+        texts["file"] = [path.read_text() for path in sorted(files.glob("*/*.json"))]
     if slack_receiver is not None:
         parts = sorted(set(slack_parts(config).values()))
         problems += delivered_exactly_once({"slack": slack_arrivals(slack_receiver, config)}, parts)
-    return problems
+        texts["slack"] = [json.dumps(payload) for payload in slack_receiver.messages]
+    if trend is None:
+        return problems
+    # Offline fallbacks arrive too, with trends of their own: the model's must be among them.
+    return problems + trends_arrived(texts, trend, in_every=False)
 
 
 # The CLI ----------------------------------------------------------------------------------

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from faultworld import story_ids
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from loopback.invariants import (
     delivered_exactly_once,
@@ -26,6 +26,7 @@ from loopback.invariants import (
     no_item_vanished,
     store_is_healthy,
     stored_digest_ids,
+    trends_arrived,
 )
 from loopback.openai_server import ChatRequest
 from processes import cli_env
@@ -43,17 +44,18 @@ STORIES = (
 )
 SYNDICATED = ("wire", "ledger")
 RUN_TIMEOUT = 90.0  # seconds any one `run --once` may take before the test calls it a hang
-_STORY_REF = re.compile(r'<story id="(S\d+)"')
+# How every trend model_answer makes is titled: what each message that arrives must show.
+TREND = "Trend number "
 
 
 def model_answer(chat: ChatRequest) -> dict[str, Any]:
     """A good structured answer citing the first stories of the dump, as a model would."""
-    refs = _STORY_REF.findall(chat.user_text)[:3]
+    refs = story_ids(chat)[:3]
     return {
-        "nothing_notable": not refs,
+        "nothing_notable": False,
         "trends": [
             {
-                "title": f"Trend number {number}",
+                "title": f"{TREND}{number}",
                 "summary": "What the cited items report.",
                 "why_it_matters": "It matters to this reader.",
                 "evidence": [ref],
@@ -209,9 +211,11 @@ class World(Trendfinder):
         self.publish()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         for server in (self.slack, self.smtp, self.model, self.feeds):
             server.stop()
+        if exc is None:
+            self.model.check_answers()
 
     @property
     def config(self) -> Config:
@@ -303,12 +307,8 @@ digests:
         for digest_id, ids in message_ids.items():
             assert len(ids) == 1, f"digest {digest_id} mailed with Message-IDs {sorted(ids)}"
         slack: dict[str, list[str]] = {"team": [], "desk": []}
-        for post in self.slack.deliveries:
-            if post.status != 200 or post.payload is None:
-                continue
-            _, digest_id, part = post.payload["blocks"][0]["block_id"].split(":")
-            if part.startswith("1/"):
-                slack[post.path.rsplit("/", 1)[1]].append(digest_id)
+        for label, payload in self._slack_digests():
+            slack[label].append(payload["blocks"][0]["block_id"].split(":")[1])
         files = {
             profile: sorted(
                 json.loads(path.read_text())["id"]
@@ -321,6 +321,27 @@ digests:
             "wire-watch": {"desk": slack["desk"], "file": files["wire-watch"]},
         }
 
+    def _slack_digests(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(webhook label, payload) of each accepted first message of a digest."""
+        for post in self.slack.deliveries:
+            if post.status != 200 or post.payload is None:
+                continue
+            if post.payload["blocks"][0]["block_id"].split(":")[2].startswith("1/"):
+                yield post.path.rsplit("/", 1)[1], post.payload
+
+    def arrived_texts(self) -> dict[str, list[str]]:
+        """Per target: the text of each message that arrived (a Slack digest's first part)."""
+        slack: dict[str, list[str]] = {"team": [], "desk": []}
+        for label, payload in self._slack_digests():
+            slack[label].append(json.dumps(payload))
+        files = {
+            f"{profile}/file": [
+                path.read_text() for path in (self.folder / "out" / profile).glob("*.json")
+            ]
+            for profile in ("brief", "wire-watch")
+        }
+        return {"mail": [message.text for message in self.smtp.messages], **slack, **files}
+
     def duplicates(self) -> int:
         """Messages that arrived more than once, over every target."""
         return sum(
@@ -330,11 +351,13 @@ digests:
         )
 
     def violations(self, allowed_duplicates: Mapping[str, int] | int = 0) -> list[str]:
-        """Invariants 1-3 (4 is checked by every run): empty when they all hold."""
+        """Invariants 1-3 (4 is checked by every run), and every message that arrived shows
+        the model's trends: empty when they all hold."""
         config = self.config
         problems = store_is_healthy(config)
         problems += no_item_vanished(config, self.served)
         problems += deliveries_all_sent(config)
+        problems += trends_arrived(self.arrived_texts(), TREND, in_every=True)
         for profile, targets in self.received().items():
             ids = stored_digest_ids(config, profile)
             for label, arrivals in targets.items():

@@ -1,6 +1,7 @@
 """The HTML email and the archive index in a real headless Chromium, at desktop and phone widths.
 
-Screenshots land in tests/artifacts/ (gitignored) for a person to look at.
+Screenshots land in the session's artifacts directory (printed at the end of the run) for a
+person to look at.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from digests import render
 from digests.deliver import send
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WIDTHS = {"desktop": 1280, "phone": 375}
 LAUNCH_ARGS = [
     "--headless",
@@ -89,13 +89,14 @@ VISIBILITY = """
 """
 
 
-def check_page(browser: Any, name: str, selector: str, titles: list[str], load: Any) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
+def check_page(
+    browser: Any, shots: Path, name: str, selector: str, titles: list[str], load: Any
+) -> None:
     for device, width in WIDTHS.items():
         page = browser.new_page(viewport={"width": width, "height": 900})
         try:
             load(page)
-            page.screenshot(path=str(ARTIFACTS / f"{name}-{device}.png"), full_page=True)
+            page.screenshot(path=str(shots / f"{name}-{device}.png"), full_page=True)
             headings = page.locator(selector)
             assert headings.count() == len(titles)
             view_width = page.evaluate("window.innerWidth")
@@ -116,11 +117,11 @@ def check_page(browser: Any, name: str, selector: str, titles: list[str], load: 
             page.close()
 
 
-def test_the_email_reads_on_desktop_and_phone(browser):
+def test_the_email_reads_on_desktop_and_phone(browser, artifacts):
     digest = awkward_digest()
     html = render.html(digest)
     titles = [f"{trend.rank}. {trend.title}" for trend in digest.trends]
-    check_page(browser, "email", "h2", titles, lambda page: page.set_content(html))
+    check_page(browser, artifacts, "email", "h2", titles, lambda page: page.set_content(html))
 
 
 def test_hostile_text_renders_as_text(browser):
@@ -137,7 +138,7 @@ def test_hostile_text_renders_as_text(browser):
         page.close()
 
 
-def test_the_archive_index_reads_on_desktop_and_phone(browser, tmp_path):
+def test_the_archive_index_reads_on_desktop_and_phone(browser, artifacts, tmp_path):
     target = FileTarget(kind="file", directory=tmp_path)
     digests = [awkward_digest(), samples.digest(created=samples.CREATED + timedelta(days=1))]
     for digest in digests:
@@ -145,7 +146,12 @@ def test_the_archive_index_reads_on_desktop_and_phone(browser, tmp_path):
     index = tmp_path / "morning-brief" / "index.html"
     titles = [trend.title for digest in reversed(digests) for trend in digest.trends[:3]]
     check_page(
-        browser, "archive-index", "li.trend-title", titles, lambda page: page.goto(index.as_uri())
+        browser,
+        artifacts,
+        "archive-index",
+        "li.trend-title",
+        titles,
+        lambda page: page.goto(index.as_uri()),
     )
 
 
@@ -157,14 +163,14 @@ BAR_HEIGHTS = """
 """
 
 
-def test_each_trends_timeline_draws_as_bars_proportional_to_its_items(browser):
+def test_each_trends_timeline_draws_as_bars_proportional_to_its_items(browser, artifacts):
     trends = tuple(samples.history(samples.trend(n)) for n in range(1, 4))
     digest = samples.digest(trends)
     for device, width in WIDTHS.items():
         page = browser.new_page(viewport={"width": width, "height": 900})
         try:
             page.set_content(render.html(digest))
-            page.screenshot(path=str(ARTIFACTS / f"charts-{device}.png"), full_page=True)
+            page.screenshot(path=str(artifacts / f"charts-{device}.png"), full_page=True)
             # Mail clients block these; the chart uses none of them.
             assert page.locator("script, img, svg, canvas, iframe").count() == 0
             bars = page.evaluate(BAR_HEIGHTS)

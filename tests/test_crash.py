@@ -159,6 +159,7 @@ def where_it_died(world: World, pid: int) -> str:
 # The random kills' CI setting; a longer manual run raises them through the environment.
 KILL_ITERATIONS = int(os.environ.get("TRENDFINDER_KILL_ITERATIONS", "12"))
 KILL_SECONDS = float(os.environ.get("TRENDFINDER_KILL_SECONDS", "60"))
+MIN_KILL_ITERATIONS = min(KILL_ITERATIONS, 5)
 
 
 # The budget bounds the loop; the last iteration and the checks need a few minutes beyond it.
@@ -179,7 +180,9 @@ def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flig
         work = first.seconds - startup
         started = time.monotonic()
         for iteration in range(iterations):
-            if time.monotonic() - started > budget:
+            # The budget ends the loop only after the first few iterations: how many fit in
+            # it depends on the machine's load, and a test asserts no speed.
+            if iteration >= MIN_KILL_ITERATIONS and time.monotonic() - started > budget:
                 break
             world.publish()
             running = world.start("run", "--once")
@@ -208,7 +211,6 @@ def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flig
         f"({dict(sorted(landed.items()))}), {duplicates} messages arrived twice"
     )
     print(summary)
-    assert iteration + 1 >= min(iterations, 5), summary
 
 
 def test_a_crash_while_worker_processes_parse_feeds_leaves_no_process_behind(

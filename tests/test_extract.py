@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -239,12 +238,12 @@ DEEP = "<html><body>" + "<div>" * 100_000 + "<p>deep</p>" + "</div>" * 100_000 +
         "enormous",
     ],
 )
+# A hang is a failure too; how fast extraction is lives in tests/bench/bench_extraction.py.
+@pytest.mark.timeout(60)
 def test_hostile_html_never_raises(html: str | bytes) -> None:
-    started = time.perf_counter()
     article = extract_article(html, "https://acme.example/x")
     assert discover_links(html, "https://acme.example/") == []
     assert discover_feeds(html, "https://acme.example/") == []
-    assert time.perf_counter() - started < 10
     if not isinstance(html, str) or "x" * 100 not in html:
         assert article is None
 

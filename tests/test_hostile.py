@@ -494,6 +494,7 @@ def test_hostile_feeds_and_an_obedient_model_leave_no_script_and_no_foreign_link
                 store.db.execute("SELECT source, count(*) FROM item_sources GROUP BY source")
             )
         assert digest.analyzer == ("o1" if analyzer == "model" else "offline")
+        assert digest.trends
         assert counts["many"] == MAX_ITEMS
         assert set(counts) >= {"xss", "injection", "huge-title", "controls", "nested", "site"}
 
@@ -505,7 +506,13 @@ def test_hostile_feeds_and_an_obedient_model_leave_no_script_and_no_foreign_link
         served = [f"https://xss.example.org/breach/{n}" for n in range(len(XSS))]
         assert (
             invariant_problems(
-                config, served, smtp=smtp, slack_receiver=slack, files=tmp_path / "out"
+                config,
+                served,
+                smtp=smtp,
+                slack_receiver=slack,
+                files=tmp_path / "out",
+                # The offline analyzer's titles are the feeds' own, checked above.
+                trend="Claim your prize" if analyzer == "model" else None,
             )
             == []
         )

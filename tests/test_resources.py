@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
+import re
 import resource
 import signal
 import sqlite3
 import subprocess
-import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -187,6 +189,38 @@ def test_a_full_disk_fails_the_run_with_the_path_and_loses_nothing(tmp_path: Pat
 # The store locked by another process ------------------------------------------------------------
 
 
+# SQLite's busy handler sleeps between tries with usleep(): clock_nanosleep on the realtime
+# clock, relative (`/proc/PID/task/TID/syscall` reads "NR 0x0 0x0 ..."); Python's time.sleep
+# sleeps on the monotonic clock to an absolute time ("NR 0x1 0x1").
+_CLOCK_NANOSLEEP = {"x86_64": 230, "aarch64": 115}
+
+
+def waiting_on_sqlite(process: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """Whether a thread of `process` is seen in SQLite's busy wait, and then again after it
+    has woken up to retry (its voluntary context switches went up): it has reached the store
+    and keeps waiting on the lock. False if it ends (or `timeout` passes) first."""
+    number = _CLOCK_NANOSLEEP.get(platform.machine())
+    if number is None:
+        pytest.skip(f"no clock_nanosleep number known for {platform.machine()}")
+    busy_wait = f"{number} 0x0 0x0 "
+    first_seen: dict[str, int] = {}  # thread -> its voluntary switches when first seen
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        for task in Path(f"/proc/{process.pid}/task").glob("*"):
+            try:
+                # The syscall first: a count read after it includes the sleep seen.
+                if not (task / "syscall").read_text().startswith(busy_wait):
+                    continue
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            switches = int(re.findall(r"^voluntary_ctxt_switches:\s*(\d+)", status, re.M)[0])
+            if switches > first_seen.setdefault(task.name, switches):
+                return True
+        time.sleep(0.001)
+    return False
+
+
 def test_a_store_locked_by_another_process_exits_75_naming_it_and_a_short_lock_is_waited_out(
     tmp_path: Path,
 ):
@@ -199,14 +233,15 @@ def test_a_store_locked_by_another_process_exits_75_naming_it_and_a_short_lock_i
             holder.execute("BEGIN EXCLUSIVE")
             locked = world.run("run", "--once")
             assert_clear_failure(locked, EXIT_LOCKED, str(database), "locked by another process")
-            assert locked.seconds < 30
-            holder.execute("ROLLBACK")
-            # Released within the wait: the run waits for it and goes on.
+            # Released only once the run is seen waiting on it: the run waits and goes on.
             world.busy_timeout = "20s"
             world.config_path.write_text(world._config_text())
-            holder.execute("BEGIN EXCLUSIVE")
-            threading.Timer(0.5, holder.execute, ["ROLLBACK"]).start()
-            assert world.run("run", "--once").returncode == 0
+            running = world.start("run", "--once")
+            waited = waiting_on_sqlite(running.process)
+            holder.execute("ROLLBACK")
+            ran = world.finish(running)
+            assert waited, f"the run never waited on the lock:\n{ran.stderr}"
+            assert ran.returncode == 0, ran.stderr
         finally:
             holder.close()
         assert world.violations() == []

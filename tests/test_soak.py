@@ -234,7 +234,6 @@ def test_soak_the_daemon_in_a_world_failing_at_random(tmp_path):
     )
     assert problems == [], f"seed {SEED}: {problems[:20]}"
     assert "Traceback" not in log, f"seed {SEED}:\n{log[-5000:]}"
-    assert stop_seconds < 12
     assert rss_end <= rss_start + max(RSS_NOISE * rss_start, RSS_NOISE_FLOOR_KB), (
         f"seed {SEED}: RSS grew from {rss_start} kB to {rss_end} kB"
     )

@@ -42,8 +42,11 @@ class Progress:
     record: Callable[[int], None] = field(default=_forget)
 
 
-def send(digest: Digest, target: Target, progress: Progress | None = None) -> str:
-    """Deliver `digest` to `target` and return where it went (for the log)."""
+def send(
+    digest: Digest, target: Target, progress: Progress | None = None, *, archive: bool = False
+) -> str:
+    """Deliver `digest` to `target` and return where it went (for the log). `archive`: the
+    digest's profile keeps an archive (a file target), which a Slack message points to."""
     progress = progress or Progress()
     if isinstance(target, FileTarget):
         from digests.deliver.files import write_digest
@@ -56,7 +59,7 @@ def send(digest: Digest, target: Target, progress: Progress | None = None) -> st
     if isinstance(target, SlackTarget):
         from digests.deliver.slack import post_digest
 
-        return post_digest(digest, target, progress)
+        return post_digest(digest, target, progress, archive=archive)
     raise DeliveryError(
         f"the {target.kind} target is not available in this version", permanent=True
     )

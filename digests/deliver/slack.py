@@ -77,8 +77,8 @@ def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where:
     )
 
 
-def post_digest(digest: Digest, target: SlackTarget, progress: Progress) -> str:
-    messages = blockkit.messages(digest)
+def post_digest(digest: Digest, target: SlackTarget, progress: Progress, *, archive: bool) -> str:
+    messages = blockkit.messages(digest, archive=archive)
     total = len(messages)
     headers = {"User-Agent": USER_AGENT}
     with httpx.Client(timeout=target.timeout, headers=headers, follow_redirects=False) as client:

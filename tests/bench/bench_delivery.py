@@ -55,7 +55,7 @@ def main() -> None:
     ):
         small, large = timed(20, renderer, ordinary), timed(5, renderer, huge)
         print(f"{name:<18} {small:7.2f} ms  {large:8.2f} ms")
-    print(f"slack messages for the huge digest: {len(blockkit.messages(huge))}")
+    print(f"slack messages for the huge digest: {len(blockkit.messages(huge, archive=True))}")
 
     print("\nfile target write (3 files + index + Atom feed), by digests already archived")
     for count in (int(n) for n in args.archive.split(",")):

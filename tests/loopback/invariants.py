@@ -10,13 +10,17 @@ reports about itself.
 2. Every stored digest reaches each of its targets exactly once, except the one message in
    flight at a crash, which may arrive twice (with the same Message-ID for email).
 3. The store passes `PRAGMA integrity_check`, opens and migrates, and `status` runs.
+
+And what arrived says something: digests with the model's trends reached every receiver
+(`trends_arrived`), so a world whose fake model understood nothing cannot pass on empty
+digests.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -151,3 +155,22 @@ def stored_digest_ids(config: Config, profile: str | None = None) -> list[str]:
     with _connect(config.storage.database) as conn:
         query = f"SELECT id FROM digests {where} ORDER BY created_at, id"
         return [row[0] for row in conn.execute(query, params)]
+
+
+def trends_arrived(
+    arrivals: Mapping[str, Sequence[str]], title: str, *, in_every: bool
+) -> list[str]:
+    """`arrivals` maps a receiver to the text of each message that arrived there. Each one
+    names a trend titled `title...` (in_every), or at least one per receiver does; a
+    receiver that got nothing is a violation either way."""
+    problems: list[str] = []
+    for receiver, texts in arrivals.items():
+        with_trends = sum(title in text for text in texts)
+        if not with_trends:
+            problems.append(f"{receiver}: none of {len(texts)} messages has a trend {title!r}")
+        elif in_every and with_trends < len(texts):
+            problems.append(
+                f"{receiver}: {len(texts) - with_trends} of {len(texts)} messages have no "
+                f"trend {title!r}"
+            )
+    return problems

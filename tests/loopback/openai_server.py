@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from ._http import LoopbackHandler, LoopbackHTTPServer, RecordedRequest, take_scripted
@@ -379,6 +380,9 @@ class OpenAIServer(LoopbackHTTPServer):
     valid requests consume a scripted reply. With an empty script the server uses the
     default answer (``set_default``) or, failing that, answers 500 with
     ``x-should-retry: false`` so a missing script fails fast instead of being retried.
+    An answer callable that raises gets the same 500, and the error is kept in
+    ``answer_failures``: leaving ``with OpenAIServer()`` raises it, so a fake model that
+    could not make sense of a prompt fails the test instead of passing as a fallback.
     """
 
     handler_class = _OpenAIHandler
@@ -401,6 +405,7 @@ class OpenAIServer(LoopbackHTTPServer):
         self._script: deque[_Reply] = deque()
         self._default: _Reply | None = None
         self._chats: list[ChatRequest] = []
+        self._answer_failures: list[str] = []
         self._prompts: deque[tuple[str, str]] = deque(maxlen=64)
 
     @property
@@ -544,6 +549,27 @@ class OpenAIServer(LoopbackHTTPServer):
         """Drop every scripted reply not yet used (the default answer stays)."""
         with self._lock:
             self._script.clear()
+
+    @property
+    def answer_failures(self) -> list[str]:
+        """What each answer callable that raised said, in order."""
+        with self._lock:
+            return list(self._answer_failures)
+
+    def check_answers(self) -> None:
+        """Raise AssertionError if an answer callable raised."""
+        if failures := self.answer_failures:
+            raise AssertionError(f"the fake model could not answer: {failures[:3]}")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if exc is None:
+            self.check_answers()
 
     @property
     def pending(self) -> int:
@@ -785,9 +811,24 @@ class OpenAIServer(LoopbackHTTPServer):
         tokens = min(self.count_tokens(text[:best]), chat.prompt_tokens)
         return tokens // 128 * 128 if tokens >= 1024 else 0
 
+    def _answer(self, chat: ChatRequest, content: Answer | None) -> Any:
+        if not callable(content):
+            return content
+        try:
+            return content(chat)
+        except Exception as error:  # any failure of a test's answer is the test's to see
+            with self._lock:
+                self._answer_failures.append(f"{type(error).__name__}: {error}")
+            raise APIError(
+                500,
+                f"loopback OpenAIServer: the answer callable raised {error!r}",
+                type="server_error",
+                headers={"x-should-retry": "false"},
+            ) from None
+
     def _completion(self, chat: ChatRequest, reply: _Reply) -> dict[str, Any]:
         spec = self.models[chat.model]
-        content = reply.content(chat) if callable(reply.content) else reply.content
+        content = self._answer(chat, reply.content)
         if content is not None and not isinstance(content, str):
             content = json.dumps(content)
         finish = reply.finish_reason

@@ -31,6 +31,12 @@ class ReceivedMessage:
     tls: bool  # the session was encrypted (STARTTLS or implicit TLS)
     auth_user: str | None  # the AUTH login, if the session authenticated
 
+    @property
+    def text(self) -> str:
+        """The decoded text/plain body (empty if there is none)."""
+        body = self.message.get_body(("plain",))
+        return str(body.get_content()) if body is not None else ""
+
 
 @dataclass(frozen=True)
 class AuthAttempt:

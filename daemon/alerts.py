@@ -100,7 +100,7 @@ def topics_for(
             term=topic.term,
             stories=len(topic.stories),
             significance=round(topic.significance, 2),
-            items=digest_items([leads[s] for s in topic.stories if s in leads]),
+            items=digest_items([leads[s] for s in topic.stories if s in leads]).items,
         )
         for topic in found
     ]

@@ -47,7 +47,7 @@ def story_alert(
         why_it_matters=f"Alert: {reason}.",
         status="new",
         score=float(len(sources)),
-        items=digest_items(items),
+        **vars(digest_items(items)),  # items, more_items, more_outlets
     )
     annotated = timeline.annotate([trend], [story_id], {story_id: arrivals}, now, stream, (), ())
     return _digest(profile, now, story_id, window, annotated, (), len(items), sources, 1)

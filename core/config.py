@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Hashable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -26,26 +27,14 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import ConfigError, NotFound
+
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
 CONFIG_ENV = "TRENDFINDER_CONFIG"
 DEFAULT_CONFIG_NAME = "config.yaml"
 USER_AGENT = "trendfinder/0.1 (+https://github.com/trendfinder/trendfinder)"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; each problem names where it is."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
-
-    def __str__(self) -> str:
-        lines = [f"invalid configuration in {self.source}:"]
-        lines += [f"  - {problem}" for problem in self.problems]
-        return "\n".join(lines)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$")
@@ -191,9 +180,8 @@ class LLMConfig(_Model):
     prices: dict[str, Price] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _key_from_environment(self) -> LLMConfig:
-        if self.api_key is None and (key := os.environ.get("OPENAI_API_KEY")):
-            object.__setattr__(self, "api_key", key)
+    def _empty_key_is_none(self) -> LLMConfig:
+        # parse_config fills a missing key from $OPENAI_API_KEY of the environment it is given.
         if self.api_key == "":
             object.__setattr__(self, "api_key", None)
         return self
@@ -470,7 +458,7 @@ class Config(_Model):
             if profile.name == name:
                 return profile
         known = ", ".join(p.name for p in self.digests) or "none"
-        raise KeyError(f"no digest profile named {name!r} (configured: {known})")
+        raise NotFound(f"no digest profile named {name!r} (configured: {known})")
 
 
 _SECTIONS = frozenset({"storage", "collect", "firecrawl", "llm", "delivery"})
@@ -544,7 +532,9 @@ def parse_config(
     the working directory, so a service and a shell agree on where things are.
     """
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except DuplicateKey as error:
+        raise ConfigError(source, [str(error)]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -557,14 +547,65 @@ def parse_config(
     # A section left with only comments under it means "all defaults".
     raw = {key: {} if value is None and key in _SECTIONS else value for key, value in raw.items()}
     problems: list[str] = []
-    resolved = _interpolate(raw, "", problems, dict(os.environ) if env is None else env)
+    environment = dict(os.environ) if env is None else env
+    resolved = _interpolate(raw, "", problems, environment)
     if problems:
         raise ConfigError(source, problems)
     try:
         config = Config.model_validate(resolved)
     except ValidationError as error:
         raise ConfigError(source, [_describe(e) for e in error.errors()]) from None
-    return _anchor_paths(config, base or Path.cwd())
+    llm = config.llm
+    # `api_key: ''` in the file means "no model" even when the environment has a key.
+    key = environment.get("OPENAI_API_KEY")
+    if key and llm.api_key is None and "api_key" not in llm.model_fields_set:
+        config = config.model_copy(update={"llm": llm.model_copy(update={"api_key": key})})
+    config = _anchor_paths(config, base or Path.cwd())
+    if missing := _missing_files(config):
+        raise ConfigError(source, missing)
+    return config
+
+
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; YAML would silently keep the last one."""
+
+    def __str__(self) -> str:
+        return str(self.problem)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key repeated in a mapping (two `collect:` blocks,
+    at any depth) is an error naming its line, instead of the first one being dropped."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may be overridden
+                continue
+            key = self.construct_object(key_node, deep=False)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader itself reports an unhashable key
+            if key in first_lines:
+                raise DuplicateKey(
+                    problem=f"line {line}: duplicate key {key!r} (first given at line "
+                    f"{first_lines[key]}); merge the two into one",
+                    problem_mark=key_node.start_mark,
+                )
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _missing_files(config: Config) -> list[str]:
+    """Files the config names that are not there: said now, not at the first delivery."""
+    return [
+        f"digests[{p}].deliver[{t}].ca_file: no such file: {target.ca_file}"
+        for p, profile in enumerate(config.digests)
+        for t, target in enumerate(profile.deliver)
+        if isinstance(target, EmailTarget)
+        and target.ca_file is not None
+        and not target.ca_file.is_file()
+    ]
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

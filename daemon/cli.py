@@ -1,8 +1,7 @@
 """The `trendfinder` command line.
 
-Exit codes: 0 success, 1 the run finished but something failed (a source, a delivery),
-2 usage or configuration error, 75 another trendfinder holds the state directory's lock (or
-another process kept the store locked for longer than storage.busy_timeout): try again later.
+Exit codes: see core.errors (each error class carries its own): 0 success, 1 the run
+finished but something failed, 2 usage or configuration error, 75 locked: try again later.
 """
 
 from __future__ import annotations
@@ -11,33 +10,31 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.clock import utcnow
-from core.config import CollectConfig, Config, ConfigError, config_path, load_config
-from core.digest import Digest
-from core.items import FetchOutcome
-from core.store import Store, StoreError, StoreLocked, StoreMissing, StoreNeedsMigration
+from core.errors import EXIT_FAILED, EXIT_OK, TrendfinderError, UsageError
 from daemon import logs
-from daemon.lock import AlreadyRunning, LockUnavailable, StateLock
-from daemon.runner import DigestFailed, Report, Runner
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# sysexits.h EX_TEMPFAIL: try again later (cron and systemd timers simply will).
-EXIT_LOCKED = 75
+# Each command imports what it needs when it runs: `--help`, `service print` and `status`
+# must not pay for the whole pipeline (openai, scipy, trafilatura) at start-up
+# (tests/test_lazy_imports.py).
+if TYPE_CHECKING:
+    from core.config import CollectConfig, Config
+    from core.digest import Digest
+    from core.items import FetchOutcome
+    from core.store import Store
+    from daemon.runner import Report, Runner
+
 FORMATS = ["md", "text", "html", "json", "slack"]
 log = logging.getLogger("trendfinder")
 
 
 SHIPPED_EXECUTABLE = "/opt/trendfinder/bin/trendfinder"
-
-
-class UsageError(Exception):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,25 +152,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(verbose=args.verbose, json_format=args.log_format == "json")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
-    except ConfigError as error:
+        code = handler(args)
+        sys.stdout.flush()  # here, so a closed pipe is seen inside this `try`
+        return code
+    except TrendfinderError as error:
         print(f"trendfinder: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except (UsageError, KeyError) as error:
-        message = error.args[0] if error.args else str(error)
-        print(f"trendfinder: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except (AlreadyRunning, StoreLocked) as error:
-        print(f"trendfinder: {error}", file=sys.stderr)
-        return EXIT_LOCKED
-    except (StoreError, LockUnavailable) as error:
-        print(f"trendfinder: {error}", file=sys.stderr)
+        return error.exit_code
+    except BrokenPipeError:
+        # The reader left (`status --json | head -1`): what it wanted, it has. Python's
+        # documented remedy: point stdout at devnull so the flush at exit is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from core.config import config_path, load_config
+
     config = load_config(config_path(args.config))
     logs.hide_secrets(config)
     return config
@@ -183,21 +179,39 @@ def _config(args: argparse.Namespace) -> Config:
 def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Runner]:
     """A runner over the configured store; `exclusive` for commands that do the daemon's
     work (collect, digest), so they never run beside it or beside each other."""
+    from daemon.lock import StateLock
+    from daemon.runner import Runner
+
     config = _config(args)
     with contextlib.ExitStack() as stack:
         if exclusive:
             stack.enter_context(StateLock(config.storage.state_dir))
-        store = stack.enter_context(
-            Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
-        )
-        yield Runner(config, store)
+        yield Runner(config, stack.enter_context(_store(config)))
 
 
-def _reading(config: Config) -> Store:
-    """The configured store for a command that only looks: nothing created, migrated or
-    written (StoreMissing, StoreNeedsMigration say why there is nothing to show)."""
+def _store(config: Config, *, reading: bool = False) -> contextlib.AbstractContextManager[Store]:
+    """The configured store; `reading` for commands that only look: nothing is created,
+    migrated or written (StoreMissing, StoreNeedsMigration say why there is nothing to show)."""
+    with _numpy_hidden() if reading else contextlib.nullcontext():
+        from core.store import Store
+
     busy = config.storage.busy_timeout.total_seconds()
-    return Store.open(config.storage.database, busy, read_only=True)
+    return Store.open(config.storage.database, busy, read_only=reading)
+
+
+@contextmanager
+def _numpy_hidden() -> Iterator[None]:
+    """Import sqlite-utils without numpy, which it imports (if installed) only to map numpy
+    values to column types: a fifth of `status`'s start-up, for values a reading command
+    never writes. A None in sys.modules makes `import numpy` fail (Python's import rules)."""
+    if "numpy" in sys.modules or "sqlite_utils" in sys.modules:
+        yield
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        del sys.modules["numpy"]
 
 
 def _progress() -> tuple[Callable[[int], None], Callable[[FetchOutcome], None], Callable[[], None]]:
@@ -226,15 +240,17 @@ def _print_report(report: Report) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.clock import utcnow
+    from core.config import config_path
+    from daemon.lock import StateLock
+    from daemon.runner import Runner
+
     if not args.once:
         from daemon.scheduler import run_forever
 
         return run_forever(config_path(args.config), args.stop_timeout)
     config = _config(args)
-    with (
-        StateLock(config.storage.state_dir),
-        Store.open(config.storage.database, config.storage.busy_timeout.total_seconds()) as store,
-    ):
+    with StateLock(config.storage.state_dir), _store(config) as store:
         store.close_unfinished_runs(utcnow())
         runner = Runner(config, store)
         start, advance, stop = _progress()
@@ -261,6 +277,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
+    from daemon.runner import DigestFailed
+
     # A dry run only reads (it previews with the stories as grouped so far), so it may run
     # beside the daemon; a real one takes the lock and groups first.
     with _runner(args, exclusive=not args.dry_run) as runner:
@@ -291,11 +309,15 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from core.config import config_path
+    from daemon.cron import next_fire_time
+
     config = _config(args)
-    from daemon.runner import next_fire_time
+    with _numpy_hidden():
+        from core.store import StoreMissing, StoreNeedsMigration
 
     try:
-        with _reading(config) as store:
+        with _store(config, reading=True) as store:
             found = f"schema version {store.schema_version}"
     except StoreMissing:
         found = "not created yet; `trendfinder run` creates it"
@@ -322,10 +344,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from daemon.status import gather, render_text
+    from core.clock import utcnow
 
     config = _config(args)
-    with _reading(config) as store:
+    with _store(config, reading=True) as store:
+        from daemon.status import gather, render_text
+
         info = gather(config, store, utcnow())
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -336,6 +360,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sources_test(args: argparse.Namespace) -> int:
     from core.clock import utcnow
+    from core.config import CollectConfig
     from core.items import FetchRequest
     from sources.collect import collect
 
@@ -395,11 +420,13 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
 
 
 def _has_config(args: argparse.Namespace) -> bool:
+    from core.config import config_path
+
     return config_path(args.config).exists()
 
 
 def cmd_digests_list(args: argparse.Namespace) -> int:
-    with _reading(_config(args)) as store:
+    with _store(_config(args), reading=True) as store:
         summaries = store.digest_summaries(args.profile, args.limit)
     if not summaries:
         print("no digests yet")
@@ -428,7 +455,7 @@ def _rendered(digest: Digest, format: str, *, archive: bool) -> str:
 
 def cmd_digests_show(args: argparse.Namespace) -> int:
     config = _config(args)
-    with _reading(config) as store:
+    with _store(config, reading=True) as store:
         digest = store.digest(args.id)
     archive = config.keeps_archive(digest.profile)
     sys.stdout.write(_rendered(digest, args.format, archive=archive))
@@ -436,7 +463,7 @@ def cmd_digests_show(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries_list(args: argparse.Namespace) -> int:
-    with _reading(_config(args)) as store:
+    with _store(_config(args), reading=True) as store:
         deliveries = store.deliveries("failed" if args.failed else None)
     if not deliveries:
         print("no failed deliveries" if args.failed else "no deliveries yet")
@@ -497,8 +524,42 @@ def cmd_service_print(args: argparse.Namespace) -> int:
         here = beside
     if here is not None:
         text = text.replace(SHIPPED_EXECUTABLE, str(here))
+    for warning in _hidden_from_unit(text, [here or Path(SHIPPED_EXECUTABLE), Path(sys.prefix)]):
+        print(f"trendfinder: warning: {warning}", file=sys.stderr)
     sys.stdout.write(text)
     return EXIT_OK
+
+
+# What systemd hides from a unit with these settings (systemd.exec(5)); the unit cannot
+# start a program that lives there.
+_HIDDEN_BY = {
+    "ProtectHome": ("/home", "/root", "/run/user"),
+    "PrivateTmp": ("/tmp", "/var/tmp"),  # noqa: S108 (paths systemd hides, not temp files)
+}
+
+
+def _hidden_from_unit(unit: str, paths: list[Path]) -> list[str]:
+    """Why the unit cannot run this installation, if one of `paths` is hidden from it."""
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[:1].isalpha()
+    )
+    warnings = []
+    for setting, hidden in _HIDDEN_BY.items():
+        # ProtectHome=read-only still lets the service read and run what is there.
+        if settings.get(setting, "no").strip() not in ("yes", "true", "tmpfs"):
+            continue
+        for path in paths:
+            resolved = path.resolve()
+            top = next((h for h in hidden if resolved.is_relative_to(h)), None)
+            if top is not None:
+                warnings.append(
+                    f"{resolved} is under {top}, which this unit hides from the service "
+                    f"({setting}={settings[setting].strip()}), so it cannot start: install "
+                    f"trendfinder outside it (such as {SHIPPED_EXECUTABLE.rsplit('/bin/', 1)[0]}) "
+                    "or change the setting"
+                )
+                break
+    return warnings
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

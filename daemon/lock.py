@@ -12,14 +12,18 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from core.errors import EXIT_LOCKED, TrendfinderError
+
 LOCK_NAME = "trendfinder.lock"
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(TrendfinderError):
     """Another trendfinder holds the state directory's lock."""
 
+    exit_code = EXIT_LOCKED
 
-class LockUnavailable(Exception):
+
+class LockUnavailable(TrendfinderError):
     """The lock file cannot be created or written (a read-only or full state directory)."""
 
 

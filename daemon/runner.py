@@ -19,12 +19,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.clock import utcnow
-from core.config import Config, DigestProfile, SourceConfig, Target, cron_trigger
+from core.config import Config, DigestProfile, SourceConfig, Target
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
+from core.errors import TrendfinderError
 from core.items import FetchOutcome, FetchRequest, StoredItem
+from core.retry import backoff
 from core.store import Delivery, SourceState, Store, store_error
 from daemon.alerts import PlannedAlert, run_alerts
+from daemon.cron import last_fire_time
 from daemon.select import select
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
@@ -51,7 +54,7 @@ STORE_BATCH = 100
 MAX_BACKOFF = timedelta(hours=6)
 
 
-class DigestFailed(Exception):
+class DigestFailed(TrendfinderError):
     """Neither analyzer produced a digest; the message says why."""
 
 
@@ -451,10 +454,8 @@ class Runner:
             permanent = isinstance(error, DeliveryError) and error.permanent
             retry = None
             if not permanent and delivery.attempts + 1 < max_attempts:
-                # The exponent is capped so a large max_attempts cannot overflow timedelta.
-                doubled = self.config.delivery.backoff * 2 ** min(delivery.attempts, 20)
-                delay = min(doubled, MAX_BACKOFF)
-                wanted = error.retry_after if isinstance(error, DeliveryError) else None
+                delay = backoff(self.config.delivery.backoff, delivery.attempts, MAX_BACKOFF)
+                wanted = error.retry_delay if isinstance(error, DeliveryError) else None
                 retry = self.clock() + max(delay, wanted or timedelta(0))
             self._failed(delivery, digest, reason, retry, report, permanent=permanent)
         else:
@@ -516,31 +517,6 @@ class Runner:
         report.deliveries_failed = delivered.deliveries_failed
         report.errors += delivered.errors
         return report
-
-
-def last_fire_time(profile: DigestProfile, now: datetime) -> datetime | None:
-    """The most recent time at or before `now` that the profile's cron schedule names."""
-    trigger = cron_trigger(profile.schedule, profile.timezone)
-    # Look back over growing spans, so a schedule firing every few seconds and a weekly one
-    # are both found in a bounded walk; a yearly one may report None.
-    for span in (timedelta(minutes=2), timedelta(hours=2), timedelta(days=2), timedelta(days=8)):
-        moment = trigger.get_next_fire_time(None, now - span)
-        last: datetime | None = None
-        for _ in range(20_000):
-            if moment is None or moment > now:
-                break
-            last = moment
-            moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-        if last is not None:
-            return last
-    return None
-
-
-def next_fire_time(profile: DigestProfile, now: datetime | None = None) -> datetime:
-    trigger = cron_trigger(profile.schedule, profile.timezone)
-    now = now or utcnow()
-    moment: datetime = trigger.get_next_fire_time(None, now)
-    return moment
 
 
 @contextmanager

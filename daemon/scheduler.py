@@ -1,22 +1,24 @@
 """Long-running mode (`trendfinder run`) and the one-shot cycle (`run --once`).
 
-APScheduler 3's BlockingScheduler keeps the schedule: UTC internally, each digest profile's
-cron in its own timezone. The schedule is rebuilt from the config at every start and reload
-and all state lives in the SQLite store, so APScheduler's own job store holds nothing worth
-keeping. Jobs:
+APScheduler 3's BackgroundScheduler keeps the schedule through its public API: UTC
+internally, each digest profile's cron in its own timezone. The schedule is rebuilt from the
+config at every start and reload and all state lives in the SQLite store, so APScheduler's
+own job store holds nothing worth keeping. Jobs:
 
-- `cycle`: at start and after a reload, one `run --once` cycle of what is due, which also
-  catches up a digest whose time passed while the daemon was stopped;
-- `collect`: collects the sources that are due (a source's `next_fetch_at` carries its
-  interval with jitter, or its backoff after failures, so sources in backoff are skipped),
-  then reschedules itself for when the next source falls due;
-- `digest:<profile>`: on the profile's cron: group, build the digest, deliver it;
-- `deliver`: retries failed deliveries when their backoff ends;
-- `reload`: applies a config accepted on SIGHUP.
+- `cycle`: once at start and after a reload, one `run --once` cycle of what is due, which
+  also catches up a digest whose time passed while the daemon was stopped;
+- `collect`: every sweep gap (an IntervalTrigger), collects the sources that are due (a
+  source's `next_fetch_at` carries its interval with jitter, or its backoff after failures,
+  so sources in backoff are skipped); a sweep with nothing due touches nothing;
+- `digest:<profile>`: on the profile's cron (a CronTrigger): group, build, deliver;
+- `deliver`: every sweep gap, retries failed deliveries whose backoff has ended;
+- `reload`: once, applies a config accepted on SIGHUP.
 
-Every job runs on one worker thread, one at a time, so the store's single connection is
-never used by two threads at once, and a slow job delays the others instead of piling up.
-The main thread runs the scheduler loop, acts on signals and pings systemd's watchdog.
+Every job runs on one worker thread, one at a time (`max_instances=1`), so the store's single
+connection is never used by two threads at once, and a slow job delays the others instead
+of piling up; a late job runs once when it can (`coalesce`, no `misfire_grace_time`), so a
+machine waking from sleep catches up. The main thread acts on signals and pings systemd's
+watchdog.
 """
 
 from __future__ import annotations
@@ -29,59 +31,49 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from functools import partial
 from pathlib import Path
-from threading import TIMEOUT_MAX
 from types import FrameType
-from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.base import STATE_STOPPED
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.date import DateTrigger
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from core.clock import utcnow
-from core.config import Config, ConfigError, cron_trigger, load_config
+from core.config import Config, cron_trigger, load_config
+from core.errors import ConfigError
 from core.store import Store, store_error
 from daemon import logs
+from daemon.cron import next_fire_time
 from daemon.lock import StateLock
-from daemon.runner import AlertsFailed, Runner, next_fire_time
+from daemon.runner import AlertsFailed, Runner
 from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")
 
 STOP_TIMEOUT = 30.0
 # Collection and delivery look at the store at least this often, so work queued by another
-# process (an operator's `trendfinder digest`) is picked up without a restart.
-MAX_IDLE = timedelta(minutes=5)
-# The fewest seconds between two collection sweeps: sources falling due close together are
-# fetched in one sweep instead of one sweep each.
+# process (an operator's `trendfinder digest`) is picked up without a restart; sources
+# falling due close together are fetched in one sweep instead of one sweep each.
 MIN_SWEEP_GAP = timedelta(seconds=1)
 MAX_SWEEP_GAP = timedelta(seconds=60)
 
 
-class _Scheduler(BlockingScheduler):  # type: ignore[misc]
-    """A BlockingScheduler whose loop also calls `between` at least every `tick` seconds.
+def sweep_gap(config: Config) -> timedelta:
+    """A tenth of the shortest source interval, within [MIN_SWEEP_GAP, MAX_SWEEP_GAP]."""
+    shortest = min((s.interval for s in config.sources if s.enabled), default=MAX_SWEEP_GAP)
+    return min(max(shortest / 10, MIN_SWEEP_GAP), MAX_SWEEP_GAP)
 
-    Signal handlers only set flags; acting on them here, in the loop's own thread and
-    outside `_process_jobs`, never takes the scheduler's locks inside a signal handler.
-    This is APScheduler 3.x's `_main_loop` with the hook added (the version is pinned).
-    """
 
-    def __init__(self, between: Callable[[], None], tick: float, **options: Any) -> None:
-        super().__init__(**options)
-        self._between = between
-        self._tick = tick
+class _SkippedWhileBusy(logging.Filter):
+    """APScheduler warns each time a sweep falls due while the one worker is still busy
+    (a long model call); that is the intended serialisation, so the listener notes it at
+    debug level instead."""
 
-    def _main_loop(self) -> None:
-        while self.state != STATE_STOPPED:
-            self._between()
-            if self.state == STATE_STOPPED:
-                break
-            wait_seconds = self._process_jobs()
-            self._event.wait(min(TIMEOUT_MAX if wait_seconds is None else wait_seconds, self._tick))
-            self._event.clear()
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
 
 
 class Daemon:
@@ -100,18 +92,18 @@ class Daemon:
         self.notifier = notifier
         self.stop_timeout = stop_timeout
         watchdog = notifier.watchdog.total_seconds() if notifier.watchdog else None
-        self.scheduler = _Scheduler(
-            self._between_passes,
-            tick=min(1.0, watchdog / 4) if watchdog else 1.0,
+        self._tick = min(1.0, watchdog / 4) if watchdog else 1.0
+        self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             # Never drop a run for being late (the machine slept, a sweep ran long): run it
             # once when possible, however many times it was missed.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(_SkippedWhileBusy())
         self._ping_every = watchdog / 2 if watchdog else None
         self._last_ping = 0.0
-        self._ready = False
         self._reload_requested = False
         self._stop_signal: int | None = None
         self._stop_deadline = 0.0
@@ -125,15 +117,27 @@ class Daemon:
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
         self._add_digest_jobs()
-        self._add_job("cycle", self._cycle)
+        self._add_sweeps()
+        self._add_once("cycle", self._cycle)
         log.info(
             "trendfinder running: %d sources, %d digest profiles, store %s",
             len(self.config.sources),
             len(self.config.digests),
             self.store.path,
         )
-        self.scheduler.start()
+        # Paused until systemd has heard we are ready, so no job uses the store meanwhile.
+        self.scheduler.start(paused=True)
+        self.notifier.ready(self._summary_line())
+        self.scheduler.resume()
+        # Signal handlers only set flags; acting on them here, in the main thread, never
+        # takes the scheduler's locks inside a signal handler.
+        while self.scheduler.running:
+            self._watch()
+            time.sleep(self._tick)
         return self._finish()
+
+    def _on_skipped(self, event: JobSubmissionEvent) -> None:
+        log.debug("%s: still busy with the previous job; this run is skipped", event.job_id)
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
         if number == signal.SIGHUP:
@@ -142,11 +146,8 @@ class Daemon:
             self._stop_signal = number
             self._stop_deadline = time.monotonic() + self.stop_timeout
 
-    def _between_passes(self) -> None:
-        """Runs in the scheduler loop's thread between passes over the jobs."""
-        if not self._ready:
-            self._ready = True
-            self.notifier.ready(self._summary_line())
+    def _watch(self) -> None:
+        """Every tick, in the main thread: the watchdog, and the signals received."""
         if self._ping_every and time.monotonic() - self._last_ping >= self._ping_every:
             self.notifier.ping()
             self._last_ping = time.monotonic()
@@ -179,17 +180,23 @@ class Daemon:
 
     # Jobs ------------------------------------------------------------------------------------
 
-    def _add_job(
-        self, job_id: str, work: Callable[[], str | None], when: datetime | None = None
-    ) -> None:
+    def _add_once(self, job_id: str, work: Callable[[], str | None]) -> None:
+        """A job that runs once, as soon as the worker is free (no trigger: now)."""
         self.scheduler.add_job(
-            self._run_job,
-            trigger=DateTrigger(when or utcnow(), timezone=UTC),
-            args=(job_id, work),
-            id=job_id,
-            name=job_id,
-            replace_existing=True,
+            self._run_job, args=(job_id, work), id=job_id, name=job_id, replace_existing=True
         )
+
+    def _add_sweeps(self) -> None:
+        gap = IntervalTrigger(seconds=sweep_gap(self.config).total_seconds(), timezone=UTC)
+        for job_id, work in (("collect", self._collect), ("deliver", self._deliver)):
+            self.scheduler.add_job(
+                self._run_job,
+                trigger=gap,
+                args=(job_id, work),
+                id=job_id,
+                name=job_id,
+                replace_existing=True,
+            )
 
     def _add_digest_jobs(self) -> None:
         wanted = {f"digest:{profile.name}": profile for profile in self.config.digests}
@@ -227,24 +234,18 @@ class Daemon:
                 self.notifier.status(self._summary_line())
 
     def _cycle(self) -> str:
-        try:
-            report = self.runner.run_once()
-        finally:
-            self._schedule_collect()
-            self._schedule_deliver()
-        return report.describe()
+        return self.runner.run_once().describe()
 
     def _collect(self) -> str | None:
-        try:
-            report = self.runner.collect(due_only=True)
-            if report.new_items and any(profile.alerts for profile in self.config.digests):
-                # Alerts go out between digests: group what arrived and judge it at once.
-                report.grouped_items = self.runner.group()
-                report.alerts = [alert.digest.id for alert in self.runner.alert()]
-        finally:
-            self._schedule_collect()
-        if report.alerts:
-            self._deliver()
+        if not self._sources_due():
+            return None
+        report = self.runner.collect(due_only=True)
+        if report.new_items and any(profile.alerts for profile in self.config.digests):
+            # Alerts go out between digests: group what arrived and judge it at once.
+            report.grouped_items = self.runner.group()
+            report.alerts = [alert.digest.id for alert in self.runner.alert()]
+            if report.alerts:
+                self._deliver()
         fetched = report.sources_ok + report.sources_unchanged + report.sources_failed
         return report.describe() if fetched else None
 
@@ -262,30 +263,19 @@ class Daemon:
         return f"built {built.digest.id}" if built else "nothing new"
 
     def _deliver(self) -> str | None:
-        try:
-            report = self.runner.deliver()
-        finally:
-            self._schedule_deliver()
+        report = self.runner.deliver()
         if not (report.deliveries_sent or report.deliveries_failed):
             return None
         return f"{report.deliveries_sent} delivered, {report.deliveries_failed} failed"
 
-    def _schedule_collect(self) -> None:
+    def _sources_due(self) -> bool:
         now = utcnow()
-        enabled = {s.name: s.interval for s in self.config.sources if s.enabled}
-        due = [
-            state.next_fetch_at or now
+        enabled = {s.name for s in self.config.sources if s.enabled}
+        return any(
+            state.next_fetch_at is None or state.next_fetch_at <= now
             for state in self.store.source_states()
             if state.name in enabled and not state.disabled_reason
-        ]
-        gap = min(max(min(enabled.values(), default=MAX_IDLE) / 10, MIN_SWEEP_GAP), MAX_SWEEP_GAP)
-        self._add_job("collect", self._collect, max(min([*due, now + MAX_IDLE]), now + gap))
-
-    def _schedule_deliver(self) -> None:
-        now = utcnow()
-        pending = [d.next_attempt_at for d in self.store.deliveries("pending")]
-        when = min(min(pending, default=now + MAX_IDLE), now + MAX_IDLE)
-        self._add_job("deliver", self._deliver, max(when, now + MIN_SWEEP_GAP))
+        )
 
     # Reloading ---------------------------------------------------------------------------------
 
@@ -308,13 +298,14 @@ class Daemon:
                 config.storage.database,
             )
             return
-        self._add_job("reload", lambda: self._apply(config))
+        self._add_once("reload", lambda: self._apply(config))
 
     def _apply(self, config: Config) -> str:
         logs.hide_secrets(config)
         self.config = config
         self.runner = Runner(config, self.store)
         self._add_digest_jobs()
+        self._add_sweeps()
         log.info(
             "config reloaded from %s: %d sources, %d digest profiles",
             self.path,

@@ -9,7 +9,7 @@ from typing import Any
 from core.clock import from_text, to_text
 from core.config import Config
 from core.store import Store
-from daemon.runner import next_fire_time
+from daemon.cron import next_fire_time
 
 RECENT_ALERTS = 10
 

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx2
@@ -22,9 +22,12 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.clock import utcnow
 from core.config import DigestProfile, LLMConfig
 from core.crashpoints import crash_point
 from core.digest import TokenUsage
+from core.errors import ModelError
+from core.retry import backoff, retry_delay
 from digests.capabilities import Capabilities, capabilities, cost, price_for
 
 log = logging.getLogger("trendfinder")
@@ -56,11 +59,11 @@ def answer_schema() -> dict[str, Any]:
     return ModelAnswer.model_json_schema()
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(ModelError):
     """The model could not give a usable answer within this run; the message says why."""
 
 
-class ContextTooLong(Exception):
+class ContextTooLong(ModelError):
     """The endpoint said the request does not fit; `window` is its limit when it told us."""
 
     def __init__(self, message: str, window: int | None) -> None:
@@ -68,7 +71,7 @@ class ContextTooLong(Exception):
         self.window = window
 
 
-class BadAnswer(Exception):
+class BadAnswer(ModelError):
     """A refusal, a truncated answer, or one that does not match the schema."""
 
 
@@ -160,6 +163,10 @@ def response_format(caps: Capabilities) -> dict[str, Any] | None:
     }
 
 
+# A wait the endpoint asks for beyond this is not waited out: the retry backs off instead.
+MAX_ASKED_WAIT = 600.0
+# Retries back off from `llm.backoff`, doubling up to this.
+MAX_BACKOFF = timedelta(minutes=2)
 _CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+) tokens")
 _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$")
 
@@ -259,7 +266,7 @@ class Asker:
             except openai.RateLimitError as error:
                 if error.code == "insufficient_quota":
                     raise ModelUnavailable(f"no quota left: {error.message}") from None
-                delay = _retry_after(error.response) or self.backoff * 2**attempt
+                delay = _retry_delay(error.response) or self._backoff(attempt)
                 reason = f"rate limited (429): {error.message}"
             except openai.APIStatusError as error:
                 if error.status_code < 500 and error.status_code not in (408, 409):
@@ -270,11 +277,11 @@ class Asker:
                     raise ModelUnavailable(
                         f"the endpoint answered {error.status_code}: {error.message}"
                     ) from None
-                delay = _retry_after(error.response) or self.backoff * 2**attempt
+                delay = _retry_delay(error.response) or self._backoff(attempt)
                 reason = f"server error ({error.status_code}): {error.message}"
             except openai.APIConnectionError as error:
                 # Timeouts are connection errors too.
-                delay = self.backoff * 2**attempt
+                delay = self._backoff(attempt)
                 cause = type(error.__cause__).__name__ if error.__cause__ else "no detail"
                 reason = f"{error.message} ({cause})"
             else:
@@ -287,6 +294,10 @@ class Asker:
                 )
             log.warning("model call failed (%s); retrying in %.1fs", reason, delay)
             self.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        first = timedelta(seconds=self.backoff)
+        return backoff(first, attempt, MAX_BACKOFF, jitter=0.1).total_seconds()
 
     def _request(
         self, messages: list[dict[str, str]], output_tokens: int, remaining: float
@@ -337,16 +348,12 @@ class Asker:
         )
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    """Seconds the server asked us to wait (Retry-After or retry-after-ms), if it said."""
-    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue
-        if 0 <= seconds <= 600:
-            return seconds
-    return None
+def _retry_delay(response: httpx2.Response) -> float | None:
+    """Seconds the server asked us to wait (OpenAI's retry-after-ms, else Retry-After), if it
+    said, and if the wait fits a run's budget at all."""
+    try:
+        seconds: float | None = float(response.headers["retry-after-ms"]) / 1000
+    except (KeyError, ValueError):
+        delay = retry_delay(response.headers.get("retry-after"), utcnow())
+        seconds = None if delay is None else delay.total_seconds()
+    return seconds if seconds is not None and 0 <= seconds <= MAX_ASKED_WAIT else None

@@ -13,10 +13,12 @@ from typing import Protocol
 
 import brotli
 
+from core.errors import SourceError
+
 PIECE = 64 * 1024
 
 
-class DecodeError(Exception):
+class DecodeError(SourceError):
     """The body is not valid data in its declared content encoding."""
 
 

@@ -10,10 +10,11 @@ import hashlib
 from dataclasses import replace
 
 from core.items import FetchOutcome, FetchRequest
+from core.retry import retry_delay
 from sources.context import FetchContext
 from sources.http import FetchError, HttpResponse, fetch
 from sources.parse import NotAFeed
-from sources.policy import max_age, not_before, retry_after
+from sources.policy import max_age, not_before
 from sources.workers import ParserDied
 
 ACCEPT = (
@@ -64,7 +65,7 @@ def status_outcome(
         reason = f"{status}: the server says this {what} is gone for good"
         return replace(base, error=reason, disable_reason=reason)
     if response.status in (429, 503):
-        delay = retry_after(response.headers.get("retry-after"), now)
+        delay = retry_delay(response.headers.get("retry-after"), now)
         wait = not_before(now, delay)
         asked = f"; the server asked to wait until {wait:%Y-%m-%d %H:%M} UTC" if wait else ""
         return replace(base, error=f"{status}{asked}", retry_after=wait)

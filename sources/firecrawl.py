@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from firecrawl import Firecrawl
-from firecrawl.v2.utils.error_handler import (
+from firecrawl import (
+    Firecrawl,
     FirecrawlError,
     PaymentRequiredError,
     RateLimitError,
@@ -28,7 +28,8 @@ from firecrawl.v2.utils.error_handler import (
 from pydantic import ValidationError
 
 from core.config import FirecrawlConfig
-from sources.policy import retry_after
+from core.errors import SourceError
+from core.retry import retry_delay
 from sources.text import html_to_text
 
 CLOUD_URL = "https://api.firecrawl.dev"
@@ -36,7 +37,7 @@ CLOUD_URL = "https://api.firecrawl.dev"
 DEFAULT_RATE_LIMIT_WAIT = timedelta(seconds=60)
 
 
-class FirecrawlFailure(Exception):
+class FirecrawlFailure(SourceError):
     """A scrape that produced no page; `retry_after` is set when Firecrawl asked us to wait."""
 
     def __init__(self, message: str, retry_after: datetime | None = None) -> None:
@@ -150,23 +151,12 @@ class FirecrawlClient:
     def _pause(self, error: RateLimitError) -> datetime:
         now = datetime.now(UTC)
         header = error.response.headers.get("retry-after") if error.response is not None else None
-        delay = _seconds(header) if header else None
-        if delay is None:
-            delay = retry_after(header, now) or DEFAULT_RATE_LIMIT_WAIT
-        wait = now + delay
+        delay = retry_delay(header, now)
+        wait = now + (DEFAULT_RATE_LIMIT_WAIT if delay is None else delay)
         with self._lock:
             if self._paused_until is None or wait > self._paused_until:
                 self._paused_until = wait
             return self._paused_until
-
-
-def _seconds(value: str) -> timedelta | None:
-    # Retry-After is an integer by the RFC; some services send "1.5".
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return timedelta(seconds=min(max(seconds, 0.0), 86_400.0))
 
 
 def _describe(error: FirecrawlError, url: str) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from core.config import CollectConfig
+from core.errors import SourceError
 from sources.decompress import ACCEPT_ENCODING, DecodeError, decoder
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -26,7 +27,7 @@ _DISCARDED_BODY_LIMIT = 64 * 1024
 _WEB_SCHEMES = ("http", "https")
 
 
-class FetchError(Exception):
+class FetchError(SourceError):
     """A fetch that produced no usable response; the message is for the operator."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

@@ -21,6 +21,7 @@ import httpcore
 import httpx
 
 from core.config import CollectConfig
+from core.errors import SourceError
 from sources import http
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,7 +32,7 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
-class BlockedAddress(Exception):
+class BlockedAddress(SourceError):
     """A link leads to an address that is not fetched; the message names host and address."""
 
 

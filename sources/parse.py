@@ -18,6 +18,7 @@ import feedparser.mixin
 import feedparser.urls
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
+from core.errors import SourceError
 from core.items import NewItem
 from sources.items import RawEntry, build_items
 from sources.jsonfeed import looks_like_json, parse_json_feed
@@ -53,7 +54,7 @@ def create_parser() -> xml.sax.xmlreader.XMLReader:
 feedparser.api.PREFERRED_XML_PARSERS[:] = [__name__]
 
 
-class NotAFeed(Exception):
+class NotAFeed(SourceError):
     """The body is not a feed; the message says what it is instead."""
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 
 from core.items import FetchOutcome
+from core.retry import MAX_RETRY_DELAY, backoff
 
 MAX_BACKOFF = timedelta(days=1)
 # A server may ask to be polled less often, but not to be forgotten: hints count up to a day.
-MAX_SERVER_DELAY = timedelta(days=1)
+MAX_SERVER_DELAY = MAX_RETRY_DELAY
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 
@@ -31,31 +31,13 @@ def next_attempt(
     """
     rng = rng or random.Random()
     if outcome.status == "error":
-        failures = failures_before + 1
-        delay = min(interval * (2 ** min(failures - 1, 16)), MAX_BACKOFF)
-        delay *= rng.uniform(0.8, 1.2)
+        delay = backoff(interval, failures_before, MAX_BACKOFF, jitter=0.2, rng=rng)
     else:
         delay = interval * rng.uniform(0.95, 1.05)
     later: datetime = now + delay
     if outcome.retry_after and outcome.retry_after > later:
         later = outcome.retry_after
     return later
-
-
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """A Retry-After header (delay in seconds, or an HTTP date) as a delay from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return _seconds(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(moment - now, timedelta(0))
 
 
 def max_age(headers: Mapping[str, str]) -> timedelta | None:

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from core.config import CollectConfig
 from core.items import FetchOutcome, FetchRequest
+from core.retry import retry_delay
 from core.urls import canonical_url
 from sources import netguard
 from sources.context import FetchContext, SiteTools
@@ -38,7 +39,7 @@ from sources.http import (
 )
 from sources.items import RawEntry, build_items
 from sources.netguard import BlockedAddress
-from sources.policy import max_age, not_before, retry_after
+from sources.policy import max_age, not_before
 
 log = logging.getLogger("trendfinder")
 
@@ -125,7 +126,7 @@ async def _fetch_article(context: FetchContext, tools: SiteTools, link: str) -> 
     status = response.status
     if status in (429, 503):
         wait = not_before(
-            context.now, retry_after(response.headers.get("retry-after"), context.now)
+            context.now, retry_delay(response.headers.get("retry-after"), context.now)
         )
         return FoundArticle(
             link, None, settled=False, problem=f"{link}: HTTP {status}", retry_after=wait

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.config import CollectConfig
+from core.errors import SourceError
 from sources.parse import ParsedFeed, parse_feed
 from sources.parse_process import HEADER, frame
 
@@ -36,7 +37,7 @@ POOL_MIN_SOURCES = 64
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
-class ParserDied(Exception):
+class ParserDied(SourceError):
     """A parsing process died (killed, out of memory) while it held this body."""
 
 

@@ -53,8 +53,8 @@ def test_a_long_retry_after_is_handed_to_the_outbox(slack_receiver: SlackReceive
     slack_receiver.fail_rate_limit(retry_after=600)
     with pytest.raises(DeliveryError, match="retry after 600 s") as failure:
         send(samples.digest(), target(slack_receiver.webhook_url))
-    assert failure.value.retry_after is not None
-    assert failure.value.retry_after.total_seconds() == 600
+    assert failure.value.retry_delay is not None
+    assert failure.value.retry_delay.total_seconds() == 600
 
 
 def test_a_huge_digest_arrives_as_several_valid_messages_in_order(slack_receiver: SlackReceiver):

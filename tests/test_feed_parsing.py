@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.items import FetchOutcome
+from core.retry import retry_delay
 from core.urls import canonical_url
 from sources.parse import NotAFeed, parse_feed
-from sources.policy import max_age, next_attempt, not_before, retry_after
+from sources.policy import max_age, next_attempt, not_before
 from sources.text import html_to_text
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -249,11 +250,11 @@ def test_rss_ttl_is_read_in_minutes():
 
 
 def test_retry_after_accepts_seconds_and_http_dates_and_ignores_garbage():
-    assert retry_after("120", NOW) == timedelta(seconds=120)
-    assert retry_after("Fri, 27 Nov 2026 13:00:00 GMT", NOW) == timedelta(hours=1)
-    assert retry_after("Fri, 27 Nov 2026 11:00:00 GMT", NOW) == timedelta(0)
-    assert retry_after("soon", NOW) is None
-    assert retry_after("9" * 40, NOW) == timedelta(days=1)
+    assert retry_delay("120", NOW) == timedelta(seconds=120)
+    assert retry_delay("Fri, 27 Nov 2026 13:00:00 GMT", NOW) == timedelta(hours=1)
+    assert retry_delay("Fri, 27 Nov 2026 11:00:00 GMT", NOW) == timedelta(0)
+    assert retry_delay("soon", NOW) is None
+    assert retry_delay("9" * 40, NOW) == timedelta(days=1)
 
 
 def test_cache_control_max_age_is_a_lower_bound_capped_at_a_day():

@@ -11,6 +11,7 @@ transactions, error translation), as lemon24/reader splits its storage.
 
 from __future__ import annotations
 
+from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
 from core.store.items import AddedItems, ItemTables
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -19,8 +20,6 @@ from core.store.runs import RunTables
 from core.store.sources import SourceState, SourceTables
 from core.store.sql import (
     Database,
-    StoreError,
-    StoreLocked,
     StoreMissing,
     StoreNeedsMigration,
     store_error,

@@ -11,6 +11,7 @@ import sqlite_utils
 from core.clock import to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
+from core.errors import NotFound
 from core.store.rows import from_row
 
 
@@ -95,7 +96,7 @@ class DigestTables:
         try:
             row = self.db.table("digests").get(digest_id)
         except sqlite_utils.db.NotFoundError:
-            raise KeyError(f"no digest with id {digest_id!r}") from None
+            raise NotFound(f"no digest with id {digest_id!r}") from None
         return Digest.model_validate_json(row["body"])
 
     def last_digest(self, profile: str) -> Digest | None:

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlite_utils
 
 from core.clock import to_text
+from core.errors import NotFound
 from core.store.rows import from_row
 
 
@@ -49,7 +50,7 @@ class OutboxTables:
         try:
             return from_row(Delivery, self.db.table("deliveries").get(delivery_id))
         except sqlite_utils.db.NotFoundError:
-            raise KeyError(f"no delivery with id {delivery_id}") from None
+            raise NotFound(f"no delivery with id {delivery_id}") from None
 
     def _deliveries(
         self, where: str | None, params: list[str], order_by: str = "id"

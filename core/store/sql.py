@@ -15,18 +15,11 @@ from typing import Self
 
 import sqlite_utils
 
+from core.errors import StoreError, StoreLocked
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 # Seconds a write waits for another process holding the database's lock (storage.busy_timeout).
 DEFAULT_BUSY_TIMEOUT = 30.0
-
-
-class StoreError(Exception):
-    """The store cannot be opened or used; the message names the file."""
-
-
-class StoreLocked(StoreError):
-    """Another process held the store's write lock for longer than `busy_timeout`."""
 
 
 class StoreMissing(StoreError):

@@ -8,21 +8,23 @@ from datetime import timedelta
 
 from core.config import EmailTarget, FileTarget, SlackTarget, Target
 from core.digest import Digest
+from core.errors import TrendfinderError
 
 
-class DeliveryError(Exception):
+class DeliveryError(TrendfinderError):
     """A delivery attempt failed; the message is what the operator sees in `status`.
 
-    `retry_after` is the earliest sensible retry when the far end said so (Slack's 429).
-    `permanent`: trying again cannot help until the operator changes something (a refused
-    login, a webhook that is gone, an untrusted certificate), so the outbox gives up at once.
+    `retry_delay` is how long to wait before the next attempt when the far end said so
+    (Slack's 429). `permanent`: trying again cannot help until the operator changes
+    something (a refused login, a webhook that is gone, an untrusted certificate), so the
+    outbox gives up at once.
     """
 
     def __init__(
-        self, message: str, *, retry_after: timedelta | None = None, permanent: bool = False
+        self, message: str, *, retry_delay: timedelta | None = None, permanent: bool = False
     ) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_delay = retry_delay
         self.permanent = permanent
 
 

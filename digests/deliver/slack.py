@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import ssl
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from core.config import USER_AGENT, SlackTarget
 from core.crashpoints import crash_point
 from core.digest import Digest
+from core.retry import retry_delay
 from digests import blockkit
 from digests.deliver import DeliveryError, Progress
 
 # Waits Slack asks for up to this long happen inside the attempt; longer ones are left to
 # the outbox's next run, which is told the earliest time to try.
-MAX_INLINE_WAIT = 30.0
+MAX_INLINE_WAIT = timedelta(seconds=30)
 RATE_LIMIT_TRIES = 3
 # Slack's answers for a webhook that is revoked, never existed or posts to an archived
 # channel: no retry can succeed. A 400 (a payload Slack rejects) is retried, since the
@@ -29,11 +30,10 @@ RATE_LIMIT_TRIES = 3
 GONE = frozenset({401, 403, 404, 410})
 
 
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "1")))
-    except ValueError:
-        return 1.0
+def _retry_delay(response: httpx.Response) -> timedelta:
+    # Slack always sends Retry-After with a 429; without one, a second is its usual ask.
+    delay = retry_delay(response.headers.get("retry-after"), datetime.now(UTC))
+    return timedelta(seconds=1) if delay is None else delay
 
 
 def _untrusted_certificate(error: BaseException) -> bool:
@@ -67,13 +67,13 @@ def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where:
                 f"Slack refused {where}: HTTP {response.status_code} {reason}",
                 permanent=response.status_code in GONE,
             )
-        wait = _retry_after(response)
+        wait = _retry_delay(response)
         if wait > MAX_INLINE_WAIT:
             break
-        time.sleep(wait)
+        time.sleep(wait.total_seconds())
     raise DeliveryError(
-        f"Slack rate-limited {where} (HTTP 429, retry after {wait:g} s)",
-        retry_after=timedelta(seconds=wait),
+        f"Slack rate-limited {where} (HTTP 429, retry after {wait.total_seconds():g} s)",
+        retry_delay=wait,
     )
 
 

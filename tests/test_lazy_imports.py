@@ -1,0 +1,66 @@
+"""The commands an operator types by hand start quickly: they import none of the pipeline's
+heavy libraries (like lemon24/reader's lazy-import test). Each command runs in a fresh
+interpreter, which then reports which of those modules it loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.store import Store
+
+HEAVY = ("openai", "scipy", "numpy", "trafilatura", "tiktoken", "feedparser", "httpx2")
+PROBE = """
+import json, os, sys
+from daemon.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = [name for name in json.loads(os.environ["HEAVY"]) if name in sys.modules]
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+COMMANDS = [
+    ["--help"],
+    ["status"],
+    ["status", "--json"],
+    ["service", "print"],
+    ["service", "print", "cron"],
+    ["check"],
+    ["digests", "list"],
+]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("lazy")
+    path = folder / "config.yaml"
+    path.write_text(
+        f"storage: {{path: {folder / 'state'}}}\n"
+        "sources: [{name: a, kind: feed, url: 'http://127.0.0.1:9/feed'}]\n"
+        "digests: [{name: daily, focus: news, deliver: [{kind: file}]}]\n"
+    )
+    # The reading commands read an existing store (they never create one).
+    Store.open(folder / "state").close()
+    return path
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_hand_typed_commands_import_no_heavy_library(command: list[str], config: Path):
+    env = {**os.environ, "TRENDFINDER_CONFIG": str(config), "HEAVY": json.dumps(HEAVY)}
+    ran = subprocess.run(
+        [sys.executable, "-c", PROBE, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(ran.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), ran.stderr
+    assert report["heavy"] == [], f"`trendfinder {' '.join(command)}` imported {report['heavy']}"

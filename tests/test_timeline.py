@@ -108,7 +108,7 @@ def test_every_format_shows_the_timeline_and_coverage_map():
         assert "Broke it: outlet-0" in text
         assert "outlet-1 +15 min" in text and "outlet-2 +1 h 55 min" in text
         assert "outlet-9" in text
-    slack = str([message.payload() for message in blockkit.messages(digest)])
+    slack = str([message.payload() for message in blockkit.messages(digest, archive=False)])
     assert spark in slack and "Broke it: outlet-0" in slack
     html = render.html(digest)
     assert html.count('class="bar"') == len(trend.timeline.buckets)  # type: ignore[union-attr]

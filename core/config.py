@@ -588,8 +588,56 @@ def _timezone(name: str) -> str:
     return name
 
 
+class StoryBurstRule(_Model):
+    """A story gaining outlets fast: at least `outlets` within `window`, and (with `z` above
+    0) that many standard deviations above how fast stories usually gain outlets."""
+
+    kind: Literal["story"]
+    outlets: int = Field(default=3, ge=2)
+    window: Duration = timedelta(hours=2)
+    z: float = Field(default=0.0, ge=0)
+
+
+class TopicTrendRule(_Model):
+    """A term or entity across at least `stories` stories, `z` above its running baseline."""
+
+    kind: Literal["topic"]
+    stories: int = Field(default=3, ge=2)
+    z: float = Field(default=3.0, gt=0)
+
+
+class KeywordRule(_Model):
+    """A story naming any of `match` (case-insensitive words or phrases in its titles or
+    text) once `outlets` outlets carry it."""
+
+    kind: Literal["keywords"]
+    match: tuple[str, ...] = Field(min_length=1)
+    outlets: int = Field(default=1, ge=1)
+
+
+AlertRule = Annotated[StoryBurstRule | TopicTrendRule | KeywordRule, Field(discriminator="kind")]
+
+
+class AlertsConfig(_Model):
+    """Alerts between scheduled digests, through the same outbox as digests."""
+
+    rules: tuple[AlertRule, ...] = Field(min_length=1)
+    per_hour: int = Field(default=3, ge=1, description="alerts per profile per hour, at most")
+    repeat_when: float = Field(
+        default=2.0, gt=1, description="a story alerts again once its outlets grow this much"
+    )
+    deliver: tuple[Target, ...] = Field(
+        default=(), description="alert-only targets; the profile's own when empty"
+    )
+
+
 class DigestProfile(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: Literal["digest", "report"] = Field(
+        default="digest",
+        description="report: a reflection over a long lookback (e.g. weekly): main movements, "
+        "what is fading, what to watch",
+    )
     focus: str = Field(min_length=1, description="who reads this digest and what they care about")
     sources: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -601,10 +649,18 @@ class DigestProfile(_Model):
         default=False, description="ask in chunks and merge, instead of dropping the tail"
     )
     deliver: tuple[Target, ...] = Field(min_length=1)
+    alerts: AlertsConfig | None = None
+
+    @property
+    def alert_targets(self) -> tuple[Target, ...]:
+        if self.alerts is None:
+            return ()
+        return self.alerts.deliver or self.deliver
 
     @model_validator(mode="after")
     def _unique_target_labels(self) -> DigestProfile:
-        labels = [target.label for target in self.deliver]
+        extra = self.alerts.deliver if self.alerts else ()
+        labels = [target.label for target in (*self.deliver, *extra)]
         if len(labels) != len(set(labels)):
             raise ValueError("two targets share a name; give each a distinct `name`")
         return self
@@ -873,8 +929,12 @@ def _anchor_paths(config: Config, base: Path) -> Config:
         directory = absolute(target.directory) if target.directory else None
         return target.model_copy(update={"directory": directory or storage.state_dir / "digests"})
 
-    digests = tuple(
-        profile.model_copy(update={"deliver": tuple(anchored(t) for t in profile.deliver)})
-        for profile in config.digests
-    )
+    def profile_anchored(profile: DigestProfile) -> DigestProfile:
+        update: dict[str, object] = {"deliver": tuple(anchored(t) for t in profile.deliver)}
+        if profile.alerts and profile.alerts.deliver:
+            alert_targets = tuple(anchored(t) for t in profile.alerts.deliver)
+            update["alerts"] = profile.alerts.model_copy(update={"deliver": alert_targets})
+        return profile.model_copy(update=update)
+
+    digests = tuple(profile_anchored(profile) for profile in config.digests)
     return config.model_copy(update={"storage": storage, "digests": digests})

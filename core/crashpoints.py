@@ -25,6 +25,10 @@ POINTS: dict[str, str] = {
     "digest.inside_save": "inside save_digest's transaction: digest and items written, "
     "deliveries not queued",
     "digest.saved": "save_digest committed; the digest run is not finished",
+    "alert.saving": "an alert digest is built; save_alert is about to run",
+    "alert.inside_save": "inside save_alert's transaction: alert and digest written, "
+    "deliveries not queued",
+    "alert.saved": "save_alert committed; the alert run is not finished",
     "deliver.sending": "a delivery is marked 'sending'; nothing has left yet",
     "deliver.part_sent": "Slack accepted one message of a digest; it is not recorded yet",
     "deliver.sent": "the target accepted the digest; it is not recorded as sent yet",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +22,62 @@ class DigestItem(_Frozen):
     published: datetime
 
 
+class Joined(_Frozen):
+    """A source's first item on a story, and when it came."""
+
+    source: str
+    at: datetime
+
+
+class Bucket(_Frozen):
+    """A stretch of a story's timeline: an hour in a digest, six hours in a weekly report."""
+
+    start: datetime
+    items: int = Field(ge=0, description="items first seen in it")
+    new_outlets: int = Field(ge=0, description="sources that joined the story in it")
+
+
+Trajectory = Literal["new", "rising", "steady", "fading"]
+
+
+class StoryTimeline(_Frozen):
+    first_seen: datetime
+    peak: datetime = Field(description="the start of the bucket with the most items")
+    peak_items: int
+    trajectory: Trajectory
+    bucket_hours: int = Field(default=1, ge=1)
+    buckets: tuple[Bucket, ...] = Field(description="oldest first, up to the digest's end")
+
+
+class Coverage(_Frozen):
+    """Who broke a story, who followed and when, and which usual outlets stayed silent."""
+
+    broke: Joined
+    followed: tuple[Joined, ...]
+    silent: tuple[str, ...] = Field(
+        default=(),
+        description="the profile's sources that usually cover stories this wide, absent here",
+    )
+
+
+class WhatChanged(_Frozen):
+    """For a story reported before: what the new items add to what was reported."""
+
+    since: datetime = Field(description="when an earlier digest of this profile reported it")
+    new_outlets: tuple[str, ...] = ()
+    new_facts: tuple[str, ...] = Field(default=(), description="sentences the reported lacked")
+    new_entities: tuple[str, ...] = ()
+
+
+class TopicTrend(_Frozen):
+    """A term or entity whose coverage across stories jumped above its baseline."""
+
+    term: str
+    stories: int = Field(ge=1, description="distinct stories carrying it lately")
+    significance: float = Field(description="standard deviations above its running baseline")
+    items: tuple[DigestItem, ...] = Field(description="one lead item per story carrying it")
+
+
 class Trend(_Frozen):
     rank: int = Field(ge=1)
     title: str
@@ -33,6 +90,10 @@ class Trend(_Frozen):
     more_outlets: tuple[str, ...] = Field(
         default=(), description="the outlets of those items, each once"
     )
+    story: str | None = Field(default=None, description="the story id, stable across digests")
+    timeline: StoryTimeline | None = None
+    coverage: Coverage | None = None
+    changed: WhatChanged | None = None
 
     def unlisted(self, listed: int) -> tuple[int, int]:
         """Items and distinct outlets beyond the first `listed` items shown to a reader."""
@@ -60,10 +121,15 @@ class DigestStats(_Frozen):
 class Digest(_Frozen):
     id: str
     profile: str
+    kind: Literal["digest", "alert", "report"] = "digest"
     created_at: datetime
     analyzer: str = Field(description="the model's name, or 'offline'")
     window: Window
     trends: tuple[Trend, ...]
+    topics: tuple[TopicTrend, ...] = ()
+    reflection: tuple[str, ...] = Field(
+        default=(), description="a report's main movements, what is fading, what to watch"
+    )
     quiet: bool = Field(default=False, description="nothing notable this time")
     notes: tuple[str, ...] = Field(
         default=(), description="what the reader should know, e.g. a fallback"

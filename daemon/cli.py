@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all-failed", action="store_true", help="every failed delivery")
     retry.set_defaults(handler=cmd_deliveries_retry)
 
+    alerts = commands.add_parser("alerts", help="alert rules between digests")
+    alerts_commands = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
+    alerts_test = alerts_commands.add_parser(
+        "test", help="dry-run every profile's alert rules on the current store; sends nothing"
+    )
+    alerts_test.add_argument("--format", choices=FORMATS, default="text")
+    alerts_test.set_defaults(handler=cmd_alerts_test)
     service = commands.add_parser("service", help="systemd units and a cron line for this install")
     service_commands = service.add_subparsers(
         dest="service_command", metavar="COMMAND", required=True
@@ -423,6 +430,25 @@ def _suggest_feeds(url: str, config: CollectConfig) -> None:
         print(f"    {feed.url}" + (f"  ({feed.title})" if feed.title else ""))
     print(f"  in config.yaml:  - {{name: ..., kind: feed, url: {feeds[0].url}}}")
     print("  (or watch the page itself with --kind site)")
+
+
+def cmd_alerts_test(args: argparse.Namespace) -> int:
+    with _runner(args) as runner:
+        if not any(profile.alerts for profile in runner.config.digests):
+            raise UsageError("no digest profile has `alerts:` rules")
+        planned = runner.alert(dry_run=True)
+    if not planned:
+        print("no alert would fire now", file=sys.stderr)
+    for alert in planned:
+        record = alert.record
+        print(
+            f"would alert {record.profile} ({record.rule}: {record.subject}) to "
+            f"{', '.join(alert.targets)}",
+            file=sys.stderr,
+        )
+        archive = runner.config.keeps_archive(record.profile)
+        sys.stdout.write(_rendered(alert.digest, args.format, archive=archive))
+    return EXIT_OK
 
 
 def _has_config(args: argparse.Namespace) -> bool:

@@ -26,6 +26,7 @@ from core.errors import TrendfinderError
 from core.items import FetchOutcome, FetchRequest, StoredItem
 from core.retry import backoff
 from core.store import Delivery, SourceState, Store, store_error
+from daemon.alerts import PlannedAlert, run_alerts
 from daemon.cron import last_fire_time
 from daemon.select import select
 from digests import offline
@@ -57,6 +58,10 @@ class DigestFailed(TrendfinderError):
     """Neither analyzer produced a digest; the message says why."""
 
 
+class AlertsFailed(Exception):
+    """The alert rules could not be evaluated; the message says why."""
+
+
 @dataclass
 class Report:
     """What a run did, for the log, the exit code and the runs table."""
@@ -69,6 +74,7 @@ class Report:
     updated_items: int = 0
     grouped_items: int = 0
     digests: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
     deliveries_sent: int = 0
     deliveries_failed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -89,6 +95,8 @@ class Report:
             parts.append(f"{self.sources_waiting} waiting (backoff or Retry-After)")
         if self.digests:
             parts.append(f"digests: {', '.join(self.digests)}")
+        if self.alerts:
+            parts.append(f"alerts: {', '.join(self.alerts)}")
         if self.deliveries_sent or self.deliveries_failed:
             parts.append(f"{self.deliveries_sent} delivered, {self.deliveries_failed} failed")
         return "; ".join(parts)
@@ -102,6 +110,7 @@ class Report:
             "updated_items": self.updated_items,
             "grouped_items": self.grouped_items,
             "digests": self.digests,
+            "alerts": self.alerts,
             "deliveries_sent": self.deliveries_sent,
             "deliveries_failed": self.deliveries_failed,
         }
@@ -265,6 +274,25 @@ class Runner:
         )
         return len(assignment.stories)
 
+    # Alerts ------------------------------------------------------------------------------
+
+    def alert(self, *, dry_run: bool = False) -> list[PlannedAlert]:
+        """Evaluate every profile's alert rules; what fires is queued for the outbox.
+
+        A failure is logged and reported, never fatal: the scheduled digests still go out.
+        """
+        now = self.clock()
+        try:
+            planned = run_alerts(self.store, self.config, now, dry_run=dry_run)
+        except Exception as error:
+            if isinstance(error, sqlite3.Error):
+                error = store_error(self.store.path, error, self.store.busy_timeout)
+            log.exception("alerts: not evaluated (%s: %s)", type(error).__name__, error)
+            raise AlertsFailed(
+                f"alerts: not evaluated ({type(error).__name__}: {error})"
+            ) from error
+        return planned
+
     # Digest ------------------------------------------------------------------------------
 
     def due_profiles(self, now: datetime) -> list[DigestProfile]:
@@ -395,7 +423,7 @@ class Runner:
             targets = {
                 (profile.name, target.label): target
                 for profile in self.config.digests
-                for target in profile.deliver
+                for target in (*profile.deliver, *profile.alert_targets)
             }
             for delivery in self.store.deliveries_due(self.clock()):
                 digest = self.store.digest(delivery.digest_id)
@@ -489,6 +517,10 @@ class Runner:
     ) -> Report:
         report = self.collect(due_only=not everything, on_outcome=on_outcome, on_start=on_start)
         report.grouped_items = self.group()
+        try:
+            report.alerts = [alert.digest.id for alert in self.alert()]
+        except AlertsFailed as error:
+            report.errors.append(str(error))
         profiles = self.config.digests if everything else self.due_profiles(self.clock())
         for profile in profiles:
             try:

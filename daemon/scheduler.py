@@ -23,6 +23,7 @@ watchdog.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -47,7 +48,7 @@ from core.store import Store, store_error
 from daemon import logs
 from daemon.cron import next_fire_time
 from daemon.lock import StateLock
-from daemon.runner import Runner
+from daemon.runner import AlertsFailed, Runner
 from daemon.systemd import Notifier
 
 log = logging.getLogger("trendfinder")
@@ -239,6 +240,12 @@ class Daemon:
         if not self._sources_due():
             return None
         report = self.runner.collect(due_only=True)
+        if report.new_items and any(profile.alerts for profile in self.config.digests):
+            # Alerts go out between digests: group what arrived and judge it at once.
+            report.grouped_items = self.runner.group()
+            report.alerts = [alert.digest.id for alert in self.runner.alert()]
+            if report.alerts:
+                self._deliver()
         fetched = report.sources_ok + report.sources_unchanged + report.sources_failed
         return report.describe() if fetched else None
 
@@ -247,6 +254,10 @@ class Daemon:
         if profile is None:
             return "no longer configured"
         self.runner.group()
+        # Keeps the burst baselines learning (and topic trends current) without alerts; a
+        # failure is logged by the runner, and the digest still goes out.
+        with contextlib.suppress(AlertsFailed):
+            self.runner.alert()
         built = self.runner.digest(profile)
         self._deliver()
         return f"built {built.digest.id}" if built else "nothing new"

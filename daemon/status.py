@@ -11,6 +11,8 @@ from core.config import Config, XSource
 from core.store import Store
 from daemon.cron import next_fire_time
 
+RECENT_ALERTS = 10
+
 
 def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -62,8 +64,20 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                 "next_digest_at": to_text(next_fire_time(profile, now)),
             }
         )
+    alerts = [
+        {
+            "profile": alert.profile,
+            "rule": alert.rule,
+            "subject": alert.subject,
+            "size": alert.size,
+            "fired_at": to_text(alert.fired_at),
+            "digest": alert.digest_id,
+        }
+        for alert in store.recent_alerts(RECENT_ALERTS)
+    ]
     return {
         "now": to_text(now),
+        "alerts": alerts,
         "store": {"path": str(store.path), "bytes": store.size_bytes(), **store.counts()},
         "runs": runs,
         "sources": {"configured": len(configured), "failing": len(failing)},
@@ -150,6 +164,12 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(
             f"  {profile['name']}: {profile['items_waiting']} items waiting; last digest {last}; "
             f"next {profile['next_digest_at']}"
+        )
+    lines += ["", "recent alerts:" if info["alerts"] else "alerts: none yet"]
+    for alert in info["alerts"]:
+        lines.append(
+            f"  {alert['fired_at']} {alert['profile']}: {alert['rule']} {alert['subject']} "
+            f"(size {alert['size']}) -> {alert['digest']}"
         )
     spend = info["spend"]
     cap = f" (daily cap ${spend['daily_cap']:.2f})" if spend["daily_cap"] is not None else ""

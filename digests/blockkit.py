@@ -13,7 +13,7 @@ from typing import Any
 
 from core.digest import Digest, DigestItem, Trend
 from core.urls import is_web_url
-from digests import render
+from digests import charts, render
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -106,9 +106,18 @@ def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
     lines = [f"*{escape(heading)}*" if len(heading) < 200 else escape(heading)]
     lines.append(escape(" ".join(trend.summary.split())))
     lines.append(f"*Why it matters:* {escape(' '.join(trend.why_it_matters.split()))}")
+    lines += [f"_{escape(line)}_" for line in charts.lines(trend)]
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
     if unlisted := render.more(trend, LINKS_PER_TREND):
         lines.append(f"_{escape(unlisted)}{' in the archive' if archive else ''}_")
+    return [_section(chunk) for chunk in chunks(lines)]
+
+
+def topic_blocks(digest: Digest) -> list[Block]:
+    lines = ["*Topic trends*"]
+    for topic in digest.topics:
+        lines.append(f"*{escape(render.topic_line(topic))}*")
+        lines += [_link(item) for item in topic.items[:LINKS_PER_TREND]]
     return [_section(chunk) for chunk in chunks(lines)]
 
 
@@ -126,14 +135,19 @@ def messages(digest: Digest, *, archive: bool) -> list[SlackMessage]:
         _context(escape(render.byline(digest))),
     ]
     opening += [_context(escape(_clip(note, MAX_SECTION_TEXT))) for note in digest.notes]
+    if digest.reflection:
+        review = [f"*{render.REVIEW}*", *(f"• {escape(line)}" for line in digest.reflection)]
+        opening += [_section(chunk) for chunk in chunks(review)]
     if not digest.trends:
         opening.append(_section("Nothing notable this time."))
 
     # Continuation messages start with one context line saying which part they are.
     room = MAX_BLOCKS - 1
     bodies: list[list[Block]] = [opening]
-    for trend in digest.trends:
-        blocks = trend_blocks(trend, archive=archive)
+    groups = [trend_blocks(trend, archive=archive) for trend in digest.trends]
+    if digest.topics:
+        groups.append(topic_blocks(digest))
+    for blocks in groups:
         current = bodies[-1]
         divider = [{"type": "divider"}] if current else []
         if len(current) + len(divider) + len(blocks) <= room:

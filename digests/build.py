@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.digest import Digest, DigestStats, TokenUsage, Trend, Window
-from digests import feedback, offline
+from digests import changes, feedback, offline, report, timeline
 from digests.ask import (
     Asker,
     BadAnswer,
@@ -95,8 +95,33 @@ def build_offline(
         )
         for position, story in enumerate(chosen, start=1)
     )
+    trends = with_history(trends, [story.window.story_id for story in chosen], selection)
     cited = {item.id for story in chosen for item in story.window.items}
     return assemble(selection, now, analyzer, trends, cited, len(stories), notes, usage=usage)
+
+
+def with_history(
+    trends: tuple[Trend, ...], story_ids: Sequence[str], selection: Selection
+) -> tuple[Trend, ...]:
+    """Trends with their lead story's timeline and coverage map, and for a story reported
+    before, what changed since."""
+    annotated = timeline.annotate(
+        trends,
+        story_ids,
+        selection.arrivals,
+        selection.window_to,
+        selection.stream,
+        selection.regulars,
+        selection.reported,
+        timeline.spans_for(selection.profile),
+    )
+    changed = []
+    for trend, story_id in zip(annotated, story_ids, strict=True):
+        if (reported := selection.reported_items.get(story_id)) is not None:
+            new = [item for item in selection.items if item.story_id == story_id]
+            trend = trend.model_copy(update={"changed": changes.what_changed(new, reported)})
+        changed.append(trend)
+    return tuple(changed)
 
 
 def prompt_overhead(selection: Selection, asker: Asker, counter: TokenCounter) -> int:
@@ -148,8 +173,14 @@ def _attempt(
     settings: PackSettings,
 ) -> BuiltDigest:
     profile = selection.profile
-    packs = split(stories, counter, budget, settings) if profile.split_when_too_large else []
-    packs = packs or [pack(stories, counter, budget, settings)]
+    told = {story: changes.reported_lines(r) for story, r in selection.reported_items.items()}
+    packs = (
+        split(stories, counter, budget, settings, reported=told)
+        # A report reads a long window: map-reduce over chunks rather than drop the tail.
+        if profile.split_when_too_large or profile.kind == "report"
+        else []
+    )
+    packs = packs or [pack(stories, counter, budget, settings, reported=told)]
 
     def grounded(answer: ModelAnswer, within: Sequence[Pack]) -> Validated:
         return validate(answer.trends, within, profile.max_trends)
@@ -202,6 +233,8 @@ def _attempt(
         )
         for position, trend in enumerate(result.trends, start=1)
     )
+    leads = [trend.stories[0].story.window.story_id for trend in result.trends]
+    trends = with_history(trends, leads, selection)
     cited = {
         item.id for trend in result.trends for p in trend.stories for item in p.story.window.items
     }
@@ -221,9 +254,15 @@ def _attempt(
 
 def _prompt(selection: Selection, dump: str, *, merging: bool = False) -> Prompt:
     titles = [trend.title for digest in selection.previous for trend in digest.trends]
+    # Topic trends are measured, not read: the model hears of them beside the stories.
+    topics = "\n".join(
+        f'<topic_trend term="{inert(topic.term)}" stories="{topic.stories}" '
+        f'sd_above_baseline="{topic.significance:.1f}"/>'
+        for topic in selection.topics
+    )
     return build_prompt(
         selection.profile,
-        dump,
+        f"{dump}\n\n{topics}" if topics else dump,
         titles,
         (selection.window_from, selection.window_to),
         merging=merging,
@@ -293,10 +332,15 @@ def assemble(
     digest = Digest(
         id=digest_id(selection.profile.name, now),
         profile=selection.profile.name,
+        kind=selection.profile.kind,
         created_at=now,
         analyzer=analyzer,
         window=Window(from_=selection.window_from, to=selection.window_to),
         trends=trends,
+        topics=selection.topics,
+        reflection=(
+            report.reflect(trends, selection.topics) if selection.profile.kind == "report" else ()
+        ),
         quiet=not trends,
         notes=notes,
         stats=DigestStats(

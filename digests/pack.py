@@ -8,7 +8,7 @@ Feed text is untrusted: the characters that could close or open a block are neut
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from core.items import StoredItem
@@ -58,8 +58,13 @@ def inert(text: str) -> str:
 
 
 def render_story(
-    ref: str, story: ScoredStory, counter: TokenCounter, settings: PackSettings
+    ref: str,
+    story: ScoredStory,
+    counter: TokenCounter,
+    settings: PackSettings,
+    reported: str = "",
 ) -> PackedStory:
+    """One story's block; `reported` is what an earlier digest said of it, if it did."""
     window = story.window
     lead, others = window.items[0], window.items[1:]
     shown = others[: settings.max_titles]
@@ -70,6 +75,9 @@ def render_story(
     if story.reported:
         attributes += f' new_sources_since_reported="{story.new_sources}"'
     lines = [f"<story {attributes}>"]
+    if reported:
+        # The model is asked for what changed since, so it needs what was said.
+        lines.append(f"Reported before, {counter.trim(inert(reported), settings.text_tokens)}")
     lines.append(_item_line(f"{ref}.1", lead, counter, settings))
     if text := counter.trim(inert(lead.text), settings.text_tokens):
         lines.append(text)
@@ -102,6 +110,7 @@ def pack(
     budget: int,
     settings: PackSettings = PackSettings(),
     first_ref: int = 1,
+    reported: Mapping[str, str] | None = None,
 ) -> Pack:
     """The best stories that fit in `budget` tokens; the tail that does not is left out.
 
@@ -114,7 +123,8 @@ def pack(
     for number, story in enumerate(stories):
         rank = first_ref + number
         shape = settings if rank <= settings.detailed_stories else brief
-        candidate = render_story(f"S{rank}", story, counter, shape)
+        told = (reported or {}).get(story.window.story_id, "")
+        candidate = render_story(f"S{rank}", story, counter, shape, told)
         if used + candidate.tokens > budget:
             break
         packed.append(candidate)
@@ -127,6 +137,7 @@ def split(
     counter: TokenCounter,
     budget: int,
     settings: PackSettings = PackSettings(),
+    reported: Mapping[str, str] | None = None,
 ) -> list[Pack]:
     """Consecutive packs covering the stories, ids unique across them, at most max_chunks.
 
@@ -136,7 +147,7 @@ def split(
     remaining = list(stories)
     first = 1
     while remaining and len(chunks) < settings.max_chunks:
-        chunk = pack(remaining, counter, budget, settings, first_ref=first)
+        chunk = pack(remaining, counter, budget, settings, first_ref=first, reported=reported)
         if not chunk.stories:
             break
         chunks.append(chunk)

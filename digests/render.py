@@ -13,14 +13,16 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from core.digest import Digest, DigestItem, Trend
+from core.digest import Digest, DigestItem, TopicTrend, Trend
 from core.urls import is_web_url
+from digests import charts
 
 # Enough to keep text inert (no links, images, HTML or emphasis), little enough to stay readable.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 # Characters XML 1.0 forbids (a feed may carry them; an Atom feed with one is not well-formed).
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _TEXT_WIDTH = 76
+REVIEW = "The period in review"
 
 
 def _md(text: str) -> str:
@@ -46,7 +48,17 @@ def stamp(moment: datetime) -> str:
 
 
 def title(digest: Digest) -> str:
+    if digest.kind == "alert":
+        return f"{digest.profile}: alert, {digest.created_at:%Y-%m-%d %H:%M} UTC"
+    if digest.kind == "report":
+        return f"{digest.profile}: report to {digest.created_at:%Y-%m-%d}"
     return f"{digest.profile}: what matters, {digest.created_at:%Y-%m-%d}"
+
+
+def topic_line(topic: TopicTrend) -> str:
+    """outage: in 4 stories (5.2 sd above its baseline)."""
+    count = f"{topic.stories} stor{'y' if topic.stories == 1 else 'ies'}"
+    return f"{topic.term}: in {count} ({topic.significance:.1f} sd above its baseline)"
 
 
 def byline(digest: Digest) -> str:
@@ -80,16 +92,28 @@ def markdown(digest: Digest) -> str:
     lines += [f"> {_md(note)}" for note in digest.notes]
     if digest.notes:
         lines.append("")
+    if digest.reflection:
+        lines += [f"## {REVIEW}", ""]
+        lines += [f"- {_md(line)}" for line in digest.reflection]
+        lines.append("")
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
         lines += [f"## {trend.rank}. {_md(trend.title)}{developing(trend)}", ""]
         lines += [_md(trend.summary), ""]
         lines += [f"**Why it matters:** {_md(trend.why_it_matters)}", ""]
+        for line in charts.lines(trend):
+            lines += [f"_{_md(line)}_", ""]
         lines += [f"- {_link(item)}, {stamp(item.published)}" for item in trend.items]
         if unlisted := more(trend, len(trend.items)):
             lines.append(f"- _{unlisted}_")
         lines.append("")
+    if digest.topics:
+        lines += ["## Topic trends", ""]
+        for topic in digest.topics:
+            lines += [f"**{_md(topic_line(topic))}**", ""]
+            lines += [f"- {_link(item)}, {stamp(item.published)}" for item in topic.items]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -112,6 +136,11 @@ def text(digest: Digest) -> str:
     lines = [heading, "=" * len(heading), *_wrap(byline(digest)), ""]
     for note in digest.notes:
         lines += [*_wrap(note, "  | "), ""]
+    if digest.reflection:
+        lines += [REVIEW, "-" * len(REVIEW)]
+        for line in digest.reflection:
+            lines += _wrap(f"- {line}", "")
+        lines.append("")
     if not digest.trends:
         lines += ["Nothing notable this time.", ""]
     for trend in digest.trends:
@@ -119,14 +148,26 @@ def text(digest: Digest) -> str:
         lines += _wrap(f"{number}{trend.title}{developing(trend)}", hanging=len(number))
         lines += [*_wrap(trend.summary, "   "), ""]
         lines += [*_wrap(f"Why it matters: {trend.why_it_matters}", "   "), ""]
-        for item in trend.items:
-            lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ", 2)
-            if is_web_url(item.url):
-                lines.append(f"     {item.url}")
+        for line in charts.lines(trend):
+            lines += [*_wrap(line, "   "), ""]
+        lines += _text_items(trend.items)
         if unlisted := more(trend, len(trend.items)):
             lines += _wrap(unlisted, "   ")
         lines.append("")
+    if digest.topics:
+        lines += ["Topic trends", "------------"]
+        for topic in digest.topics:
+            lines += [*_wrap(topic_line(topic)), *_text_items(topic.items), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _text_items(items: tuple[DigestItem, ...]) -> list[str]:
+    lines = []
+    for item in items:
+        lines += _wrap(f"- {item.source}, {stamp(item.published)}: {item.title}", "   ", 2)
+        if is_web_url(item.url):
+            lines.append(f"     {item.url}")
+    return lines
 
 
 def json_text(digest: Digest) -> str:
@@ -148,7 +189,19 @@ def templates() -> Environment:
     environment.filters["safe_url"] = is_web_url
     environment.filters["stamp"] = stamp
     environment.filters["xml_safe"] = xml_safe
-    environment.globals.update(title=title, byline=byline, developing=developing, more=more)
+    environment.globals.update(
+        title=title,
+        byline=byline,
+        developing=developing,
+        more=more,
+        topic_line=topic_line,
+        review=REVIEW,
+        bars=charts.bars,
+        timeline_line=charts.timeline_line,
+        coverage_line=charts.coverage_line,
+        followers=charts.followers,
+        changed_line=charts.changed_line,
+    )
     return environment
 
 

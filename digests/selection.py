@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.config import DigestProfile
-from core.digest import Digest
+from core.digest import Digest, TopicTrend
+from core.history import Arrival, Reported
 from core.items import StoredItem
 
 PREVIOUS_DIGESTS = 5
@@ -37,6 +38,16 @@ class Selection:
     # Feature weights learned from this profile's readers' votes (digests/feedback.py);
     # empty without votes, and then the ranking is the signals' alone.
     preferences: Mapping[str, float] = field(default_factory=dict)
+    # Each selected story's history (every source's first sight of each item), by story id.
+    arrivals: Mapping[str, tuple[Arrival, ...]] = field(default_factory=dict)
+    # Items per hour (hour start -> count) the profile's sources brought, for trajectories.
+    stream: Mapping[datetime, int] = field(default_factory=dict)
+    # The profile's sources that usually carry wide stories (for coverage blindspots).
+    regulars: frozenset[str] = frozenset()
+    # For stories reported before: the items the profile's earlier digests cited of them.
+    reported_items: Mapping[str, Reported] = field(default_factory=dict)
+    # Terms and entities trending across stories in the profile's sources now.
+    topics: tuple[TopicTrend, ...] = ()
 
     @property
     def hours(self) -> float:

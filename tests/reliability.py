@@ -183,10 +183,17 @@ class World(Trendfinder):
     """Start with `with World(tmp_path) as world:`; `publish()` adds a round of stories."""
 
     def __init__(
-        self, folder: Path, *, model_delay: float = 0.0, busy_timeout: str = "30s"
+        self,
+        folder: Path,
+        *,
+        model_delay: float = 0.0,
+        busy_timeout: str = "30s",
+        alerts: bool = False,
     ) -> None:
         super().__init__(folder / "config.yaml")
         self.busy_timeout = busy_timeout
+        # With alerts, brief alerts on a story three outlets carry (CloudNimbus, each round).
+        self.alerts = alerts
         self.feeds = FeedServer()
         self.model = OpenAIServer()
         self.smtp = SMTPServer()
@@ -227,6 +234,7 @@ class World(Trendfinder):
             "run_budget": "30s",
             "timeout": "20s",
         }
+        alerts = "\n    alerts: {rules: [{kind: story, outlets: 3}]}" if self.alerts else ""
         return f"""
 storage: {{path: state/trendfinder.db, busy_timeout: {self.busy_timeout}}}
 llm: {json.dumps(llm)}
@@ -236,7 +244,7 @@ sources:
 digests:
   - name: brief
     focus: Engineers who run web services and follow technology regulation.
-    schedule: '* * * * * *'
+    schedule: '* * * * * *'{alerts}
     deliver:
       - {{kind: email, name: mail, host: 127.0.0.1, port: {self.smtp.port}, security: none,
           sender: trendfinder@example.org, to: [reader@example.org], timeout: 10}}
@@ -349,7 +357,9 @@ digests:
         problems = store_is_healthy(config)
         problems += no_item_vanished(config, self.served)
         problems += deliveries_all_sent(config)
-        problems += trends_arrived(self.arrived_texts(), TREND, in_every=True)
+        # An alert is the statistical detector's, not the model's: with alerts, the model's
+        # trends must arrive at every receiver, not in every message.
+        problems += trends_arrived(self.arrived_texts(), TREND, in_every=not self.alerts)
         for profile, targets in self.received().items():
             ids = stored_digest_ids(config, profile)
             for label, arrivals in targets.items():

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core.digest import Digest, DigestItem, DigestStats, Trend, Window
+from core.digest import (
+    Bucket,
+    Coverage,
+    Digest,
+    DigestItem,
+    DigestStats,
+    Joined,
+    StoryTimeline,
+    Trend,
+    Window,
+)
 
 CREATED = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 SCRIPT = "<script>alert('x')</script>"
@@ -84,3 +94,39 @@ def hostile() -> Digest:
 def huge(trends: int = 60, summary_chars: int = 5000) -> Digest:
     words = ("outage & <recovery> " * (summary_chars // 20 + 1))[:summary_chars]
     return digest(tuple(trend(n, summary=words, items=6) for n in range(1, trends + 1)))
+
+
+def history(trend: Trend, *, shape: tuple[int, ...] = (0, 0, 1, 0, 2, 5, 3, 1)) -> Trend:
+    """The trend with a timeline (items per hour, oldest first, ending at CREATED's hour) and
+    a coverage map: outlet-0 broke it, the others followed, outlet-9 stayed silent."""
+    end = CREATED.replace(minute=0)
+    buckets = tuple(
+        Bucket(
+            start=end - timedelta(hours=len(shape) - 1 - n),
+            items=count,
+            new_outlets=1 if count >= 2 else 0,
+        )
+        for n, count in enumerate(shape)
+    )
+    first = next(bucket.start for bucket in buckets if bucket.items)
+    peak = max(buckets, key=lambda bucket: bucket.items)
+    return trend.model_copy(
+        update={
+            "story": f"story-{trend.rank}",
+            "timeline": StoryTimeline(
+                first_seen=first + timedelta(minutes=10),
+                peak=peak.start,
+                peak_items=peak.items,
+                trajectory="rising",
+                buckets=buckets,
+            ),
+            "coverage": Coverage(
+                broke=Joined(source="outlet-0", at=first + timedelta(minutes=10)),
+                followed=(
+                    Joined(source="outlet-1", at=first + timedelta(minutes=25)),
+                    Joined(source="outlet-2", at=first + timedelta(hours=2, minutes=5)),
+                ),
+                silent=("outlet-9",),
+            ),
+        }
+    )

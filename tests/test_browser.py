@@ -153,3 +153,45 @@ def test_the_archive_index_reads_on_desktop_and_phone(browser, artifacts, tmp_pa
         titles,
         lambda page: page.goto(index.as_uri()),
     )
+
+
+BAR_HEIGHTS = """
+() => [...document.querySelectorAll('td.bar')].map((bar) => {
+  const fill = bar.querySelector('td[height]');
+  return {items: Number(bar.dataset.items), height: fill ? fill.getBoundingClientRect().height : 0};
+})
+"""
+
+
+def test_each_trends_timeline_draws_as_bars_proportional_to_its_items(browser, artifacts):
+    trends = tuple(samples.history(samples.trend(n)) for n in range(1, 4))
+    digest = samples.digest(trends)
+    for device, width in WIDTHS.items():
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        try:
+            page.set_content(render.html(digest))
+            page.screenshot(path=str(artifacts / f"charts-{device}.png"), full_page=True)
+            # Mail clients block these; the chart uses none of them.
+            assert page.locator("script, img, svg, canvas, iframe").count() == 0
+            bars = page.evaluate(BAR_HEIGHTS)
+            hours = len(trends[0].timeline.buckets)  # type: ignore[union-attr]
+            assert len(bars) == hours * len(trends)
+            tallest = max(bar["height"] for bar in bars)
+            assert 30 <= tallest <= 40
+            for bar in bars:
+                if bar["items"] == 0:
+                    assert bar["height"] == 0
+                else:
+                    assert bar["height"] >= 2
+            peak = max(bars[:hours], key=lambda bar: bar["items"])
+            assert peak["height"] == tallest
+            charts = page.locator("table.timeline")
+            assert charts.count() == len(trends) and charts.first.is_visible()
+            assert "Broke it:" in page.locator("p.coverage").first.inner_text()
+            if device == "phone":
+                overflow = page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                assert overflow <= 0
+        finally:
+            page.close()

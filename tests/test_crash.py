@@ -58,6 +58,19 @@ SCENARIOS = [
 ]
 
 
+# With brief's alert rule, its alert is stored first and delivered first (mail, team, file),
+# before brief's and wire-watch's digests.
+ALERT_SCENARIOS = [
+    ("alert.saving", 0, None),
+    ("alert.inside_save", 0, None),
+    ("alert.saved", 1, None),
+    ("deliver.sending", 3, None),
+    ("deliver.sent", 3, "mail"),
+    ("deliver.part_sent", 3, "team"),
+    ("deliver.recorded", 3, None),
+]
+
+
 def stored_digests(world: World) -> int:
     with closing(
         sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
@@ -81,6 +94,28 @@ def test_a_crash_at_a_named_point_loses_nothing_and_sends_only_the_message_in_fl
         assert "was interrupted" in recovery[0].stderr
 
 
+@pytest.mark.parametrize(("point", "digests_at_crash", "in_flight"), ALERT_SCENARIOS)
+def test_an_alert_survives_a_crash_at_every_alert_stage_and_arrives_exactly_once(
+    tmp_path: Path, point: str, digests_at_crash: int, in_flight: str | None
+) -> None:
+    with World(tmp_path, alerts=True) as world:
+        crashed = world.run("run", "--once", crash_at=point)
+        assert crashed.returncode == -signal.SIGKILL, f"{point} never reached:\n{crashed.stderr}"
+        assert stored_digests(world) == digests_at_crash
+        world.recover()
+        assert world.violations({in_flight: 1} if in_flight else 0) == []
+        assert world.duplicates() == (1 if in_flight else 0)
+        # The alert fired once: one alert digest, one alert record, whatever the crash.
+        with closing(
+            sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
+        ) as conn:
+            kinds = Counter(kind for (kind,) in conn.execute("SELECT kind FROM digests"))
+            records = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+        assert kinds["alert"] == 1 and records == 1, (kinds, records)
+        alert_id = next(i for i in world.received()["brief"]["mail"] if "-alert-" in i)
+        assert all(alert_id in arrivals for arrivals in world.received()["brief"].values())
+
+
 def test_every_crash_point_is_in_the_code_once_and_crashed_at_by_a_scenario() -> None:
     placed = Counter(
         name
@@ -89,7 +124,8 @@ def test_every_crash_point_is_in_the_code_once_and_crashed_at_by_a_scenario() ->
         for name in re.findall(r'crash_point\("([^"]+)"\)', path.read_text())
     )
     assert placed == Counter(dict.fromkeys(POINTS, 1))
-    assert {spec.partition(":")[0] for spec, _, _ in SCENARIOS} == set(POINTS)
+    scenarios = SCENARIOS + ALERT_SCENARIOS
+    assert {spec.partition(":")[0] for spec, _, _ in scenarios} == set(POINTS)
     documented = (REPO / "DEVELOPERS.md").read_text()
     assert [name for name in POINTS if f"`{name}`" not in documented] == []
 

@@ -331,7 +331,9 @@ def html_problems(document: str, store_urls: frozenset[str], where: str) -> list
 
 
 def _stems(document: str) -> set[str]:
-    return set(re.findall(r'href="(\d{8}T\d{6}Z)\.(?:html|md|json)"', document))
+    # The archive's own pages: digests (alerts too) by time, and a page per story.
+    own = r"(?:alert-)?\d{8}T\d{6}Z(?:-[0-9a-f]+)?|story-[A-Za-z0-9_-]+"
+    return set(re.findall(rf'href="({own})\.(?:html|md|json)"', document))
 
 
 _WEB_URL = re.compile(r"(?i)\bhttps?://[^\s<>\"'|)\]]+")

@@ -118,6 +118,7 @@ EXPECTED_TABLES = {
             ("output_tokens", INTEGER, True, "0", 0),
             ("cost", REAL, True, "0", 0),
             ("run_id", INTEGER, False, None, 0),
+            ("kind", TEXT, True, "'digest'", 0),
         ),
     ),
     "digest_items": (
@@ -186,6 +187,26 @@ EXPECTED_TABLES = {
             ("voted_at", TEXT, True, None, 0),
         ),
     ),
+    "alerts": (
+        False,
+        (
+            ("id", INTEGER, False, None, 1),
+            ("profile", TEXT, True, None, 0),
+            ("subject", TEXT, True, None, 0),
+            ("rule", TEXT, True, None, 0),
+            ("size", INTEGER, True, None, 0),
+            ("fired_at", TEXT, True, None, 0),
+            ("digest_id", TEXT, True, None, 0),
+        ),
+    ),
+    "baselines": (
+        False,
+        (
+            ("name", TEXT, False, None, 1),
+            ("state", "BLOB", True, None, 0),
+            ("updated_at", TEXT, True, None, 0),
+        ),
+    ),
 }
 
 EXPECTED_FOREIGN_KEYS = {
@@ -194,6 +215,7 @@ EXPECTED_FOREIGN_KEYS = {
     "digest_items": {("item_id", "items", "id"), ("digest_id", "digests", "id")},
     "deliveries": {("digest_id", "digests", "id")},
     "engagement": {("item_id", "items", "id")},
+    "alerts": {("digest_id", "digests", "id")},
 }
 # Index name: (table, columns, unique, the WHERE of a partial index).
 EXPECTED_INDEXES = {
@@ -209,6 +231,8 @@ EXPECTED_INDEXES = {
     "engagement_by_source": ("engagement", ("source", "seen_at"), False, None),
     "votes_by_time": ("votes", ("profile", "voted_at"), False, None),
     "items_by_url": ("items", ("url",), False, None),
+    "alerts_by_profile": ("alerts", ("profile", "fired_at"), False, None),
+    "alerts_by_subject": ("alerts", ("profile", "subject", "fired_at"), False, None),
 }
 
 

@@ -5,8 +5,9 @@ a restart, a second process or an operator's `sqlite3` session sees the same tru
 Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 
 One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
-runs.py, social.py, feedback.py) and the SQL layer they share (sql.py: connection, pragmas,
-migrations, transactions, error translation), as lemon24/reader splits its storage.
+runs.py, social.py, feedback.py, trends.py) and the SQL layer they share (sql.py:
+connection, pragmas, migrations, transactions, error translation), as lemon24/reader
+splits its storage.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from core.store.sql import (
     StoreNeedsMigration,
     store_error,
 )
+from core.store.trends import AlertRecord, TrendTables
 
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "AddedItems",
+    "AlertRecord",
     "Delivery",
     "DigestSummary",
     "Hit",
@@ -49,6 +52,7 @@ COUNTED = ("sources", "items", "stories", "digests", "deliveries", "runs")
 
 class Store(
     SourceTables,
+    TrendTables,
     ItemTables,
     DigestTables,
     OutboxTables,

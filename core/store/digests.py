@@ -40,25 +40,8 @@ class DigestTables:
         All in one transaction: covered items are marked only if the digest is stored, and a
         stored digest always has its deliveries queued, so a crash loses neither.
         """
-        created = to_text(digest.created_at)
         with self.db.atomic():
-            self.db.table("digests").insert(
-                {
-                    "id": digest.id,
-                    "profile": digest.profile,
-                    "created_at": created,
-                    "analyzer": digest.analyzer,
-                    "window_from": to_text(digest.window.from_),
-                    "window_to": to_text(digest.window.to),
-                    "body": digest.to_json(),
-                    "input_tokens": usage.input,
-                    "cached_tokens": usage.cached,
-                    "reasoning_tokens": usage.reasoning,
-                    "output_tokens": usage.output,
-                    "cost": usage.cost,
-                    "run_id": run_id,
-                }
-            )
+            self._insert_digest(digest, usage, run_id)
             self.db.table("digest_items").insert_all(
                 (
                     {
@@ -72,15 +55,39 @@ class DigestTables:
                 ignore=True,
             )
             crash_point("digest.inside_save")
-            self.db.table("deliveries").insert_all(
-                {
-                    "digest_id": digest.id,
-                    "target": target,
-                    "status": "pending",
-                    "next_attempt_at": created,
-                }
-                for target in targets
-            )
+            self._queue_deliveries(digest, targets)
+
+    def _insert_digest(self, digest: Digest, usage: TokenUsage, run_id: int | None) -> None:
+        self.db.table("digests").insert(
+            {
+                "id": digest.id,
+                "profile": digest.profile,
+                "kind": digest.kind,
+                "created_at": to_text(digest.created_at),
+                "analyzer": digest.analyzer,
+                "window_from": to_text(digest.window.from_),
+                "window_to": to_text(digest.window.to),
+                "body": digest.to_json(),
+                "input_tokens": usage.input,
+                "cached_tokens": usage.cached,
+                "reasoning_tokens": usage.reasoning,
+                "output_tokens": usage.output,
+                "cost": usage.cost,
+                "run_id": run_id,
+            }
+        )
+
+    def _queue_deliveries(self, digest: Digest, targets: Sequence[str]) -> None:
+        created = to_text(digest.created_at)
+        self.db.table("deliveries").insert_all(
+            {
+                "digest_id": digest.id,
+                "target": target,
+                "status": "pending",
+                "next_attempt_at": created,
+            }
+            for target in targets
+        )
 
     def has_digest(self, digest_id: str) -> bool:
         return self.db.table("digests").count_where("id = ?", [digest_id]) > 0
@@ -97,8 +104,13 @@ class DigestTables:
         return found[0] if found else None
 
     def recent_digests(self, profile: str, limit: int) -> list[Digest]:
+        """The profile's latest digests and reports; alerts, sent between them, are not."""
         rows = self.db.table("digests").rows_where(
-            "profile = ?", [profile], select="body", order_by="created_at DESC", limit=limit
+            "profile = ? AND kind != 'alert'",
+            [profile],
+            select="body",
+            order_by="created_at DESC",
+            limit=limit,
         )
         return [Digest.model_validate_json(row["body"]) for row in rows]
 

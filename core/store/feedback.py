@@ -160,7 +160,7 @@ class FeedbackTables:
             for story_id, title, url, published, fetched, count, names, _ in rows
         ]
 
-    def story_items(self, story_id: str, limit: int = 200) -> list[StoredItem]:
+    def story_members(self, story_id: str, limit: int = 200) -> list[StoredItem]:
         """A story's items across outlets, oldest first."""
         items: list[StoredItem] = self._items(  # type: ignore[attr-defined]
             "i.id IN (SELECT id FROM items WHERE story_id = ? UNION SELECT ?) "

@@ -188,5 +188,27 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX votes_by_time ON votes (profile, voted_at);
     CREATE INDEX items_by_url ON items (url);
     """,
+    # Trends over time (issue 12): a digest's kind (an alert is a digest that went out between
+    # scheduled ones, through the same outbox), what each alert was about, and the burst
+    # detectors' running baselines (one fixed-size blob each).
+    """
+    ALTER TABLE digests ADD COLUMN kind TEXT NOT NULL DEFAULT 'digest';
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        fired_at TEXT NOT NULL,
+        digest_id TEXT NOT NULL REFERENCES digests (id)
+    );
+    CREATE INDEX alerts_by_profile ON alerts (profile, fired_at);
+    CREATE INDEX alerts_by_subject ON alerts (profile, subject, fired_at);
+    CREATE TABLE baselines (
+        name TEXT PRIMARY KEY,
+        state BLOB NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

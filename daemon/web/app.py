@@ -226,7 +226,7 @@ class App:
     def story(self, request: Request) -> Response:
         story_id = request.path_params["story_id"]
         with self.reading() as store:
-            items = store.story_items(story_id)
+            items = store.story_members(story_id)
             votes = {
                 profile.name: store.vote_values(profile.name, [story_id]).get(story_id, 0)
                 for profile in self.config.digests
@@ -348,7 +348,7 @@ class App:
     def _record(self, request: Request, profile: str, story_id: str, value: int) -> bool | Response:
         try:
             with self.writing() as store:
-                items = store.story_items(story_id)
+                items = store.story_members(story_id)
                 if not items:
                     return self.problem(request, 404, "no such story")
                 vote = Vote(
@@ -388,7 +388,7 @@ class App:
         if isinstance(link, str):
             return self.problem(request, 400, link)
         with self.reading() as store:
-            items = store.story_items(link.story_id, limit=1)
+            items = store.story_members(link.story_id, limit=1)
         return self.page(
             request,
             "confirm.html.j2",

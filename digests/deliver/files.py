@@ -1,5 +1,6 @@
 """The file target: <dir>/<profile>/<timestamp>.{json,md,html}, each written atomically,
-plus the profile's archive: an index.html listing every digest and an Atom feed."""
+plus the profile's archive: an index.html listing every digest, an Atom feed (one entry per
+story, updated as it develops) and a page per story (story-<id>.html)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ def write_digest(digest: Digest, target: FileTarget) -> str:
         atomic_write(folder / f"{stem}.md", render.markdown(digest))
         atomic_write(folder / f"{stem}.html", render.html(digest, archive_links=True))
         digests = archived_digests(folder)
+        told = {trend.story for trend in digest.trends if trend.story}
+        for entry in archive.story_entries(digest.profile, digests):
+            if entry.story in told:
+                atomic_write(folder / f"{entry.stem}.html", entry.page())
         atomic_write(folder / INDEX, archive.index_html(digest.profile, digests))
         atomic_write(folder / FEED, archive.atom_feed(digest.profile, digests))
     except OSError as error:

@@ -25,6 +25,7 @@ from core.history import Sighting
 from core.items import StoredItem
 from core.store import AlertRecord, Store
 from digests import alerting, bursts, timeline
+from digests.deliver import wants
 from digests.selection import REPORTED_HORIZON
 from digests.validate import digest_items
 
@@ -187,7 +188,6 @@ def _plan_profile(
     sent = len(store.recent_alerts(rules.per_hour, since=now - HOUR, profile=profile.name))
     caps = bursts.AlertCaps(per_hour=rules.per_hour, repeat_factor=rules.repeat_when)
     sizes = {subject: size for subject, (size, *_rest) in candidates.items()}
-    targets = tuple(target.label for target in profile.alert_targets)
     planned = []
     for subject in bursts.worth_alerting(sizes, alerted, sent, caps):
         size, rule_name, reason, window, found = candidates[subject]
@@ -205,6 +205,8 @@ def _plan_profile(
                 profile.name, now, subject, reason, window, items, arrivals, stream
             )
         record = AlertRecord(profile.name, subject, rule_name, size, now, digest.id)
+        # The targets' own filters (only_alerts, min_trends) apply to alerts too.
+        targets = tuple(t.label for t in profile.alert_targets if wants(t, digest))
         planned.append(PlannedAlert(record, digest, targets))
     return planned
 

@@ -63,7 +63,7 @@ def wants(target: Target, digest: Digest) -> bool:
     """Whether `target` takes this digest: its `min_trends` and `only_alerts` filters."""
     if not isinstance(target, DiscordTarget | WebhookTarget | TelegramTarget | AppriseTarget):
         return True
-    if target.only_alerts and getattr(digest, "kind", "digest") != "alert":
+    if target.only_alerts and digest.kind != "alert":
         return False
     return len(digest.trends) >= target.min_trends
 

@@ -451,12 +451,7 @@ def _idf(
     shares still counts as rare when it is rare in English ("outage"), and a common word stays
     cheap however few items mention it ("world").
     """
-    background = _background_document_fraction()
-    prior = np.fromiter(
-        (background.get(_background_key(term), _UNSEEN_FRACTION) for term in terms),
-        dtype=np.float64,
-        count=len(terms),
-    )
+    prior = _english_prior(terms)
     pseudo = settings.background_documents
     result: NDArray[np.float64] = np.log(
         (1.0 + documents + pseudo) / (1.0 + document_frequency + pseudo * prior)
@@ -470,6 +465,16 @@ _WORDS_PER_ITEM = 20
 # Words missing from the list are rarer than its floor of one in a million.
 _UNSEEN_FRACTION = 1.0 - math.exp(-1e-6 * _WORDS_PER_ITEM)
 _DIGIT = re.compile(r"\d")
+
+
+def _english_prior(terms: list[str]) -> NDArray[np.float64]:
+    """Each term's share of documents in general English (wordfreq), the batch's prior."""
+    background = _background_document_fraction()
+    return np.fromiter(
+        (background.get(_background_key(term), _UNSEEN_FRACTION) for term in terms),
+        dtype=np.float64,
+        count=len(terms),
+    )
 
 
 @functools.cache
@@ -512,12 +517,7 @@ def _specificity(
     word is in general English, and how rare it is in this batch (its share blended with
     English as in the IDF, so a small batch is read mostly by English): a word that a fifth
     of a day's items carry is the day's topic or a feed's template, not one story."""
-    background = _background_document_fraction()
-    prior = np.fromiter(
-        (background.get(_background_key(term), _UNSEEN_FRACTION) for term in terms),
-        dtype=np.float64,
-        count=len(terms),
-    )
+    prior = _english_prior(terms)
     pseudo = settings.background_documents
     batch = (document_frequency + pseudo * prior) / (documents + pseudo)
     result: NDArray[np.float64] = np.minimum(

@@ -58,7 +58,7 @@ class DigestFailed(TrendfinderError):
     """Neither analyzer produced a digest; the message says why."""
 
 
-class AlertsFailed(Exception):
+class AlertsFailed(TrendfinderError):
     """The alert rules could not be evaluated; the message says why."""
 
 

@@ -30,6 +30,7 @@ from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from lxml import etree
 
+from core.errors import SourceError
 from sources.items import RawEntry
 
 _ATOM = "http://www.w3.org/2005/Atom"
@@ -89,7 +90,7 @@ _HANDLED = _TITLES | _DESCRIPTIONS | _SUMMARIES | set(_CONTENTS) | set(_DATES) |
 _KNOWN = _HANDLED | _ASIDES | _OPAQUE | _HARMLESS | {"link", "guid", "id"}
 
 
-class Rejected(Exception):
+class Rejected(SourceError):
     """Something feedparser treats in a way not modelled here: feedparser reads the feed."""
 
 

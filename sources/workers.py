@@ -49,7 +49,7 @@ class ParserDied(SourceError):
     was reading this body."""
 
 
-class _Requeue(Exception):
+class _Requeue(SourceError):
     """The process died while this body waited behind another: send it to another one."""
 
 

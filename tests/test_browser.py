@@ -13,25 +13,16 @@ from typing import Any
 
 import pytest
 import sample_digests as samples
+from loopback.browser import CHROMIUM, launched
 
 from core.config import FileTarget
 from core.digest import Digest, DigestItem, Trend
 from digests import render
 from digests.deliver import send
 
-CHROMIUM = Path("/usr/bin/chromium")
 WIDTHS = {"desktop": 1280, "phone": 375}
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip(
         f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
@@ -66,14 +57,8 @@ def awkward_digest() -> Digest:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched() as chromium:
+        yield chromium
 
 
 VISIBILITY = """

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 import uvicorn
-from test_browser import CHROMIUM, LAUNCH_ARGS, WIDTHS
+from loopback.browser import launched
+from test_browser import WIDTHS
 from webworld import build_digest, fill, make_config
 
 from daemon.web.app import create_app
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 PAGES = (
     "/",
     "/stories",
@@ -62,14 +63,8 @@ def server(tmp_path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched() as chromium:
+        yield chromium
 
 
 def open_page(browser: Any, width: int) -> tuple[Any, list[str]]:

@@ -86,6 +86,20 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def printed_cron_line() -> str:
+    """The crontab line `service print cron` prints, without its comments."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "daemon", "service", "print", "cron"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    [line] = [line for line in printed.splitlines() if line and not line.startswith("#")]
+    return line
+
+
 @contextmanager
 def daemon(config: Path, **env: str) -> Iterator[Daemon]:
     process = subprocess.Popen(

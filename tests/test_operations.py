@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from feedfarm import FeedFarm
-from processes import cli_env, daemon, wait_for
+from processes import cli_env, daemon, printed_cron_line, wait_for
 
 from core.config import parse_config
 from daemon import logs
@@ -161,15 +161,7 @@ def test_shipped_units_verify_and_the_service_scores_2_or_better(tmp_path):
 
 
 def test_the_cron_line_runs_the_one_shot_mode():
-    printed = subprocess.run(
-        [sys.executable, "-m", "daemon", "service", "print", "cron"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    [line] = [line for line in printed.splitlines() if line and not line.startswith("#")]
+    line = printed_cron_line()
     fields = line.split(maxsplit=5)
     assert fields[:5] == ["*/15", "*", "*", "*", "*"]
     assert "trendfinder --config" in fields[5] and "run --once" in fields[5]

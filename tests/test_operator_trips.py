@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import cli_env
+from processes import cli_env, printed_cron_line
 
 from core.config import parse_config
 from core.errors import ConfigError
@@ -74,15 +74,7 @@ def test_only_the_given_environment_counts(monkeypatch):
 
 
 def test_the_printed_cron_line_works_on_a_fresh_account(tmp_path):
-    printed = subprocess.run(
-        [sys.executable, "-m", "daemon", "service", "print", "cron"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    [line] = [line for line in printed.splitlines() if line and not line.startswith("#")]
+    line = printed_cron_line()
     command = line.split(maxsplit=5)[5]
     home = tmp_path / "fresh"
     home.mkdir()

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from core.digest import Digest
     from core.items import FetchOutcome
     from core.store import Store
-    from daemon.runner import Report, Runner
+    from daemon.collecting import Report
+    from daemon.runner import Runner
 
 FORMATS = ["md", "text", "html", "json", "slack"]
 log = logging.getLogger("trendfinder")
@@ -213,7 +214,8 @@ def _store(config: Config, *, reading: bool = False) -> contextlib.AbstractConte
 def _numpy_hidden() -> Iterator[None]:
     """Import sqlite-utils without numpy, which it imports (if installed) only to map numpy
     values to column types: a fifth of `status`'s start-up, for values a reading command
-    never writes. A None in sys.modules makes `import numpy` fail (Python's import rules)."""
+    (or a collect, which writes only text and numbers) never writes. A None in sys.modules
+    makes `import numpy` fail (Python's import rules)."""
     if "numpy" in sys.modules or "sqlite_utils" in sys.modules:
         yield
         return
@@ -278,10 +280,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    with _runner(args, exclusive=True) as runner:
+    # Only the collecting side of the daemon: a collect imports no model client, grouping
+    # or delivery target (tests/test_lazy_imports.py). Its new items wait ungrouped for the
+    # next digest, alert run or daemon cycle, which groups them (Runner.group).
+    from daemon.lock import StateLock
+
+    with _numpy_hidden():  # a collect writes only text and numbers
+        from daemon.collecting import Collector
+
+    config = _config(args)
+    with StateLock(config.storage.state_dir), _store(config) as store:
+        collector = Collector(config, store)
         start, advance, stop = _progress()
         try:
-            report = runner.collect(
+            report = collector.collect(
                 due_only=False,
                 honour_backoff=not args.force,
                 names=args.source,
@@ -290,7 +302,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
             )
         finally:
             stop()
-        report.grouped_items = runner.group()
     _print_report(report)
     return EXIT_FAILED if report.failed else EXIT_OK
 
@@ -298,13 +309,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_digest(args: argparse.Namespace) -> int:
     from daemon.runner import DigestFailed
 
-    # A dry run only reads (it previews with the stories as grouped so far), so it may run
-    # beside the daemon; a real one takes the lock and groups first.
+    # A dry run may run beside the daemon (then it previews with the stories as grouped so
+    # far); a real one takes the lock. Both group what `collect` left ungrouped first.
     with _runner(args, exclusive=not args.dry_run) as runner:
         profiles = [runner.config.profile(args.profile)] if args.profile else runner.config.digests
         if not profiles:
             raise UsageError("no digest profiles are configured")
-        if not args.dry_run:
+        if args.dry_run:
+            _group_unless_locked(runner)
+        else:
             runner.group()
         failures = []
         for profile in profiles:
@@ -436,6 +449,7 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
     with _runner(args) as runner:
         if not any(profile.alerts for profile in runner.config.digests):
             raise UsageError("no digest profile has `alerts:` rules")
+        _group_unless_locked(runner)
         planned = runner.alert(dry_run=True)
     if not planned:
         print("no alert would fire now", file=sys.stderr)
@@ -449,6 +463,24 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
         archive = runner.config.keeps_archive(record.profile)
         sys.stdout.write(_rendered(alert.digest, args.format, archive=archive))
     return EXIT_OK
+
+
+def _group_unless_locked(runner: Runner) -> None:
+    """Group the items `collect` stored, so a preview shows them in their stories; unless
+    another trendfinder works on the store (it groups before its own digests and alerts),
+    when the preview shows the stories as grouped so far."""
+    from daemon.lock import AlreadyRunning, StateLock
+
+    try:
+        lock = StateLock(runner.config.storage.state_dir)
+        lock.acquire()
+    except AlreadyRunning:
+        log.info("another trendfinder is working on the store; previewing stories as grouped")
+        return
+    try:
+        runner.group()
+    finally:
+        lock.release()
 
 
 def _has_config(args: argparse.Namespace) -> bool:

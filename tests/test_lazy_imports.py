@@ -64,3 +64,27 @@ def test_hand_typed_commands_import_no_heavy_library(command: list[str], config:
     report = json.loads(ran.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), ran.stderr
     assert report["heavy"] == [], f"`trendfinder {' '.join(command)}` imported {report['heavy']}"
+
+
+# What a collect needs is the fetcher, the parser and the store: none of the digest side.
+NOT_FOR_COLLECT = ("openai", "httpx2", "wordfreq", "wordllama", "scipy", "numpy", "tiktoken")
+
+
+def test_collect_imports_nothing_of_grouping_the_model_or_delivery(config: Path):
+    env = {**os.environ, "TRENDFINDER_CONFIG": str(config), "HEAVY": json.dumps(NOT_FOR_COLLECT)}
+    probe = PROBE.replace(
+        "if name in sys.modules]",
+        "if name in sys.modules] + sorted(m for m in sys.modules if m.startswith('digests'))",
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", probe, "collect"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(ran.stderr.strip().splitlines()[-1])
+    # Its one source refuses the connection: the collect ran and says so.
+    assert report["code"] == 1 and "connection refused" in ran.stderr, ran.stderr
+    assert report["heavy"] == [], f"`trendfinder collect` imported {report['heavy']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import os
 import signal
 import tracemalloc
@@ -341,3 +342,34 @@ def test_collect_waits_for_a_source_told_to_wait_unless_forced(tmp_path, feed_se
     forced = runner.collect(due_only=False, honour_backoff=False)
     assert (forced.sources_failed, forced.sources_waiting) == (1, 0)
     assert feed_server.hits("/limited") == 2
+
+
+def test_collect_leaves_grouping_to_the_next_digest_which_sees_the_stories(
+    tmp_path, feed_server, capsys
+):
+    from daemon import cli
+
+    headline = "Harbour bridge closed after storm damage"
+    outlets = {"wire": "https://wire.example/bridge", "herald": "https://herald.example/b"}
+    urls = {
+        name: feed_server.add(f"/{name}", rss((headline, link, "Ferries run instead.")))
+        for name, link in outlets.items()
+    }
+    listed = "\n".join(f"  - {{name: {name}, url: '{url}'}}" for name, url in urls.items())
+    target = f"{{kind: file, directory: '{tmp_path}'}}"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"storage: {{path: '{tmp_path / 'store.db'}'}}\nsources:\n{listed}\n"
+        f"digests: [{{name: daily, focus: news, deliver: [{target}]}}]\n"
+    )
+    assert cli.main(["--config", str(config), "collect"]) == 0
+    with Store.open(tmp_path / "store.db") as store:
+        assert len(store.ungrouped_items()) == 2  # stored, not grouped yet
+    capsys.readouterr()
+    # A preview groups them first, so it shows one story from both outlets.
+    assert cli.main(["--config", str(config), "digest", "--dry-run", "--format", "json"]) == 0
+    (trend,) = json.loads(capsys.readouterr().out)["trends"]
+    shown = {item["source"] for item in trend["items"]} | set(trend["more_outlets"])
+    assert headline in trend["title"] and shown == set(outlets)
+    with Store.open(tmp_path / "store.db") as store:
+        assert store.ungrouped_items() == []

@@ -23,7 +23,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = (["--help"], ["status"], ["service", "print"])
-CREATE_STORE = "import sys, pathlib; from core.store import Store; Store.open(pathlib.Path(sys.argv[1])).close()"
+CREATE_STORE = (
+    "import sys, pathlib; from core.store import Store; "
+    "Store.open(pathlib.Path(sys.argv[1])).close()"
+)
 
 
 def timed(root: Path, command: list[str], config: Path, runs: int) -> tuple[float, float]:

@@ -13,7 +13,6 @@ from core.items import FetchOutcome, FetchRequest
 from core.retry import retry_delay
 from sources.context import FetchContext
 from sources.http import FetchError, HttpResponse, fetch
-from sources.parse import NotAFeed
 from sources.policy import max_age, not_before
 from sources.workers import ParserDied
 
@@ -94,6 +93,9 @@ async def _read(
     body_hash = hashlib.sha256(response.body).hexdigest()
     if body_hash == request.body_hash:
         return unchanged_outcome(context, request, response, body_hash)
+    # Here, not at the top: a cycle of unchanged feeds never loads the parser (sources.workers).
+    from sources.parse import NotAFeed
+
     try:
         feed = await context.parser.parse(
             response.body, response.url, response.headers, context.now, request.name

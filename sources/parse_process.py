@@ -14,8 +14,6 @@ import struct
 import sys
 from typing import BinaryIO
 
-from sources.parse import parse_feed
-
 HEADER = struct.Struct("!Q")
 
 
@@ -33,6 +31,9 @@ def frame(data: bytes) -> bytes:
 
 
 def serve(calls: BinaryIO, outcomes: BinaryIO) -> None:
+    # Here: sources.workers imports this module for the framing alone.
+    from sources.parse import parse_feed
+
     while (message := read_message(calls)) is not None:
         args, options = pickle.loads(message)  # noqa: S301 (from our parent, over a private pipe)
         try:

@@ -23,11 +23,17 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from core.config import CollectConfig
 from core.errors import SourceError
-from sources.parse import ParsedFeed, parse_feed
 from sources.parse_process import HEADER, frame
+
+# The parser (feedparser, lxml) is imported when a body is to be parsed here, not with this
+# module: a cycle of unchanged feeds (all 304) never needs it, nor does this process when
+# the parsing processes parse (unpickling their answers imports what those need).
+if TYPE_CHECKING:
+    from sources.parse import ParsedFeed
 
 log = logging.getLogger("trendfinder")
 
@@ -178,6 +184,8 @@ class FeedParser:
     ) -> ParsedFeed:
         """parse_feed with the configured limits: raises NotAFeed as it does, or ParserDied."""
         if not self._size:
+            from sources.parse import parse_feed
+
             return parse_feed(
                 body,
                 url,
@@ -209,8 +217,7 @@ class FeedParser:
         if not ok:
             assert isinstance(result, BaseException)
             raise result
-        assert isinstance(result, ParsedFeed)
-        return result
+        return cast("ParsedFeed", result)
 
     async def _worker(self) -> _Worker:
         """The least busy worker with room for one more body; a new one while there are few."""

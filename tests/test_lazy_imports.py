@@ -66,8 +66,12 @@ def test_hand_typed_commands_import_no_heavy_library(command: list[str], config:
     assert report["heavy"] == [], f"`trendfinder {' '.join(command)}` imported {report['heavy']}"
 
 
-# What a collect needs is the fetcher, the parser and the store: none of the digest side.
-NOT_FOR_COLLECT = ("openai", "httpx2", "wordfreq", "wordllama", "scipy", "numpy", "tiktoken")
+# What a collect needs is the fetcher, the parser and the store: none of the digest side;
+# and the parser only once a body comes (a cycle of 304s, or of refusals as here, has none).
+NOT_FOR_COLLECT = (
+    *("openai", "httpx2", "wordfreq", "wordllama", "scipy", "numpy", "tiktoken"),
+    *("feedparser", "lxml"),
+)
 
 
 def test_collect_imports_nothing_of_grouping_the_model_or_delivery(config: Path):

@@ -44,6 +44,10 @@ ANCHOR_WINDOW = timedelta(days=3)
 # ...but no more than this many of the latest: each run regroups its anchors, so this bounds
 # a run's time and memory (about 1 s and 100 MB at 10,000 items) on a busy store.
 MAX_ANCHORS = 10_000
+# New items grouped at a time: a collect of 1,000 feeds brings 30,000, and grouping them at
+# once peaked at 495 MB; batches of this many beside their anchors stay within the daemon's
+# memory, and each batch's items anchor the next ones, so they join the same stories.
+GROUP_BATCH = 5_000
 GROUPING = GroupingSettings()
 # Delivery retries back off exponentially from `delivery.backoff`, up to this.
 MAX_BACKOFF = timedelta(hours=6)
@@ -63,13 +67,21 @@ class Runner(Collector):
     # Group -------------------------------------------------------------------------------
 
     def group(self) -> int:
-        """Assign every ungrouped item to a story, once per run for all profiles."""
+        """Assign every ungrouped item to a story, once per run for all profiles: at most
+        GROUP_BATCH at a time, each batch joining the stories of those before it (its anchors),
+        so that a large collect's items are grouped within bounded memory."""
+        grouped = 0
+        while new := self.store.ungrouped_items(GROUPING.text_max_chars, GROUP_BATCH):
+            assigned = self._group_batch(new)
+            grouped += assigned
+            if len(new) < GROUP_BATCH or not assigned:
+                break
+        return grouped
+
+    def _group_batch(self, new: list[StoredItem]) -> int:
         now = self.clock()
         # Grouping reads only the start of each text; the rest stays in the store.
         text_chars = GROUPING.text_max_chars
-        new = self.store.ungrouped_items(text_chars)
-        if not new:
-            return 0
         anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW, text_chars, MAX_ANCHORS)
         assignment = assign_stories(
             [_group_input(item) for item in new],

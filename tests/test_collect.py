@@ -373,3 +373,28 @@ def test_collect_leaves_grouping_to_the_next_digest_which_sees_the_stories(
     assert headline in trend["title"] and shown == set(outlets)
     with Store.open(tmp_path / "store.db") as store:
         assert store.ungrouped_items() == []
+
+
+def test_grouping_a_large_collect_in_batches_joins_the_same_stories(
+    tmp_path, feed_server, monkeypatch
+):
+    from daemon import runner as runner_module
+
+    headline = "Harbour bridge closed after storm damage"
+    feeds = {
+        f"outlet{n}": feed_server.add(
+            f"/{n}", rss((headline, f"https://outlet{n}.example/bridge", "Ferries run instead."))
+        )
+        for n in range(3)
+    }
+    feeds["other"] = feed_server.add(
+        "/other", rss(("Council approves new library budget", "https://other.example/l", "x"))
+    )
+    runner = open_runner(tmp_path, feeds)
+    assert runner.collect(due_only=False).new_items == 4
+    monkeypatch.setattr(runner_module, "GROUP_BATCH", 2)  # two batches of two
+    assert runner.group() == 4
+    items = runner.store.items_by_id([item.id for item in runner.store.grouped_items_since(EPOCH)])
+    stories = {item.sources[0]: item.story_id for item in items}
+    assert len({stories[f"outlet{n}"] for n in range(3)}) == 1
+    assert stories["other"] != stories["outlet0"]

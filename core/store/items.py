@@ -103,9 +103,16 @@ class ItemTables:
             found += self._items(f"i.id IN ({','.join('?' * len(chunk))})", chunk)
         return found
 
-    def ungrouped_items(self, text_chars: int | None = None) -> list[StoredItem]:
-        """Items not in a story yet; with `text_chars`, each text cut to its first characters."""
-        return self._items("i.story_id IS NULL ORDER BY i.fetched, i.id", [], text_chars)
+    def ungrouped_items(
+        self, text_chars: int | None = None, limit: int | None = None
+    ) -> list[StoredItem]:
+        """Items not in a story yet, the first fetched first; with `text_chars`, each text cut
+        to its first characters; with `limit`, only that many."""
+        return self._items(
+            "i.story_id IS NULL ORDER BY i.fetched, i.id LIMIT ?",
+            [-1 if limit is None else limit],
+            text_chars,
+        )
 
     def grouped_items_since(
         self, since: datetime, text_chars: int | None = None, limit: int | None = None

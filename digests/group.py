@@ -315,7 +315,6 @@ def _stem(word: str) -> str:
     return word
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _term(word: str) -> str:
     """The term a folded word counts as, or "" for a stopword."""
     # Checked before and after stemming: "does" is a stopword, its stem "doe" is not.
@@ -325,9 +324,36 @@ def _term(word: str) -> str:
     return "" if stem in _STOPWORDS else stem
 
 
+class _Terms(dict[str, str]):
+    """`_term` of every word met, looked up at C speed by `map` (a cache call per word of
+    millions of text words costs more than the tokenising)."""
+
+    def __missing__(self, word: str) -> str:
+        term = self[word] = _term(word)
+        return term
+
+
+_TERMS = _Terms()
+_TERMS_KEPT = 1 << 18
+
+
+def _without_ellipsis(text: str) -> str:
+    # The pattern is tried at every run of spaces; few texts end in an ellipsis at all.
+    return _TRAILING_ELLIPSIS.sub("", text) if text.rstrip().endswith(("...", "…")) else text
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(_without_ellipsis(_fold(text)))
+
+
 def _words(text: str, ignored: frozenset[str]) -> list[str]:
-    terms = map(_term, _WORD.findall(_TRAILING_ELLIPSIS.sub("", _fold(text))))
-    return [term for term in terms if term and term not in ignored]
+    return [term for term in map(_TERMS.__getitem__, _tokens(text)) if term and term not in ignored]
+
+
+def _distinct_words(text: str, ignored: frozenset[str]) -> tuple[str, ...]:
+    """`_words` without repeats, each word worked out once."""
+    terms = dict.fromkeys(filter(None, map(_TERMS.__getitem__, dict.fromkeys(_tokens(text)))))
+    return tuple(term for term in terms if term not in ignored) if ignored else tuple(terms)
 
 
 # Each run regroups its anchors, so most items recur from run to run.
@@ -335,7 +361,7 @@ def _words(text: str, ignored: frozenset[str]) -> list[str]:
 def _item_words(title: str, text: str, source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     ignored = _source_words(source)
     # The text's distinct words as a tuple: a fifth of a frozenset's memory in the cache.
-    return tuple(_words(title, ignored)), tuple(dict.fromkeys(_words(text, ignored)))
+    return tuple(_words(title, ignored)), _distinct_words(text, ignored)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -361,6 +387,8 @@ def _item_vectors(
     since at 50,000 items with texts there are millions of them.
     """
     count = len(items)
+    if len(_TERMS) > _TERMS_KEPT:
+        _TERMS.clear()
     words = [
         _item_words(item.title, item.text[: settings.text_max_chars], item.source)
         for item in items
@@ -474,7 +502,7 @@ def _sorted_csr(
     data: NDArray[np.float64],
     shape: tuple[int, int],
 ) -> sp.csr_matrix:
-    order = np.lexsort((columns, rows))
+    order = np.argsort(rows * shape[1] + columns, kind="stable")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))])
     return sp.csr_matrix(
         (data[order], columns[order].astype(np.int32), indptr.astype(np.int32)), shape=shape
@@ -612,7 +640,7 @@ def _dense_vectors(items: list[GroupInput], settings: GroupingSettings) -> NDArr
     """Unit meaning vectors of the titles, or an empty matrix when they do not count."""
     if not settings.dense_weight or not items:
         return np.zeros((len(items), 0), dtype=np.float32)
-    titles = [_TRAILING_ELLIPSIS.sub("", html.unescape(item.title)) or "-" for item in items]
+    titles = [_without_ellipsis(html.unescape(item.title)) or "-" for item in items]
     missing = sorted(set(titles) - _TITLE_VECTORS.keys())
     if missing:
         if len(_TITLE_VECTORS) + len(missing) > _TITLE_VECTORS_KEPT:
@@ -687,6 +715,10 @@ def _similar_pairs(
 # Below this floor nearly every term can decide a cosine, so probing by the rarer terms would
 # only add the exact recomputation.
 _PROBE_FLOOR = 0.5
+# The terms left out of a probe hold at most this share of the floor: any share below 1 finds
+# every pair; a smaller one leaves fewer candidates to recompute for a larger product (three
+# quarters cost a third of the full share's time on 20,000 synthetic items with texts).
+_PROBE_SLACK = 0.75
 
 
 def _probe(unit_rows: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, NDArray[np.float64]]:
@@ -694,7 +726,7 @@ def _probe(unit_rows: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, NDArr
     of the rest (its slack).
 
     A row's commonest terms (those in most rows) whose squared weights sum to less than
-    floor**2 cannot reach the floor on their own (Cauchy-Schwarz), so a pair reaching it shares
+    (`_PROBE_SLACK` * floor)**2 cannot reach the floor on their own (Cauchy-Schwarz), so a pair reaching it shares
     one of the remaining, rarer terms, whose short posting lists make the product cheap:
     prefix filtering of all-pairs similarity search (Bayardo et al., 2007).
     """
@@ -708,7 +740,7 @@ def _probe(unit_rows: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, NDArr
     starts = unit_rows.indptr[:-1][row_of[order]]
     before_row = np.where(starts > 0, running[np.maximum(starts - 1, 0)], 0.0)
     within = running - before_row
-    left_out = within < floor**2
+    left_out = within < (_PROBE_SLACK * floor) ** 2
     slack = np.zeros(unit_rows.shape[0])
     np.maximum.at(slack, row_of[order][left_out], within[left_out])
     data = unit_rows.data.copy()
@@ -820,10 +852,20 @@ def _merge_round(
         dense_sums = np.asarray(membership.astype(np.float32) @ features.dense, dtype=np.float32)
         dots += weight * _row_dots(dense_sums, firsts, seconds)
         self_similarity += weight * np.einsum("ij,ij->i", dense_sums, dense_sums).astype(np.float64)
+    sizes = np.bincount(group_of_item, minlength=group_count)
+    # The links that clear their bar now, best first (ties by pair), as `_agglomerate` needs.
+    gaps = dots / np.sqrt(self_similarity[firsts] * self_similarity[seconds]) - (
+        settings.merge_similarity
+        + (settings.pair_similarity - settings.merge_similarity)
+        / np.maximum(sizes[firsts], sizes[seconds])
+    )
+    ready = np.flatnonzero(gaps >= 0)
+    ready = ready[np.lexsort((seconds[ready], firsts[ready], -gaps[ready]))]
     merged_into = _agglomerate(
-        sizes=np.bincount(group_of_item, minlength=group_count).tolist(),
+        sizes=sizes.tolist(),
         self_similarity=self_similarity.tolist(),
         links=zip(firsts.tolist(), seconds.tolist(), dots.tolist(), strict=True),
+        ready=zip((-gaps[ready]).tolist(), firsts[ready].tolist(), seconds[ready].tolist()),
         evidence=_rows_as_dicts(sp.csr_matrix(membership @ features.evidence)),
         specificity=features.specificity,
         settings=settings,
@@ -865,6 +907,7 @@ def _agglomerate(
     sizes: list[int],
     self_similarity: list[float],
     links: Iterable[tuple[int, int, float]],
+    ready: Iterable[tuple[float, int, int]],
     evidence: list[dict[int, float]],
     specificity: NDArray[np.float64],
     settings: GroupingSettings,
@@ -874,7 +917,8 @@ def _agglomerate(
     `links` gives (a, b, w) with w the dot product of the two groups' summed vectors and
     `self_similarity[a]` the squared norm of a's sum, so the centroid cosine of a and b is
     w / sqrt(self_similarity[a] * self_similarity[b]). Both add up under merging, which keeps
-    every update exact for the links that are known. `evidence[a]` counts, for each specific
+    every update exact for the links that are known. `ready` gives the links that clear
+    their bar at the start as (-margin, a, b), a < b, in ascending order. `evidence[a]` counts, for each specific
     word (a column of `specificity`), a's members that have it; a pair merges only when its
     members share `min_evidence` on average (see `_shared_evidence`).
     """
@@ -897,16 +941,17 @@ def _agglomerate(
         weight = neighbours[first][second]
         return weight / math.sqrt(self_similarity[first] * self_similarity[second])
 
+    # The links ready at the start come sorted; only those that merges change go through the
+    # heap, so pops stay cheap. The two streams merge into one order, as one heap would give.
+    initial = iter(ready)
+    waiting = next(initial, None)
     heap: list[tuple[float, int, int, int, int]] = []
-    for first in range(count):
-        for second, weight in neighbours[first].items():
-            gap = margin(first, second, weight)
-            if first < second and gap >= 0:
-                heap.append((-gap, first, second, 0, 0))
-    heapq.heapify(heap)
-
-    while heap:
-        _, first, second, first_version, second_version = heapq.heappop(heap)
+    while heap or waiting is not None:
+        if waiting is not None and (not heap or (*waiting, 0, 0) < heap[0]):
+            (_, first, second), first_version, second_version = waiting, 0, 0
+            waiting = next(initial, None)
+        else:
+            _, first, second, first_version, second_version = heapq.heappop(heap)
         if not (alive[first] and alive[second]):
             continue
         if version[first] != first_version or version[second] != second_version:

@@ -866,7 +866,7 @@ def _merge_round(
         self_similarity=self_similarity.tolist(),
         links=zip(firsts.tolist(), seconds.tolist(), dots.tolist(), strict=True),
         ready=zip((-gaps[ready]).tolist(), firsts[ready].tolist(), seconds[ready].tolist()),
-        evidence=_rows_as_dicts(sp.csr_matrix(membership @ features.evidence)),
+        evidence=_MemberCounts(sp.csr_matrix(membership @ features.evidence)),
         specificity=features.specificity,
         settings=settings,
     )
@@ -885,21 +885,34 @@ def _row_dots(
     return out
 
 
-def _rows_as_dicts(matrix: sp.csr_matrix) -> list[dict[int, float]]:
-    # Member counts as Python ints: small ones are shared objects, floats would each cost 24
-    # bytes, and there are millions of entries at 50,000 items with texts.
-    indptr, indices = matrix.indptr, matrix.indices.tolist()
-    data = np.rint(matrix.data).astype(np.int64).tolist()
-    return [
-        dict(
-            zip(
-                indices[indptr[row] : indptr[row + 1]],
-                data[indptr[row] : indptr[row + 1]],
-                strict=True,
+class _MemberCounts:
+    """Each group's member counts per specific word, as a dict made only when a merge or an
+    evidence check first needs that group's: most groups of a round never do, and all of
+    them as dicts cost over 100 MB at 50,000 items with texts."""
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self._indptr = matrix.indptr
+        self._indices = matrix.indices
+        # Python ints: small ones are shared objects, floats would each cost 24 bytes.
+        self._data = np.rint(matrix.data).astype(np.int64)
+        self._made: dict[int, dict[int, int]] = {}
+
+    def __getitem__(self, group: int) -> dict[int, int]:
+        found = self._made.get(group)
+        if found is None:
+            start, stop = self._indptr[group], self._indptr[group + 1]
+            found = dict(
+                zip(
+                    self._indices[start:stop].tolist(),
+                    self._data[start:stop].tolist(),
+                    strict=True,
+                )
             )
-        )
-        for row in range(matrix.shape[0])
-    ]
+            self._made[group] = found
+        return found
+
+    def __setitem__(self, group: int, counts: dict[int, int]) -> None:
+        self._made[group] = counts
 
 
 def _agglomerate(
@@ -908,7 +921,7 @@ def _agglomerate(
     self_similarity: list[float],
     links: Iterable[tuple[int, int, float]],
     ready: Iterable[tuple[float, int, int]],
-    evidence: list[dict[int, float]],
+    evidence: _MemberCounts,
     specificity: NDArray[np.float64],
     settings: GroupingSettings,
 ) -> list[int]:
@@ -981,7 +994,7 @@ def _agglomerate(
             evidence[first], evidence[second] = evidence[second], evidence[first]
         kept = evidence[first]
         for term, amount in evidence[second].items():
-            kept[term] = kept.get(term, 0.0) + amount
+            kept[term] = kept.get(term, 0) + amount
         evidence[second] = {}
         alive[second] = False
         parent[second] = first
@@ -1003,9 +1016,9 @@ def _agglomerate(
 
 
 def _shared_evidence(
-    first: dict[int, float],
+    first: dict[int, int],
     first_size: int,
-    second: dict[int, float],
+    second: dict[int, int],
     second_size: int,
     specificity: NDArray[np.float64],
 ) -> float:
@@ -1017,6 +1030,6 @@ def _shared_evidence(
         first, first_size, second, second_size = second, second_size, first, first_size
     total = 0.0
     for term, members in first.items():
-        if 2 * members > first_size and 2 * second.get(term, 0.0) > second_size:
+        if 2 * members > first_size and 2 * second.get(term, 0) > second_size:
             total += specificity[term]
     return total

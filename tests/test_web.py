@@ -297,3 +297,28 @@ def test_inside_the_daemon_it_serves_on_the_configured_port(world, tmp_path):
         assert page.status_code == 200 and "Status" in page.text
     finally:
         server.should_exit = True
+
+
+def test_digests_carry_vote_links_only_when_the_server_has_a_public_url(tmp_path):
+    from daemon.web.signing import digest_vote_links
+    from digests import blockkit, render
+
+    for public_url, expected in ((None, 0), ("https://news.example.org", 1)):
+        config = make_config(
+            tmp_path / str(expected), f"serve:\n  public_url: {public_url or 'null'}\n"
+        )
+        fill(config)
+        build_digest(config)
+        with Store.open(config.storage.database, read_only=True) as store:
+            digest = store.digest(store.digest_summaries(limit=1)[0].id)
+        votes = digest_vote_links(config.serve, config.storage.state_dir, digest)
+        stories = sum(1 for trend in digest.trends if trend.story)
+        bodies = (
+            render.html(digest, votes=votes),
+            render.text(digest, votes=votes),
+            render.markdown(digest, votes=votes),
+            str([m.payload() for m in blockkit.messages(digest, archive=False, votes=votes)]),
+        )
+        for body in bodies:
+            assert body.count("👍 More like this") == expected * stories
+            assert body.count("https://news.example.org/vote?") == expected * 2 * stories

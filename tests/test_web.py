@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 from test_hostile import html_problems
-from webworld import build_digest, fill, make_config
+from webworld import build_digest, fill, item, make_config
 
 from core.clock import utcnow
 from core.store import Store
+from daemon.runner import Runner
 from daemon.web.app import ServeRefused, check_binding, create_app
 from daemon.web.signing import VoteLink, load_secret, vote_url
 
@@ -105,6 +106,27 @@ def test_a_story_page_shows_its_items_across_outlets(world):
     page = web.get("/stories", params={"q": "parliament"}).text
     story = web.get(story_links(page)[0]).text
     assert "3 outlets (alpha, beta, gamma)" in story
+
+
+def test_stories_filter_by_status_and_a_story_shows_its_timeline_and_coverage(world):
+    now = utcnow()
+    with Store.open(world.storage.database) as store:
+        fresh = [
+            item(name, "Volcano erupts near the island airport", n, now, 0)
+            for n, name in enumerate(("alpha", "beta"))
+        ]
+        for one, name in zip(fresh, ("alpha", "beta"), strict=True):
+            store.add_items(name, [one], now)
+        Runner(world, store).group()
+    web = client(world)
+    new = web.get("/stories", params={"status": "new"}).text
+    developing = web.get("/stories", params={"status": "developing", "profile": "news"}).text
+    assert "Volcano erupts" in new and "Parliament passes" not in new
+    assert "Parliament passes" in developing and "Volcano erupts" not in developing
+    assert web.get("/stories", params={"status": "sideways"}).status_code == 400
+    story = web.get(story_links(web.get("/stories", params={"q": "parliament"}).text)[0]).text
+    assert re.search(r'<table role="img" aria-label="[^"]*3 items', story), "the timeline chart"
+    assert "Broke it:" in story and "Followed:" in story, "the coverage map"
 
 
 def test_a_vote_changes_the_next_digests_order_and_says_why(tmp_path):

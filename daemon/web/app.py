@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -29,11 +30,13 @@ from starlette.staticfiles import StaticFiles
 
 from core.clock import utcnow
 from core.config import Config
+from core.digest import Coverage, StoryTimeline
 from core.errors import UsageError
 from core.store import Store, StoreError, StoreLocked, StoreMissing
 from core.votes import Vote
 from daemon.web.signing import VoteLink, load_secret, sign, verify
-from digests import feedback, render
+from digests import feedback, render, timeline
+from digests.selection import BASELINE, REPORTED_HORIZON
 
 if TYPE_CHECKING:
     import uvicorn
@@ -43,6 +46,9 @@ HERE = Path(__file__).parent
 CSRF_COOKIE = "tf_csrf"
 LOGIN_COOKIE = "tf_login"
 SPEND_DAYS = 30
+STATUSES = ("new", "developing", "rising")
+# A status filter looks at this many of the best hits to find the page's 50.
+STATUS_POOL = 200
 # Pages that a signed link or the login itself authorises.
 _OPEN_PATHS = ("/login", "/vote", "/static/", "/favicon.ico")
 _SECURITY_HEADERS = {
@@ -63,6 +69,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class StoryHistory:
+    """A story as the digests chart it: its timeline, coverage map and statuses now."""
+
+    timeline: StoryTimeline | None
+    coverage: Coverage | None
+    statuses: frozenset[str]  # of STATUSES
 
 
 class ServeRefused(UsageError):
@@ -202,13 +217,21 @@ class App:
             until = _day(params.get("until", ""))
         except ValueError:
             return self.problem(request, 400, "dates are written YYYY-MM-DD")
+        status = params.get("status", "")
+        if status and status not in STATUSES:
+            return self.problem(request, 400, f"status is one of {', '.join(STATUSES)}")
         with self.reading() as store:
             hits = store.search(
                 query,
                 sources=sources,
                 since=since,
                 until=until + timedelta(days=1) if until else None,
+                limit=STATUS_POOL if status else 50,
             )
+            if status:
+                chosen = [profile_name] if profile_name else None
+                histories = self._histories(store, [hit.story_id for hit in hits], chosen)
+                hits = [hit for hit in hits if status in histories[hit.story_id].statuses][:50]
         return self.page(
             request,
             "stories.html.j2",
@@ -220,6 +243,8 @@ class App:
             tags=sorted({tag for s in self.config.sources for tag in s.tags}),
             since=params.get("since", ""),
             until=params.get("until", ""),
+            chosen_status=status,
+            statuses=STATUSES,
             source_names=[s.name for s in self.config.sources],
         )
 
@@ -231,12 +256,52 @@ class App:
                 profile.name: store.vote_values(profile.name, [story_id]).get(story_id, 0)
                 for profile in self.config.digests
             }
+            history = self._histories(store, [story_id], None)[story_id] if items else None
         if not items:
             return self.problem(request, 404, "no such story")
         outlets = sorted({name for item in items for name in item.sources})
         return self.page(
-            request, "story.html.j2", story_id=story_id, items=items, outlets=outlets, votes=votes
+            request,
+            "story.html.j2",
+            story_id=story_id,
+            items=items,
+            outlets=outlets,
+            votes=votes,
+            history=history,
+            horizon_days=REPORTED_HORIZON.days,
         )
+
+    def _histories(
+        self, store: Store, story_ids: list[str], profiles: list[str] | None
+    ) -> dict[str, StoryHistory]:
+        """Each story's timeline, coverage map and statuses, computed by the digests' own
+        timeline code over the same store reads a digest makes (daemon/select.py).
+
+        new / rising: its trajectory now; developing: a digest (of `profiles`, None: any)
+        reported it within the reporting horizon."""
+        now = utcnow()
+        names = [source.name for source in self.config.sources]
+        arrivals = store.story_arrivals(story_ids, now - REPORTED_HORIZON)
+        stream = store.items_per_hour(names, now - timeline.DIGEST.history, now + timeline.HOUR)
+        wide, carried = store.wide_story_outlets(names, now - BASELINE, timeline.WIDE)
+        regulars = timeline.regular_outlets(wide, carried)
+        reported = {
+            story
+            for name in profiles or [profile.name for profile in self.config.digests]
+            for story in store.reported_story_sources(name, now - REPORTED_HORIZON)
+        }
+        histories = {}
+        for story_id in story_ids:
+            seen = arrivals.get(story_id, ())
+            told = story_id in reported
+            line = timeline.timeline(seen, now, stream, reported=told)
+            statuses = {line.trajectory} if line else set()
+            histories[story_id] = StoryHistory(
+                timeline=line,
+                coverage=timeline.coverage(seen, regulars),
+                statuses=frozenset(statuses | ({"developing"} if told else set())),
+            )
+        return histories
 
     def sources(self, request: Request) -> Response:
         now = utcnow()

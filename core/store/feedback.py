@@ -181,6 +181,17 @@ class FeedbackTables:
             for story_id, title, url, published, fetched, count, names, _ in rows
         ]
 
+    def preview_key(self, profile: str) -> tuple[object, ...]:
+        """What a dry run of the profile's next digest reads, as far as it changes: the newest
+        item, the latest run (grouping, a digest), and the profile's votes; equal keys, equal
+        previews (but for items ageing out of the window)."""
+        row = self.db.execute(
+            "SELECT (SELECT max(rowid) FROM items), (SELECT max(id) FROM runs), "
+            "(SELECT count(*) || ' ' || coalesce(max(voted_at), '') FROM votes WHERE profile = ?)",
+            [profile],
+        ).fetchone()
+        return tuple(row)
+
     def story_members(self, story_id: str, limit: int = 200) -> list[StoredItem]:
         """A story's items across outlets, oldest first."""
         items: list[StoredItem] = self._items(  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from core.store import Store, StoreError, StoreLocked, StoreMissing
 from core.votes import Vote
 from daemon.web.signing import VoteLink, load_secret, sign, verify
 from digests import feedback, render, timeline
-from digests.selection import BASELINE, REPORTED_HORIZON
+from digests.selection import REPORTED_HORIZON
 
 if TYPE_CHECKING:
     import uvicorn
@@ -49,6 +50,8 @@ SPEND_DAYS = 30
 STATUSES = ("new", "developing", "rising")
 # A status filter looks at this many of the best hits to find the page's 50.
 STATUS_POOL = 200
+# How often the server looks for stale digest previews to remake (seconds).
+PREVIEW_EVERY = 60.0
 # Pages that a signed link or the login itself authorises.
 _OPEN_PATHS = ("/login", "/vote", "/static/", "/favicon.ico")
 _SECURITY_HEADERS = {
@@ -78,6 +81,13 @@ class StoryHistory:
     timeline: StoryTimeline | None
     coverage: Coverage | None
     statuses: frozenset[str]  # of STATUSES
+
+
+@dataclass(frozen=True)
+class Preview:
+    key: tuple[object, ...]  # Store.preview_key when it was made
+    html: str | None  # None: no new items
+    regulars: frozenset[str]  # the profile's usual outlets then (a story's blindspots)
 
 
 class ServeRefused(UsageError):
@@ -120,6 +130,7 @@ class App:
         self.config = config
         self.secret = load_secret(config.serve.secret, config.storage.state_dir)
         self.env = templates()
+        self._previews: dict[str, Preview] = {}
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
@@ -283,8 +294,9 @@ class App:
         names = [source.name for source in self.config.sources]
         arrivals = store.story_arrivals(story_ids, now - REPORTED_HORIZON)
         stream = store.items_per_hour(names, now - timeline.DIGEST.history, now + timeline.HOUR)
-        wide, carried = store.wide_story_outlets(names, now - BASELINE, timeline.WIDE)
-        regulars = timeline.regular_outlets(wide, carried)
+        # The profiles' usual outlets as their last previews found them: reading them takes
+        # seconds at a million items, too long for a page.
+        regulars = {name for preview in self._previews.values() for name in preview.regulars}
         reported = {
             story
             for name in profiles or [profile.name for profile in self.config.digests]
@@ -366,19 +378,46 @@ class App:
 
     def preview(self, request: Request) -> Response:
         """A dry run of the profile's next digest (offline analyzer): nothing stored or sent."""
-        from daemon.select import select
-        from digests.build import build_offline
-
         profile = self._profile(request.path_params["profile"])
         if profile is None:
             return self.problem(request, 404, "no such digest profile")
-        now = utcnow()
-        with self.reading() as store:
-            selection = select(store, self.config, profile, now)
-        if not selection.items:
+        shown = self.previewed(profile.name)
+        if shown is None:
             return self.problem(request, 200, f"{profile.name}: no new items; no digest")
-        built = build_offline(selection, now, ("Preview: not stored, not sent.",))
-        return HTMLResponse(render.html(built.digest))
+        return HTMLResponse(shown)
+
+    def previewed(self, name: str) -> str | None:
+        """The profile's preview as HTML (None: no new items), made again only when what it
+        reads changed: at a million items reading a selection takes seconds, so the server
+        also keeps the previews made in the background (`keep_previews`)."""
+        from daemon.select import select
+        from digests.build import build_offline
+
+        profile = self._profile(name)
+        with self.reading() as store:
+            key = store.preview_key(name)
+            cached = self._previews.get(name)
+            if cached is not None and cached.key == key:
+                return cached.html
+            now = utcnow()
+            selection = select(store, self.config, profile, now)
+        shown = None
+        if selection.items:
+            built = build_offline(selection, now, ("Preview: not stored, not sent.",))
+            shown = render.html(built.digest)
+        self._previews[name] = Preview(key, shown, selection.regulars)
+        return shown
+
+    def keep_previews(self, every: float = PREVIEW_EVERY) -> None:
+        """Remake stale previews off the request path, until the process ends (a daemon
+        thread of `serve`)."""
+        while True:
+            for profile in self.config.digests:
+                try:
+                    self.previewed(profile.name)
+                except StoreError as error:
+                    log.warning("serve: preview of %s: %s", profile.name, error)
+            time.sleep(every)
 
     def status(self, request: Request) -> Response:
         from daemon.status import gather
@@ -526,8 +565,11 @@ class _Guard(BaseHTTPMiddleware):
         return response
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(config: Config, *, keep_previews: bool = False) -> Starlette:
+    """`keep_previews`: remake stale digest previews in a background thread (the server)."""
     web = App(config)
+    if keep_previews:
+        threading.Thread(target=web.keep_previews, name="previews", daemon=True).start()
     get: Callable[..., Route] = partial(Route, methods=["GET"])
     post: Callable[..., Route] = partial(Route, methods=["POST"])
     routes = [
@@ -559,7 +601,12 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
 
     host = host or config.serve.host
     check_binding(config, host)
-    uvicorn.run(create_app(config), host=host, port=port or config.serve.port, log_level="info")
+    uvicorn.run(
+        create_app(config, keep_previews=True),
+        host=host,
+        port=port or config.serve.port,
+        log_level="info",
+    )
 
 
 def serve_in_background(config: Config) -> uvicorn.Server:
@@ -569,7 +616,11 @@ def serve_in_background(config: Config) -> uvicorn.Server:
 
     check_binding(config, config.serve.host)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host=config.serve.host, port=config.serve.port)
+        uvicorn.Config(
+            create_app(config, keep_previews=True),
+            host=config.serve.host,
+            port=config.serve.port,
+        )
     )
     # Off the main thread uvicorn leaves the signals to the scheduler.
     threading.Thread(target=server.run, name="serve", daemon=True).start()

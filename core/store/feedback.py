@@ -192,6 +192,26 @@ class FeedbackTables:
         ).fetchone()
         return tuple(row)
 
+    def reported_stories(
+        self, story_ids: Sequence[str], profiles: Sequence[str], since: datetime
+    ) -> set[str]:
+        """Which of these stories a digest of these profiles cited since `since` (read from
+        the stories' own items, so a page asks about a few stories cheaply)."""
+        found: set[str] = set()
+        ids, names = list(story_ids), list(profiles)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                "SELECT DISTINCT i.story_id FROM items i "
+                "JOIN digest_items d ON d.item_id = i.id AND d.role = 'cited' "
+                "JOIN digests g ON g.id = d.digest_id "
+                f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) "
+                f"AND d.profile IN ({','.join('?' * len(names)) or 'NULL'}) AND g.created_at >= ?",
+                [*chunk, *names, to_text(since)],
+            ).fetchall()
+            found.update(story for (story,) in rows)
+        return found
+
     def story_members(self, story_id: str, limit: int = 200) -> list[StoredItem]:
         """A story's items across outlets, oldest first."""
         items: list[StoredItem] = self._items(  # type: ignore[attr-defined]

@@ -297,11 +297,11 @@ class App:
         # The profiles' usual outlets as their last previews found them: reading them takes
         # seconds at a million items, too long for a page.
         regulars = {name for preview in self._previews.values() for name in preview.regulars}
-        reported = {
-            story
-            for name in profiles or [profile.name for profile in self.config.digests]
-            for story in store.reported_story_sources(name, now - REPORTED_HORIZON)
-        }
+        reported = store.reported_stories(
+            story_ids,
+            profiles or [profile.name for profile in self.config.digests],
+            now - REPORTED_HORIZON,
+        )
         histories = {}
         for story_id in story_ids:
             seen = arrivals.get(story_id, ())

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 from test_hostile import html_problems
-from webworld import build_digest, fill, item, make_config
+from webworld import build_digest, config_text, fill, item, make_config
 
 from core.clock import utcnow
 from core.store import Store
@@ -344,3 +344,60 @@ def test_digests_carry_vote_links_only_when_the_server_has_a_public_url(tmp_path
         for body in bodies:
             assert body.count("👍 More like this") == expected * stories
             assert body.count("https://news.example.org/vote?") == expected * 2 * stories
+
+
+def test_sources_show_engagement_where_a_source_has_it(world):
+    from core.items import Engagement, FetchOutcome
+
+    with Store.open(world.storage.database) as store:
+        [one, other] = [store.story_members(hit.story_id)[0].id for hit in store.search(None)[:2]]
+        seen = (Engagement(one, "someone", likes=40, reposts=3, comments=2),)
+        again = (Engagement(one, "someone", likes=55, reposts=4, comments=2),)
+        later = (Engagement(other, "someone", likes=5, reposts=0, comments=1),)
+        for when, numbers in ((1, seen), (2, again), (3, later)):
+            outcome = FetchOutcome(source="beta", status="ok", engagement=numbers)
+            store.record_social(outcome, utcnow() - timedelta(minutes=10 * when))
+    page = client(world).get("/sources").text
+    rows = dict(re.findall(r"<td>(\w+)<br>.*?<td class=\"engagement\">(.*?)</td>", page, re.S))
+    assert rows["beta"] == "60 likes, 4 reposts, 3 comments on 2 posts"
+    assert rows["alpha"] == "", "a feed shows no engagement"
+
+
+def test_adding_a_source_writes_the_config_keeping_comments_only_when_enabled(tmp_path):
+    from core.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "# my reading\n" + config_text(tmp_path).replace("sources:", "sources:  # feeds")
+    )
+    path.chmod(0o600)
+    fill(load_config(path))
+    web = TestClient(create_app(load_config(path), path), base_url="http://127.0.0.1")
+    page = web.get("/sources").text
+    assert "Add a source" not in page, "off unless serve.allow_source_edits"
+    form = {"csrf": csrf(page), "name": "epsilon", "url": "https://e.example.org/feed.xml"}
+    assert web.post("/sources", data=form).status_code == 403
+
+    path.write_text(
+        path.read_text().replace("sources:", "serve:\n  allow_source_edits: true\nsources:", 1)
+    )
+    web = TestClient(create_app(load_config(path), path), base_url="http://127.0.0.1")
+    page = web.get("/sources").text
+    assert "Add a source" in page
+    form["csrf"] = csrf(page)
+    assert web.post("/sources", data={**form, "csrf": "forged"}).status_code == 403
+    added = web.post("/sources", data={**form, "tags": "news, science"}, follow_redirects=False)
+    assert added.status_code == 303
+    text = path.read_text()
+    assert text.startswith("# my reading\n") and "sources:  # feeds" in text
+    assert (path.stat().st_mode & 0o777) == 0o600, "a config with secrets stays private"
+    [epsilon] = [s for s in load_config(path).sources if s.name == "epsilon"]
+    assert epsilon.url == "https://e.example.org/feed.xml" and epsilon.tags == ("news", "science")
+    assert "epsilon" in web.get("/sources").text
+
+    before = path.read_text()
+    again = web.post("/sources", data=form)
+    assert again.status_code == 400 and "unique" in again.text
+    local = web.post("/sources", data={**form, "name": "zeta", "url": "file:///etc/passwd"})
+    assert local.status_code == 400
+    assert path.read_text() == before, "a refused source leaves the file as it was"

@@ -29,6 +29,14 @@ _HIT_COLUMNS = "i.id, i.story_id, i.title, i.url, i.published, i.fetched"
 
 
 @dataclass(frozen=True)
+class SourceEngagement:
+    items: int
+    likes: int
+    reposts: int
+    comments: int
+
+
+@dataclass(frozen=True)
 class Hit:
     """One story found by a search, led by its best-matching item."""
 
@@ -211,6 +219,24 @@ class FeedbackTables:
             ).fetchall()
             found.update(story for (story,) in rows)
         return found
+
+    def engagement_per_source(
+        self, sources: Sequence[str], since: datetime
+    ) -> dict[str, SourceEngagement]:
+        """Each source's items seen since `since` with engagement, and their likes, reposts and
+        comments summed (each item counted at its highest reading)."""
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(
+            "SELECT source, count(*), sum(likes), sum(reposts), sum(comments) FROM ("
+            "SELECT source, item_id, max(likes) AS likes, max(reposts) AS reposts, "
+            "max(comments) AS comments FROM engagement "
+            f"WHERE source IN ({marks}) AND seen_at >= ? GROUP BY source, item_id) "
+            "GROUP BY source",
+            [*sources, to_text(since)],
+        ).fetchall()
+        return {source: SourceEngagement(*numbers) for source, *numbers in rows}
 
     def story_members(self, story_id: str, limit: int = 200) -> list[StoredItem]:
         """A story's items across outlets, oldest first."""

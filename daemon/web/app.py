@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -32,9 +33,11 @@ from starlette.staticfiles import StaticFiles
 from core.clock import utcnow
 from core.config import Config
 from core.digest import Coverage, StoryTimeline
-from core.errors import UsageError
+from core.errors import ConfigError, UsageError
 from core.store import Store, StoreError, StoreLocked, StoreMissing
+from core.urls import is_web_url
 from core.votes import Vote
+from daemon.web import config_edit
 from daemon.web.signing import VoteLink, load_secret, sign, verify
 from digests import feedback, render, timeline
 from digests.selection import REPORTED_HORIZON
@@ -126,11 +129,13 @@ def templates() -> Environment:
 class App:
     """The routes, over one configuration and its store."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_file: Path | None = None) -> None:
         self.config = config
+        self.config_file = config_file  # where `config` was read, for adding sources
         self.secret = load_secret(config.serve.secret, config.storage.state_dir)
         self.env = templates()
         self._previews: dict[str, Preview] = {}
+        self._editing = threading.Lock()  # one config edit at a time
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
@@ -321,11 +326,56 @@ class App:
         with self.reading() as store:
             states = {state.name: state for state in store.source_states()}
             recent = store.items_per_source(names, now - timedelta(days=1), now)
+            engagement = store.engagement_per_source(names, now - timedelta(days=1))
         rows = [
-            (source, states.get(source.name), recent.get(source.name, 0))
+            (
+                source,
+                states.get(source.name),
+                recent.get(source.name, 0),
+                engagement.get(source.name),
+            )
             for source in self.config.sources
         ]
-        return self.page(request, "sources.html.j2", rows=rows)
+        return self.page(
+            request,
+            "sources.html.j2",
+            rows=rows,
+            can_add=self.can_add_sources(),
+            added=request.query_params.get("added", ""),
+        )
+
+    def can_add_sources(self) -> bool:
+        return self.config.serve.allow_source_edits and config_edit.writable(self.config_file)
+
+    async def add_source(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None:
+            return self.problem(request, 403, "the form expired; reload the page and try again")
+        if not self.can_add_sources() or self.config_file is None:
+            return self.problem(
+                request,
+                403,
+                "adding sources is off: it needs serve.allow_source_edits and a config file "
+                "the server can write",
+            )
+        url = form.get("url", "").strip()
+        if not is_web_url(url):
+            # file:// is for the operator's own config, never for a web form.
+            return self.problem(request, 400, "a source added here needs an http(s) URL")
+        entry: dict[str, object] = {
+            "name": form.get("name", "").strip(),
+            "kind": "site" if form.get("kind") == "site" else "feed",
+            "url": url,
+        }
+        if tags := [tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()]:
+            entry["tags"] = tags
+        try:
+            with self._editing:
+                self.config = config_edit.add_source(self.config_file, entry)
+        except ConfigError as error:
+            return self.problem(request, 400, "; ".join(error.problems))
+        log.info("serve: added source %s to %s", entry["name"], self.config_file)
+        return RedirectResponse(f"/sources?added={quote(str(entry['name']))}", status_code=303)
 
     async def test_source(self, request: Request) -> Response:
         form = await self.form(request)
@@ -565,9 +615,12 @@ class _Guard(BaseHTTPMiddleware):
         return response
 
 
-def create_app(config: Config, *, keep_previews: bool = False) -> Starlette:
-    """`keep_previews`: remake stale digest previews in a background thread (the server)."""
-    web = App(config)
+def create_app(
+    config: Config, config_file: Path | None = None, *, keep_previews: bool = False
+) -> Starlette:
+    """`config_file`: where the config was read (adding sources writes it); `keep_previews`:
+    remake stale digest previews in a background thread (the server)."""
+    web = App(config, config_file)
     if keep_previews:
         threading.Thread(target=web.keep_previews, name="previews", daemon=True).start()
     get: Callable[..., Route] = partial(Route, methods=["GET"])
@@ -578,6 +631,7 @@ def create_app(config: Config, *, keep_previews: bool = False) -> Starlette:
         get("/stories/{story_id:path}", web.story),
         get("/sources", web.sources),
         post("/sources/test", web.test_source),
+        post("/sources", web.add_source),
         get("/digests", web.digests),
         get("/digests/preview/{profile}", web.preview),
         get("/digests/{digest_id}/delivered", web.delivered),
@@ -595,7 +649,12 @@ def create_app(config: Config, *, keep_previews: bool = False) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(_Guard, web=web)])
 
 
-def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    config_file: Path | None = None,
+) -> None:
     """Run the app under uvicorn until interrupted (`trendfinder serve`)."""
     import uvicorn
 

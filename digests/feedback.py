@@ -9,7 +9,7 @@ story carried by many outlets is not swayed by each; its whole adjustment is cli
 reports. With no votes the ranking is exactly the signals'.
 
 It replaced an online perceptron over the same features, which learned from each vote once
-and barely moved: precision@10 after 100 votes 0.33 against 0.36-0.39 for this one
+and barely moved: precision@10 after 100 votes 0.33 against 0.36 for this one
 (tests/bench/feedback_precision.py, cross-validated by story).
 """
 

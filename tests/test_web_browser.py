@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,10 +55,9 @@ def server(tmp_path) -> Iterator[str]:
 
 
 @contextmanager
-def running(config: Config, port: int) -> Iterator[str]:
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
+def running(config: Config, port: int, config_file: Path | None = None) -> Iterator[str]:
+    app = create_app(config, config_file)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     for _ in range(100):

@@ -210,9 +210,11 @@ class FeedbackTables:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = self.db.execute(
+                # CROSS JOIN keeps SQLite's order: the stories' items first (few), then
+                # their digest rows by key, never the other way round (most items are cited).
                 "SELECT DISTINCT i.story_id FROM items i "
-                "JOIN digest_items d ON d.item_id = i.id AND d.role = 'cited' "
-                "JOIN digests g ON g.id = d.digest_id "
+                "CROSS JOIN digest_items d ON d.item_id = i.id AND d.role = 'cited' "
+                "CROSS JOIN digests g ON g.id = d.digest_id "
                 f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) "
                 f"AND d.profile IN ({','.join('?' * len(names)) or 'NULL'}) AND g.created_at >= ?",
                 [*chunk, *names, to_text(since)],

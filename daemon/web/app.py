@@ -52,7 +52,7 @@ LOGIN_COOKIE = "tf_login"
 SPEND_DAYS = 30
 STATUSES = ("new", "developing", "rising")
 # A status filter looks at this many of the best hits to find the page's 50.
-STATUS_POOL = 200
+STATUS_POOL = 100
 # How often the server looks for stale digest previews to remake (seconds).
 PREVIEW_EVERY = 60.0
 # Pages that a signed link or the login itself authorises.

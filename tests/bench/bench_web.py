@@ -127,6 +127,7 @@ def main() -> None:
             "/stories?q=climate+storm",
             "/stories?q=museum&source=source-03",
             "/stories?q=flood&since=2026-11-20&until=2026-11-25",
+            "/stories?q=museum&status=rising",
             f"/stories/st{args.items // 10}",
             "/sources",
             "/digests",

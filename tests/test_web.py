@@ -401,3 +401,26 @@ def test_adding_a_source_writes_the_config_keeping_comments_only_when_enabled(tm
     local = web.post("/sources", data={**form, "name": "zeta", "url": "file:///etc/passwd"})
     assert local.status_code == 400
     assert path.read_text() == before, "a refused source leaves the file as it was"
+
+
+def test_today_shows_each_trend_with_its_charts_as_the_email_does(world):
+    page = client(world).get("/").text
+    with Store.open(world.storage.database, read_only=True) as store:
+        digest = store.last_digest("news")
+    charted = [trend for trend in digest.trends if trend.timeline and trend.coverage]
+    assert charted, "the digest has charts to show"
+    assert page.count('<table role="img"') == len(charted)
+    assert page.count("Broke it:") == len(charted)
+
+
+def test_testing_a_url_shows_what_sources_test_shows(world, feed_server):
+    from test_collect import rss
+
+    url = feed_server.add("/feed", rss(("Bridge reopens", "https://site.example/b", "x")))
+    web = client(world)
+    token = csrf(web.get("/sources").text)
+    page = web.post("/sources/test", data={"csrf": token, "url": url, "kind": "feed"}).text
+    assert "1 items" in page and "Bridge reopens" in page
+    gone = feed_server.add_status("/gone", 404)
+    broken = web.post("/sources/test", data={"csrf": token, "url": gone})
+    assert "404" in broken.text

@@ -687,6 +687,9 @@ class ServeConfig(_Model):
     secret: str | None = Field(
         default=None, description="signs vote links and forms; default: <state dir>/web-secret"
     )
+    allow_source_edits: bool = Field(
+        default=False, description="let the web app add sources to a writable config file"
+    )
 
 
 class Config(_Model):

@@ -627,9 +627,10 @@ def _hidden_from_unit(unit: str, paths: list[Path]) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from core.config import config_path
     from daemon.web.app import serve
 
-    serve(_config(args), args.host, args.port)
+    serve(_config(args), args.host, args.port, config_path(args.config))
     return EXIT_OK
 
 

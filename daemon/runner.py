@@ -29,6 +29,7 @@ from daemon.alerts import PlannedAlert, run_alerts
 from daemon.collecting import Collector, Report, run_status
 from daemon.cron import last_fire_time
 from daemon.select import select
+from daemon.web.signing import digest_vote_links
 from digests import offline
 from digests.ask import Asker, ModelUnavailable
 from digests.build import BuiltDigest, build_offline, build_with_model
@@ -291,7 +292,8 @@ class Runner(Collector):
                 )
             crash_point("deliver.sending")
             archive = self.config.keeps_archive(digest.profile)
-            where = send(digest, target, progress, archive=archive)
+            votes = digest_vote_links(self.config.serve, self.config.storage.state_dir, digest)
+            where = send(digest, target, progress, archive=archive, votes=votes)
             crash_point("deliver.sent")
         except Exception as error:
             if not isinstance(error, DeliveryError):

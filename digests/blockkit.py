@@ -13,6 +13,7 @@ from typing import Any
 
 from core.digest import Digest, DigestItem, Trend
 from core.urls import is_web_url
+from core.votes import VoteLinks
 from digests import charts, render
 
 MAX_BLOCKS = 50
@@ -100,8 +101,9 @@ def chunks(lines: list[str], limit: int = MAX_SECTION_TEXT) -> list[str]:
     return packed
 
 
-def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
-    """`archive`: the profile keeps an archive (a file target) where the rest can be read."""
+def trend_blocks(trend: Trend, *, archive: bool, votes: VoteLinks | None = None) -> list[Block]:
+    """`archive`: the profile keeps an archive (a file target) where the rest can be read;
+    `votes`: the trend's signed vote links, when the web app has a public URL."""
     heading = f"{trend.rank}. {' '.join(trend.title.split())}{render.developing(trend)}"
     lines = [f"*{escape(heading)}*" if len(heading) < 200 else escape(heading)]
     lines.append(escape(" ".join(trend.summary.split())))
@@ -110,6 +112,9 @@ def trend_blocks(trend: Trend, *, archive: bool) -> list[Block]:
     lines += [_link(item) for item in trend.items[:LINKS_PER_TREND]]
     if unlisted := render.more(trend, LINKS_PER_TREND):
         lines.append(f"_{escape(unlisted)}{' in the archive' if archive else ''}_")
+    if links := votes and votes.of(trend.story):
+        up, down = (escape(link).replace("|", "%7C") for link in links)
+        lines.append(f"<{up}|{render.UP}> · <{down}|{render.DOWN}>")
     return [_section(chunk) for chunk in chunks(lines)]
 
 
@@ -126,9 +131,12 @@ def block_id(digest: Digest, number: int, total: int) -> str:
     return f"trendfinder:{digest.id[:200]}:{number}/{total}"
 
 
-def messages(digest: Digest, *, archive: bool) -> list[SlackMessage]:
+def messages(
+    digest: Digest, *, archive: bool, votes: VoteLinks | None = None
+) -> list[SlackMessage]:
     """The digest as one or more messages, in reading order, each valid on its own.
-    `archive`: the digest's profile keeps an archive (a file target) to point readers to."""
+    `archive`: the digest's profile keeps an archive (a file target) to point readers to;
+    `votes`: signed vote links for each trend (only when the web app has a public URL)."""
     heading = render.title(digest)
     opening: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(heading, MAX_HEADER_TEXT)}},
@@ -144,7 +152,7 @@ def messages(digest: Digest, *, archive: bool) -> list[SlackMessage]:
     # Continuation messages start with one context line saying which part they are.
     room = MAX_BLOCKS - 1
     bodies: list[list[Block]] = [opening]
-    groups = [trend_blocks(trend, archive=archive) for trend in digest.trends]
+    groups = [trend_blocks(trend, archive=archive, votes=votes) for trend in digest.trends]
     if digest.topics:
         groups.append(topic_blocks(digest))
     for blocks in groups:

@@ -1,10 +1,16 @@
 """Ranking from readers' votes: weights over a story's sources and title terms (pure).
 
-A bounded online model, explainable feature by feature: each vote nudges the weights of
-the voted story's features toward its sign, by how wrong the current weights were about
-it (a perceptron with a tanh margin), each weight clipped to +-WEIGHT_CAP and a story's
-whole adjustment to +-BONUS_CAP, so votes reorder stories of similar merit and never bury
-a story every outlet reports. With no votes the ranking is exactly the signals'.
+A bounded model, explainable feature by feature: a feature's weight is its votes' balance
+(ups minus downs) over the votes it appeared in plus PRIOR_VOTES, so a feature seen in one
+vote counts a third as much as one seen in many that agree (shrinkage toward zero with few
+votes), times WEIGHT_CAP. A story's sources share one unit of strength, as its terms do, so a
+story carried by many outlets is not swayed by each; its whole adjustment is clipped to
++-BONUS_CAP, so votes reorder stories of similar merit and never bury a story every outlet
+reports. With no votes the ranking is exactly the signals'.
+
+It replaced an online perceptron over the same features, which learned from each vote once
+and barely moved: precision@10 after 100 votes 0.33 against 0.36 for this one
+(tests/bench/feedback_precision.py, cross-validated by story).
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from core.votes import Vote
 from digests.signals import ScoredStory
 from digests.similarity import words
 
-LEARNING_RATE = 0.5
-WEIGHT_CAP = 1.5
+WEIGHT_CAP = 6.0
+PRIOR_VOTES = 2
 BONUS_CAP = 3.0
 _EXPLAINED = 3
 
@@ -32,8 +38,9 @@ def term_feature(term: str) -> str:
 
 
 def features(sources: Sequence[str], terms: Sequence[str]) -> dict[str, float]:
-    """A story's features and their strength: each source 1, its terms sharing 1 between them."""
-    found = {source_feature(name): 1.0 for name in sources}
+    """A story's features and their strength: its sources sharing 1 between them, and its
+    terms sharing 1 (in length, as a unit vector's parts)."""
+    found = {source_feature(name): 1 / math.sqrt(len(sources)) for name in sources}
     share = 1 / math.sqrt(len(terms)) if terms else 0.0
     found.update((term_feature(term), share) for term in terms)
     return found
@@ -47,16 +54,19 @@ def story_terms(titles: Sequence[str]) -> tuple[str, ...]:
 
 
 def learn(votes: Sequence[Vote]) -> dict[str, float]:
-    """Feature weights from votes in the order they were cast; {} without votes."""
-    weights: dict[str, float] = {}
-    for vote in votes:
-        found = features(vote.sources, vote.terms)
-        margin = sum(weights.get(name, 0.0) * strength for name, strength in found.items())
-        step = LEARNING_RATE * (vote.value - math.tanh(margin))
-        for name, strength in found.items():
-            weight = weights.get(name, 0.0) + step * strength
-            weights[name] = max(-WEIGHT_CAP, min(WEIGHT_CAP, weight))
-    return {name: weight for name, weight in weights.items() if weight}
+    """Feature weights from votes, a story's latest vote counting; {} without votes."""
+    latest = {vote.story_id: vote for vote in votes}
+    balance: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for vote in latest.values():
+        for name in features(vote.sources, vote.terms):
+            balance[name] = balance.get(name, 0) + vote.value
+            seen[name] = seen.get(name, 0) + 1
+    return {
+        name: WEIGHT_CAP * total / (seen[name] + PRIOR_VOTES)
+        for name, total in balance.items()
+        if total
+    }
 
 
 def contributions(story: ScoredStory, weights: Mapping[str, float]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from core.digest import Digest, DigestItem, TopicTrend, Trend
 from core.urls import is_web_url
+from core.votes import VoteLinks
 from digests import charts
 
 # Enough to keep text inert (no links, images, HTML or emphasis), little enough to stay readable.
@@ -23,6 +24,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 _XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _TEXT_WIDTH = 76
 REVIEW = "The period in review"
+UP, DOWN = "👍 More like this", "👎 Less like this"
 
 
 def _md(text: str) -> str:
@@ -85,7 +87,7 @@ def more(trend: Trend, listed: int) -> str:
     return f"and {_counted(items, 'more item')} from {_counted(outlets, 'outlet')}"
 
 
-def markdown(digest: Digest) -> str:
+def markdown(digest: Digest, *, votes: VoteLinks | None = None) -> str:
     lines = [f"# {_md(title(digest))}", ""]
     lines.append(f"_{_md(byline(digest))}_")
     lines.append("")
@@ -107,6 +109,8 @@ def markdown(digest: Digest) -> str:
         lines += [f"- {_link(item)}, {stamp(item.published)}" for item in trend.items]
         if unlisted := more(trend, len(trend.items)):
             lines.append(f"- _{unlisted}_")
+        if links := votes and votes.of(trend.story):
+            lines += ["", f"[{UP}](<{links[0]}>) · [{DOWN}](<{links[1]}>)"]
         lines.append("")
     if digest.topics:
         lines += ["## Topic trends", ""]
@@ -130,7 +134,7 @@ def _wrap(text: str, indent: str = "", hanging: int = 0) -> list[str]:
     ) or [indent.rstrip()]
 
 
-def text(digest: Digest) -> str:
+def text(digest: Digest, *, votes: VoteLinks | None = None) -> str:
     """Plain text, wrapped for a terminal or a mail client's text view; URLs on their own line."""
     heading = title(digest)
     lines = [heading, "=" * len(heading), *_wrap(byline(digest)), ""]
@@ -153,6 +157,8 @@ def text(digest: Digest) -> str:
         lines += _text_items(trend.items)
         if unlisted := more(trend, len(trend.items)):
             lines += _wrap(unlisted, "   ")
+        if links := votes and votes.of(trend.story):
+            lines += ["", f"   {UP}: {links[0]}", f"   {DOWN}: {links[1]}"]
         lines.append("")
     if digest.topics:
         lines += ["Topic trends", "------------"]
@@ -205,13 +211,14 @@ def templates() -> Environment:
     return environment
 
 
-def html(digest: Digest, *, archive_links: bool = False) -> str:
+def html(digest: Digest, *, archive_links: bool = False, votes: VoteLinks | None = None) -> str:
     """HTML for email and the archive; every value from a feed or the model is escaped.
 
-    With `archive_links`, the page links back to its archive index and Atom feed.
+    With `archive_links`, the page links back to its archive index and Atom feed; with
+    `votes`, each trend carries its signed vote links.
     """
     return (
         templates()
         .get_template("digest.html.j2")
-        .render(digest=digest, archive_links=archive_links)
+        .render(digest=digest, archive_links=archive_links, votes=votes, up=UP, down=DOWN)
     )

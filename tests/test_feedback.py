@@ -46,7 +46,11 @@ def test_weights_follow_the_votes_and_stay_bounded():
     assert all(abs(weight) <= feedback.WEIGHT_CAP for weight in weights.values())
 
 
-def test_a_vote_and_its_reverse_leave_the_last_word_stronger():
+def test_a_changed_vote_counts_as_the_latest_and_agreeing_votes_count_more():
     up = feedback.learn([vote(1, ("alpha",), ("storm",))])
-    flipped = feedback.learn([vote(1, ("alpha",), ("storm",)), vote(-1, ("alpha",), ("storm",), 1)])
-    assert up["source:alpha"] > 0 > flipped["source:alpha"]
+    changed = feedback.learn([vote(1, ("alpha",), ("storm",)), vote(-1, ("alpha",), ("storm",))])
+    assert up["source:alpha"] > 0 > changed["source:alpha"]
+    agreeing = feedback.learn([vote(1, ("alpha",), ("storm",), n) for n in range(3)])
+    assert agreeing["source:alpha"] > up["source:alpha"], "few votes are shrunk toward zero"
+    split = [vote(1, ("alpha",), ("storm",), 0), vote(-1, ("alpha",), ("storm",), 1)]
+    assert feedback.learn(split) == {}, "two stories voted both ways say nothing"

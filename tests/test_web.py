@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 from test_hostile import html_problems
-from webworld import build_digest, fill, make_config
+from webworld import build_digest, config_text, fill, item, make_config
 
 from core.clock import utcnow
 from core.store import Store
+from daemon.runner import Runner
 from daemon.web.app import ServeRefused, check_binding, create_app
 from daemon.web.signing import VoteLink, load_secret, vote_url
 
@@ -105,6 +106,27 @@ def test_a_story_page_shows_its_items_across_outlets(world):
     page = web.get("/stories", params={"q": "parliament"}).text
     story = web.get(story_links(page)[0]).text
     assert "3 outlets (alpha, beta, gamma)" in story
+
+
+def test_stories_filter_by_status_and_a_story_shows_its_timeline_and_coverage(world):
+    now = utcnow()
+    with Store.open(world.storage.database) as store:
+        fresh = [
+            item(name, "Volcano erupts near the island airport", n, now, 0)
+            for n, name in enumerate(("alpha", "beta"))
+        ]
+        for one, name in zip(fresh, ("alpha", "beta"), strict=True):
+            store.add_items(name, [one], now)
+        Runner(world, store).group()
+    web = client(world)
+    new = web.get("/stories", params={"status": "new"}).text
+    developing = web.get("/stories", params={"status": "developing", "profile": "news"}).text
+    assert "Volcano erupts" in new and "Parliament passes" not in new
+    assert "Parliament passes" in developing and "Volcano erupts" not in developing
+    assert web.get("/stories", params={"status": "sideways"}).status_code == 400
+    story = web.get(story_links(web.get("/stories", params={"q": "parliament"}).text)[0]).text
+    assert re.search(r'<table role="img" aria-label="[^"]*3 items', story), "the timeline chart"
+    assert "Broke it:" in story and "Followed:" in story, "the coverage map"
 
 
 def test_a_vote_changes_the_next_digests_order_and_says_why(tmp_path):
@@ -297,3 +319,108 @@ def test_inside_the_daemon_it_serves_on_the_configured_port(world, tmp_path):
         assert page.status_code == 200 and "Status" in page.text
     finally:
         server.should_exit = True
+
+
+def test_digests_carry_vote_links_only_when_the_server_has_a_public_url(tmp_path):
+    from daemon.web.signing import digest_vote_links
+    from digests import blockkit, render
+
+    for public_url, expected in ((None, 0), ("https://news.example.org", 1)):
+        config = make_config(
+            tmp_path / str(expected), f"serve:\n  public_url: {public_url or 'null'}\n"
+        )
+        fill(config)
+        build_digest(config)
+        with Store.open(config.storage.database, read_only=True) as store:
+            digest = store.digest(store.digest_summaries(limit=1)[0].id)
+        votes = digest_vote_links(config.serve, config.storage.state_dir, digest)
+        stories = sum(1 for trend in digest.trends if trend.story)
+        bodies = (
+            render.html(digest, votes=votes),
+            render.text(digest, votes=votes),
+            render.markdown(digest, votes=votes),
+            str([m.payload() for m in blockkit.messages(digest, archive=False, votes=votes)]),
+        )
+        for body in bodies:
+            assert body.count("👍 More like this") == expected * stories
+            assert body.count("https://news.example.org/vote?") == expected * 2 * stories
+
+
+def test_sources_show_engagement_where_a_source_has_it(world):
+    from core.items import Engagement, FetchOutcome
+
+    with Store.open(world.storage.database) as store:
+        [one, other] = [store.story_members(hit.story_id)[0].id for hit in store.search(None)[:2]]
+        seen = (Engagement(one, "someone", likes=40, reposts=3, comments=2),)
+        again = (Engagement(one, "someone", likes=55, reposts=4, comments=2),)
+        later = (Engagement(other, "someone", likes=5, reposts=0, comments=1),)
+        for when, numbers in ((1, seen), (2, again), (3, later)):
+            outcome = FetchOutcome(source="beta", status="ok", engagement=numbers)
+            store.record_social(outcome, utcnow() - timedelta(minutes=10 * when))
+    page = client(world).get("/sources").text
+    rows = dict(re.findall(r"<td>(\w+)<br>.*?<td class=\"engagement\">(.*?)</td>", page, re.S))
+    assert rows["beta"] == "60 likes, 4 reposts, 3 comments on 2 posts"
+    assert rows["alpha"] == "", "a feed shows no engagement"
+
+
+def test_adding_a_source_writes_the_config_keeping_comments_only_when_enabled(tmp_path):
+    from core.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "# my reading\n" + config_text(tmp_path).replace("sources:", "sources:  # feeds")
+    )
+    path.chmod(0o600)
+    fill(load_config(path))
+    web = TestClient(create_app(load_config(path), path), base_url="http://127.0.0.1")
+    page = web.get("/sources").text
+    assert "Add a source" not in page, "off unless serve.allow_source_edits"
+    form = {"csrf": csrf(page), "name": "epsilon", "url": "https://e.example.org/feed.xml"}
+    assert web.post("/sources", data=form).status_code == 403
+
+    path.write_text(
+        path.read_text().replace("sources:", "serve:\n  allow_source_edits: true\nsources:", 1)
+    )
+    web = TestClient(create_app(load_config(path), path), base_url="http://127.0.0.1")
+    page = web.get("/sources").text
+    assert "Add a source" in page
+    form["csrf"] = csrf(page)
+    assert web.post("/sources", data={**form, "csrf": "forged"}).status_code == 403
+    added = web.post("/sources", data={**form, "tags": "news, science"}, follow_redirects=False)
+    assert added.status_code == 303
+    text = path.read_text()
+    assert text.startswith("# my reading\n") and "sources:  # feeds" in text
+    assert (path.stat().st_mode & 0o777) == 0o600, "a config with secrets stays private"
+    [epsilon] = [s for s in load_config(path).sources if s.name == "epsilon"]
+    assert epsilon.url == "https://e.example.org/feed.xml" and epsilon.tags == ("news", "science")
+    assert "epsilon" in web.get("/sources").text
+
+    before = path.read_text()
+    again = web.post("/sources", data=form)
+    assert again.status_code == 400 and "unique" in again.text
+    local = web.post("/sources", data={**form, "name": "zeta", "url": "file:///etc/passwd"})
+    assert local.status_code == 400
+    assert path.read_text() == before, "a refused source leaves the file as it was"
+
+
+def test_today_shows_each_trend_with_its_charts_as_the_email_does(world):
+    page = client(world).get("/").text
+    with Store.open(world.storage.database, read_only=True) as store:
+        digest = store.last_digest("news")
+    charted = [trend for trend in digest.trends if trend.timeline and trend.coverage]
+    assert charted, "the digest has charts to show"
+    assert page.count('<table role="img"') == len(charted)
+    assert page.count("Broke it:") == len(charted)
+
+
+def test_testing_a_url_shows_what_sources_test_shows(world, feed_server):
+    from test_collect import rss
+
+    url = feed_server.add("/feed", rss(("Bridge reopens", "https://site.example/b", "x")))
+    web = client(world)
+    token = csrf(web.get("/sources").text)
+    page = web.post("/sources/test", data={"csrf": token, "url": url, "kind": "feed"}).text
+    assert "1 items" in page and "Bridge reopens" in page
+    gone = feed_server.add_status("/gone", 404)
+    broken = web.post("/sources/test", data={"csrf": token, "url": gone})
+    assert "404" in broken.text

@@ -9,14 +9,21 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from loopback.browser import launched
+from loopback.slack import SlackReceiver
+from loopback.smtp import SMTPServer
 from test_browser import WIDTHS
-from webworld import build_digest, fill, make_config
+from webworld import build_digest, config_text, fill, make_config
 
+from core.config import Config, parse_config
+from core.store import Store
+from daemon.runner import Runner
 from daemon.web.app import create_app
 
 pytest.importorskip("playwright.sync_api")
@@ -43,10 +50,14 @@ def server(tmp_path) -> Iterator[str]:
     fill(config)
     build_digest(config)
     fill(config, round=1)  # new items, so the preview of the next digest has something
-    port = free_port()
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
+    with running(config, free_port()) as url:
+        yield url
+
+
+@contextmanager
+def running(config: Config, port: int, config_file: Path | None = None) -> Iterator[str]:
+    app = create_app(config, config_file)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     for _ in range(100):
@@ -128,3 +139,48 @@ def test_search_open_a_story_vote_and_the_next_digest_changes(browser, server):
         assert problems == [], problems
     finally:
         page.close()
+
+
+def test_vote_links_in_the_email_and_slack_digests_confirm_then_vote_once(
+    browser, tmp_path, smtp_server: SMTPServer, slack_receiver: SlackReceiver
+):
+    port = free_port()
+    targets = (
+        f"      - {{kind: email, host: 127.0.0.1, port: {smtp_server.port}, security: none, "
+        "timeout: 5, sender: tf@example.org, to: [reader@example.org]}\n"
+        f"      - {{kind: slack, webhook_url: '{slack_receiver.webhook_url}', timeout: 5}}\n"
+    )
+    extra = f"serve:\n  public_url: http://127.0.0.1:{port}/\n"
+    config = parse_config(config_text(tmp_path, extra) + targets, base=tmp_path)
+    fill(config)
+    build_digest(config)
+    with Store.open(config.storage.database) as store:
+        assert Runner(config, store).deliver().deliveries_sent == 3
+    [mail] = smtp_server.messages
+    html = mail.message.get_body(("html",)).get_content()
+    up_links = re.findall(r'href="([^"]+)"[^>]*>👍 More like this', html)
+    assert up_links and all(url.startswith(f"http://127.0.0.1:{port}/vote?") for url in up_links)
+    assert re.findall(r"👎 Less like this: (\S+)", mail.text), "the text part has the links too"
+    slack_text = str(slack_receiver.messages)
+    assert slack_text.count("|👍 More like this>") == len(up_links)
+    assert slack_text.count("|👎 Less like this>") == len(up_links)
+
+    page, problems = open_page(browser, 375)
+    with running(config, port):
+        try:
+            link = up_links[0].replace("&amp;", "&")
+            for _ in range(2):  # a second click is harmless
+                page.goto(link)
+                assert page.locator("h1").inner_text() == "Confirm your vote"
+                with Store.open(config.storage.database, read_only=True) as store:
+                    assert len(store.votes("news")) <= 1, "opening a link votes nothing"
+                page.click("form[action='/vote'] button")
+            assert page.locator("h1").inner_text() == "This vote was already recorded."
+            with Store.open(config.storage.database, read_only=True) as store:
+                assert [vote.value for vote in store.votes("news")] == [1]
+            response = page.goto(link.replace("value=1", "value=-1"))
+            assert response is not None and response.status == 400
+            assert "not valid" in page.locator("main").inner_text()
+            assert problems == [] or all("400" in problem for problem in problems), problems
+        finally:
+            page.close()

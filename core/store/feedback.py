@@ -20,6 +20,20 @@ _QUERY_WORD = re.compile(r"\w+", re.UNICODE)
 
 # How many of the newest matching items a search ranks.
 RANKED = 2000
+# A search within this many sources or fewer (a share of a stream of dozens) ranks the matches
+# among those sources' newest RANKED items instead: walking the whole index newest first
+# would check a source's membership for ~50 rows per row kept, a second at a million items.
+NARROW = 3
+# What a hit shows, without the items' texts, which a search need not carry along.
+_HIT_COLUMNS = "i.id, i.story_id, i.title, i.url, i.published, i.fetched"
+
+
+@dataclass(frozen=True)
+class SourceEngagement:
+    items: int
+    likes: int
+    reposts: int
+    comments: int
 
 
 @dataclass(frozen=True)
@@ -113,20 +127,35 @@ class FeedbackTables:
         if until is not None:
             where.append("i.fetched < ?")
             params.append(to_text(until))
-        if sources is not None:
-            marks = ",".join("?" * len(sources)) or "NULL"
+        marks = ",".join("?" * len(sources or ())) or "NULL"
+        match = fts_query(query or "")
+        narrow = match and sources is not None and len(sources) <= NARROW and until is None
+        if sources is not None and not narrow:
             where.append(
                 f"EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = i.id "
                 f"AND s.source IN ({marks}))"
             )
             params.extend(sources)
-        match = fts_query(query or "")
-        if match:
+        if narrow:
+            # The sources' newest items (their index), then only those rows of the FTS
+            # index: a rowid range it seeks to, and a membership test in a small set.
+            found = (
+                "WITH mine(r) AS MATERIALIZED (SELECT i.rowid FROM (SELECT item_id FROM "
+                f"item_sources WHERE source IN ({marks}) ORDER BY first_seen DESC LIMIT ?) s "
+                "JOIN items i ON i.id = s.item_id) "
+                f"SELECT {_HIT_COLUMNS}, f.rank AS score FROM items_fts f "
+                "JOIN items i ON i.rowid = f.rowid "
+                "WHERE items_fts MATCH ? AND f.rowid >= (SELECT min(r) FROM mine) "
+                f"AND +f.rowid IN (SELECT r FROM mine) AND {' AND '.join(where)} "
+                "ORDER BY score LIMIT ?"
+            )
+            params = [*(sources or ()), RANKED, match, *params, limit * 8]
+        elif match:
             # Ranked among the newest RANKED matches: FTS5 computes the rank of every row it
             # returns, and a common word matches a tenth of a million items; walking the
             # index newest first and stopping keeps a search under 100 ms at any size.
             found = (
-                "SELECT * FROM (SELECT i.*, f.rank AS score FROM items_fts f "
+                f"SELECT * FROM (SELECT {_HIT_COLUMNS}, f.rank AS score FROM items_fts f "
                 "JOIN items i ON i.rowid = f.rowid "
                 f"WHERE items_fts MATCH ? AND {' AND '.join(where)} "
                 "ORDER BY f.rowid DESC LIMIT ?) ORDER BY score LIMIT ?"
@@ -134,7 +163,7 @@ class FeedbackTables:
             params = [match, *params, RANKED, limit * 8]
         else:
             found = (
-                f"SELECT i.*, -julianday(i.fetched) AS score FROM items i "
+                f"SELECT {_HIT_COLUMNS}, -julianday(i.fetched) AS score FROM items i "
                 f"WHERE {' AND '.join(where)} ORDER BY i.fetched DESC LIMIT ?"
             )
             params = [*params, limit * 8]
@@ -159,6 +188,57 @@ class FeedbackTables:
             )
             for story_id, title, url, published, fetched, count, names, _ in rows
         ]
+
+    def preview_key(self, profile: str) -> tuple[object, ...]:
+        """What a dry run of the profile's next digest reads, as far as it changes: the newest
+        item, the latest run (grouping, a digest), and the profile's votes; equal keys, equal
+        previews (but for items ageing out of the window)."""
+        row = self.db.execute(
+            "SELECT (SELECT max(rowid) FROM items), (SELECT max(id) FROM runs), "
+            "(SELECT count(*) || ' ' || coalesce(max(voted_at), '') FROM votes WHERE profile = ?)",
+            [profile],
+        ).fetchone()
+        return tuple(row)
+
+    def reported_stories(
+        self, story_ids: Sequence[str], profiles: Sequence[str], since: datetime
+    ) -> set[str]:
+        """Which of these stories a digest of these profiles cited since `since` (read from
+        the stories' own items, so a page asks about a few stories cheaply)."""
+        found: set[str] = set()
+        ids, names = list(story_ids), list(profiles)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                # CROSS JOIN keeps SQLite's order: the stories' items first (few), then
+                # their digest rows by key, never the other way round (most items are cited).
+                "SELECT DISTINCT i.story_id FROM items i "
+                "CROSS JOIN digest_items d ON d.item_id = i.id AND d.role = 'cited' "
+                "CROSS JOIN digests g ON g.id = d.digest_id "
+                f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) "
+                f"AND d.profile IN ({','.join('?' * len(names)) or 'NULL'}) AND g.created_at >= ?",
+                [*chunk, *names, to_text(since)],
+            ).fetchall()
+            found.update(story for (story,) in rows)
+        return found
+
+    def engagement_per_source(
+        self, sources: Sequence[str], since: datetime
+    ) -> dict[str, SourceEngagement]:
+        """Each source's items seen since `since` with engagement, and their likes, reposts and
+        comments summed (each item counted at its highest reading)."""
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(
+            "SELECT source, count(*), sum(likes), sum(reposts), sum(comments) FROM ("
+            "SELECT source, item_id, max(likes) AS likes, max(reposts) AS reposts, "
+            "max(comments) AS comments FROM engagement "
+            f"WHERE source IN ({marks}) AND seen_at >= ? GROUP BY source, item_id) "
+            "GROUP BY source",
+            [*sources, to_text(since)],
+        ).fetchall()
+        return {source: SourceEngagement(*numbers) for source, *numbers in rows}
 
     def story_members(self, story_id: str, limit: int = 200) -> list[StoredItem]:
         """A story's items across outlets, oldest first."""

@@ -11,12 +11,15 @@ import ipaddress
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -29,11 +32,15 @@ from starlette.staticfiles import StaticFiles
 
 from core.clock import utcnow
 from core.config import Config
-from core.errors import UsageError
+from core.digest import Coverage, StoryTimeline
+from core.errors import ConfigError, UsageError
 from core.store import Store, StoreError, StoreLocked, StoreMissing
+from core.urls import is_web_url
 from core.votes import Vote
+from daemon.web import config_edit
 from daemon.web.signing import VoteLink, load_secret, sign, verify
-from digests import feedback, render
+from digests import feedback, render, timeline
+from digests.selection import REPORTED_HORIZON
 
 if TYPE_CHECKING:
     import uvicorn
@@ -43,6 +50,11 @@ HERE = Path(__file__).parent
 CSRF_COOKIE = "tf_csrf"
 LOGIN_COOKIE = "tf_login"
 SPEND_DAYS = 30
+STATUSES = ("new", "developing", "rising")
+# A status filter looks at this many of the best hits to find the page's 50.
+STATUS_POOL = 100
+# How often the server looks for stale digest previews to remake (seconds).
+PREVIEW_EVERY = 60.0
 # Pages that a signed link or the login itself authorises.
 _OPEN_PATHS = ("/login", "/vote", "/static/", "/favicon.ico")
 _SECURITY_HEADERS = {
@@ -63,6 +75,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class StoryHistory:
+    """A story as the digests chart it: its timeline, coverage map and statuses now."""
+
+    timeline: StoryTimeline | None
+    coverage: Coverage | None
+    statuses: frozenset[str]  # of STATUSES
+
+
+@dataclass(frozen=True)
+class Preview:
+    key: tuple[object, ...]  # Store.preview_key when it was made
+    html: str | None  # None: no new items
+    regulars: frozenset[str]  # the profile's usual outlets then (a story's blindspots)
 
 
 class ServeRefused(UsageError):
@@ -101,10 +129,13 @@ def templates() -> Environment:
 class App:
     """The routes, over one configuration and its store."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_file: Path | None = None) -> None:
         self.config = config
+        self.config_file = config_file  # where `config` was read, for adding sources
         self.secret = load_secret(config.serve.secret, config.storage.state_dir)
         self.env = templates()
+        self._previews: dict[str, Preview] = {}
+        self._editing = threading.Lock()  # one config edit at a time
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
@@ -202,13 +233,21 @@ class App:
             until = _day(params.get("until", ""))
         except ValueError:
             return self.problem(request, 400, "dates are written YYYY-MM-DD")
+        status = params.get("status", "")
+        if status and status not in STATUSES:
+            return self.problem(request, 400, f"status is one of {', '.join(STATUSES)}")
         with self.reading() as store:
             hits = store.search(
                 query,
                 sources=sources,
                 since=since,
                 until=until + timedelta(days=1) if until else None,
+                limit=STATUS_POOL if status else 50,
             )
+            if status:
+                chosen = [profile_name] if profile_name else None
+                histories = self._histories(store, [hit.story_id for hit in hits], chosen)
+                hits = [hit for hit in hits if status in histories[hit.story_id].statuses][:50]
         return self.page(
             request,
             "stories.html.j2",
@@ -220,6 +259,8 @@ class App:
             tags=sorted({tag for s in self.config.sources for tag in s.tags}),
             since=params.get("since", ""),
             until=params.get("until", ""),
+            chosen_status=status,
+            statuses=STATUSES,
             source_names=[s.name for s in self.config.sources],
         )
 
@@ -231,12 +272,53 @@ class App:
                 profile.name: store.vote_values(profile.name, [story_id]).get(story_id, 0)
                 for profile in self.config.digests
             }
+            history = self._histories(store, [story_id], None)[story_id] if items else None
         if not items:
             return self.problem(request, 404, "no such story")
         outlets = sorted({name for item in items for name in item.sources})
         return self.page(
-            request, "story.html.j2", story_id=story_id, items=items, outlets=outlets, votes=votes
+            request,
+            "story.html.j2",
+            story_id=story_id,
+            items=items,
+            outlets=outlets,
+            votes=votes,
+            history=history,
+            horizon_days=REPORTED_HORIZON.days,
         )
+
+    def _histories(
+        self, store: Store, story_ids: list[str], profiles: list[str] | None
+    ) -> dict[str, StoryHistory]:
+        """Each story's timeline, coverage map and statuses, computed by the digests' own
+        timeline code over the same store reads a digest makes (daemon/select.py).
+
+        new / rising: its trajectory now; developing: a digest (of `profiles`, None: any)
+        reported it within the reporting horizon."""
+        now = utcnow()
+        names = [source.name for source in self.config.sources]
+        arrivals = store.story_arrivals(story_ids, now - REPORTED_HORIZON)
+        stream = store.items_per_hour(names, now - timeline.DIGEST.history, now + timeline.HOUR)
+        # The profiles' usual outlets as their last previews found them: reading them takes
+        # seconds at a million items, too long for a page.
+        regulars = {name for preview in self._previews.values() for name in preview.regulars}
+        reported = store.reported_stories(
+            story_ids,
+            profiles or [profile.name for profile in self.config.digests],
+            now - REPORTED_HORIZON,
+        )
+        histories = {}
+        for story_id in story_ids:
+            seen = arrivals.get(story_id, ())
+            told = story_id in reported
+            line = timeline.timeline(seen, now, stream, reported=told)
+            statuses = {line.trajectory} if line else set()
+            histories[story_id] = StoryHistory(
+                timeline=line,
+                coverage=timeline.coverage(seen, regulars),
+                statuses=frozenset(statuses | ({"developing"} if told else set())),
+            )
+        return histories
 
     def sources(self, request: Request) -> Response:
         now = utcnow()
@@ -244,11 +326,56 @@ class App:
         with self.reading() as store:
             states = {state.name: state for state in store.source_states()}
             recent = store.items_per_source(names, now - timedelta(days=1), now)
+            engagement = store.engagement_per_source(names, now - timedelta(days=1))
         rows = [
-            (source, states.get(source.name), recent.get(source.name, 0))
+            (
+                source,
+                states.get(source.name),
+                recent.get(source.name, 0),
+                engagement.get(source.name),
+            )
             for source in self.config.sources
         ]
-        return self.page(request, "sources.html.j2", rows=rows)
+        return self.page(
+            request,
+            "sources.html.j2",
+            rows=rows,
+            can_add=self.can_add_sources(),
+            added=request.query_params.get("added", ""),
+        )
+
+    def can_add_sources(self) -> bool:
+        return self.config.serve.allow_source_edits and config_edit.writable(self.config_file)
+
+    async def add_source(self, request: Request) -> Response:
+        form = await self.form(request)
+        if form is None:
+            return self.problem(request, 403, "the form expired; reload the page and try again")
+        if not self.can_add_sources() or self.config_file is None:
+            return self.problem(
+                request,
+                403,
+                "adding sources is off: it needs serve.allow_source_edits and a config file "
+                "the server can write",
+            )
+        url = form.get("url", "").strip()
+        if not is_web_url(url):
+            # file:// is for the operator's own config, never for a web form.
+            return self.problem(request, 400, "a source added here needs an http(s) URL")
+        entry: dict[str, object] = {
+            "name": form.get("name", "").strip(),
+            "kind": "site" if form.get("kind") == "site" else "feed",
+            "url": url,
+        }
+        if tags := [tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()]:
+            entry["tags"] = tags
+        try:
+            with self._editing:
+                self.config = config_edit.add_source(self.config_file, entry)
+        except ConfigError as error:
+            return self.problem(request, 400, "; ".join(error.problems))
+        log.info("serve: added source %s to %s", entry["name"], self.config_file)
+        return RedirectResponse(f"/sources?added={quote(str(entry['name']))}", status_code=303)
 
     async def test_source(self, request: Request) -> Response:
         form = await self.form(request)
@@ -301,19 +428,46 @@ class App:
 
     def preview(self, request: Request) -> Response:
         """A dry run of the profile's next digest (offline analyzer): nothing stored or sent."""
-        from daemon.select import select
-        from digests.build import build_offline
-
         profile = self._profile(request.path_params["profile"])
         if profile is None:
             return self.problem(request, 404, "no such digest profile")
-        now = utcnow()
-        with self.reading() as store:
-            selection = select(store, self.config, profile, now)
-        if not selection.items:
+        shown = self.previewed(profile.name)
+        if shown is None:
             return self.problem(request, 200, f"{profile.name}: no new items; no digest")
-        built = build_offline(selection, now, ("Preview: not stored, not sent.",))
-        return HTMLResponse(render.html(built.digest))
+        return HTMLResponse(shown)
+
+    def previewed(self, name: str) -> str | None:
+        """The profile's preview as HTML (None: no new items), made again only when what it
+        reads changed: at a million items reading a selection takes seconds, so the server
+        also keeps the previews made in the background (`keep_previews`)."""
+        from daemon.select import select
+        from digests.build import build_offline
+
+        profile = self._profile(name)
+        with self.reading() as store:
+            key = store.preview_key(name)
+            cached = self._previews.get(name)
+            if cached is not None and cached.key == key:
+                return cached.html
+            now = utcnow()
+            selection = select(store, self.config, profile, now)
+        shown = None
+        if selection.items:
+            built = build_offline(selection, now, ("Preview: not stored, not sent.",))
+            shown = render.html(built.digest)
+        self._previews[name] = Preview(key, shown, selection.regulars)
+        return shown
+
+    def keep_previews(self, every: float = PREVIEW_EVERY) -> None:
+        """Remake stale previews off the request path, until the process ends (a daemon
+        thread of `serve`)."""
+        while True:
+            for profile in self.config.digests:
+                try:
+                    self.previewed(profile.name)
+                except StoreError as error:
+                    log.warning("serve: preview of %s: %s", profile.name, error)
+            time.sleep(every)
 
     def status(self, request: Request) -> Response:
         from daemon.status import gather
@@ -461,8 +615,14 @@ class _Guard(BaseHTTPMiddleware):
         return response
 
 
-def create_app(config: Config) -> Starlette:
-    web = App(config)
+def create_app(
+    config: Config, config_file: Path | None = None, *, keep_previews: bool = False
+) -> Starlette:
+    """`config_file`: where the config was read (adding sources writes it); `keep_previews`:
+    remake stale digest previews in a background thread (the server)."""
+    web = App(config, config_file)
+    if keep_previews:
+        threading.Thread(target=web.keep_previews, name="previews", daemon=True).start()
     get: Callable[..., Route] = partial(Route, methods=["GET"])
     post: Callable[..., Route] = partial(Route, methods=["POST"])
     routes = [
@@ -471,6 +631,7 @@ def create_app(config: Config) -> Starlette:
         get("/stories/{story_id:path}", web.story),
         get("/sources", web.sources),
         post("/sources/test", web.test_source),
+        post("/sources", web.add_source),
         get("/digests", web.digests),
         get("/digests/preview/{profile}", web.preview),
         get("/digests/{digest_id}/delivered", web.delivered),
@@ -488,13 +649,23 @@ def create_app(config: Config) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(_Guard, web=web)])
 
 
-def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    config_file: Path | None = None,
+) -> None:
     """Run the app under uvicorn until interrupted (`trendfinder serve`)."""
     import uvicorn
 
     host = host or config.serve.host
     check_binding(config, host)
-    uvicorn.run(create_app(config), host=host, port=port or config.serve.port, log_level="info")
+    uvicorn.run(
+        create_app(config, keep_previews=True),
+        host=host,
+        port=port or config.serve.port,
+        log_level="info",
+    )
 
 
 def serve_in_background(config: Config) -> uvicorn.Server:
@@ -504,7 +675,11 @@ def serve_in_background(config: Config) -> uvicorn.Server:
 
     check_binding(config, config.serve.host)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host=config.serve.host, port=config.serve.port)
+        uvicorn.Config(
+            create_app(config, keep_previews=True),
+            host=config.serve.host,
+            port=config.serve.port,
+        )
     )
     # Off the main thread uvicorn leaves the signals to the scheduler.
     threading.Thread(target=server.run, name="serve", daemon=True).start()

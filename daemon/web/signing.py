@@ -11,8 +11,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
+
+from core.config import ServeConfig
+from core.digest import Digest
+from core.votes import VoteLinks
 
 # How long a vote link in an email or Slack message stays good.
 VOTE_LINK_LIFETIME = timedelta(days=14)
@@ -68,3 +73,14 @@ def vote_url(
     expires = int((now + VOTE_LINK_LIFETIME).timestamp())
     link = VoteLink(profile, story_id, value, expires)
     return f"{public_url.rstrip('/')}/vote?{link.query(secret)}"
+
+
+def digest_vote_links(serve: ServeConfig, state_dir: Path, digest: Digest) -> VoteLinks | None:
+    """The digest's vote links when serve.public_url is set, else None (no links rendered).
+    They expire counted from the digest's creation, so a re-sent digest carries the same."""
+    if not serve.public_url:
+        return None
+    link = partial(vote_url, serve.public_url, load_secret(serve.secret, state_dir), digest.profile)
+    made = digest.created_at
+    stories = [trend.story for trend in digest.trends if trend.story]
+    return VoteLinks({story: (link(story, 1, made), link(story, -1, made)) for story in stories})

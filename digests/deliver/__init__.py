@@ -19,6 +19,7 @@ from core.config import (
 from core.crashpoints import crash_point
 from core.digest import Digest
 from core.errors import TrendfinderError
+from core.votes import VoteLinks
 
 
 class DeliveryError(TrendfinderError):
@@ -69,10 +70,16 @@ def wants(target: Target, digest: Digest) -> bool:
 
 
 def send(
-    digest: Digest, target: Target, progress: Progress | None = None, *, archive: bool = False
+    digest: Digest,
+    target: Target,
+    progress: Progress | None = None,
+    *,
+    archive: bool = False,
+    votes: VoteLinks | None = None,
 ) -> str:
     """Deliver `digest` to `target` and return where it went (for the log). `archive`: the
-    digest's profile keeps an archive (a file target), which a Slack message points to."""
+    digest's profile keeps an archive (a file target), which a Slack message points to;
+    `votes`: signed vote links that the email and Slack bodies carry."""
     progress = progress or Progress()
     if isinstance(target, FileTarget):
         from digests.deliver.files import write_digest
@@ -81,11 +88,11 @@ def send(
     if isinstance(target, EmailTarget):
         from digests.deliver.mail import send_email
 
-        return send_email(digest, target)
+        return send_email(digest, target, votes)
     if isinstance(target, SlackTarget):
         from digests.deliver.slack import post_digest
 
-        return post_digest(digest, target, progress, archive=archive)
+        return post_digest(digest, target, progress, archive=archive, votes=votes)
     if isinstance(target, DiscordTarget):
         from digests.deliver.discord import post_to_discord
 

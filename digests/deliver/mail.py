@@ -18,6 +18,7 @@ from email.utils import format_datetime, parseaddr
 
 from core.config import EmailTarget
 from core.digest import Digest
+from core.votes import VoteLinks
 from digests import render
 from digests.deliver import DeliveryError
 
@@ -54,7 +55,9 @@ def list_id(digest: Digest, target: EmailTarget) -> str:
     return f"{digest.profile} digests <{label}.digests.{_domain(target)}>"
 
 
-def build_message(digest: Digest, target: EmailTarget) -> EmailMessage:
+def build_message(
+    digest: Digest, target: EmailTarget, votes: VoteLinks | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = subject(digest)
     message["From"] = target.sender
@@ -65,8 +68,8 @@ def build_message(digest: Digest, target: EmailTarget) -> EmailMessage:
     # Tells mail servers and vacation responders this is automated (RFC 3834).
     message["Auto-Submitted"] = "auto-generated"
     message["X-Trendfinder-Digest"] = digest.id
-    message.set_content(render.text(digest))
-    message.add_alternative(render.html(digest), subtype="html")
+    message.set_content(render.text(digest, votes=votes))
+    message.add_alternative(render.html(digest, votes=votes), subtype="html")
     return message
 
 
@@ -115,8 +118,8 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {_one_line(words)}"
 
 
-def send_email(digest: Digest, target: EmailTarget) -> str:
-    message = build_message(digest, target)
+def send_email(digest: Digest, target: EmailTarget, votes: VoteLinks | None = None) -> str:
+    message = build_message(digest, target, votes)
     server = f"{target.host}:{target.port}"
     envelope_from = parseaddr(target.sender)[1] or target.sender
     try:

@@ -16,6 +16,7 @@ import httpx
 from core.config import USER_AGENT, SlackTarget
 from core.digest import Digest
 from core.retry import retry_delay
+from core.votes import VoteLinks
 from digests import blockkit
 from digests.deliver import DeliveryError, Progress
 
@@ -76,8 +77,15 @@ def _post(client: httpx.Client, url: str, message: blockkit.SlackMessage, where:
     )
 
 
-def post_digest(digest: Digest, target: SlackTarget, progress: Progress, *, archive: bool) -> str:
-    messages = blockkit.messages(digest, archive=archive)
+def post_digest(
+    digest: Digest,
+    target: SlackTarget,
+    progress: Progress,
+    *,
+    archive: bool,
+    votes: VoteLinks | None = None,
+) -> str:
+    messages = blockkit.messages(digest, archive=archive, votes=votes)
     total = len(messages)
     headers = {"User-Agent": USER_AGENT}
     with httpx.Client(timeout=target.timeout, headers=headers, follow_redirects=False) as client:

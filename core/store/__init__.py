@@ -1,4 +1,5 @@
-"""The SQLite store: one file, WAL mode, forward migrations, and every query the daemon makes.
+"""The store: one SQLite file (WAL mode) or a Postgres database, forward migrations, and
+every query the daemon makes.
 
 All state lives here (sources' fetch state, items, stories, runs, digests, deliveries), so
 a restart, a second process or an operator's `sqlite3` session sees the same truth.
@@ -7,7 +8,8 @@ Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
 runs.py, social.py, feedback.py, trends.py) and the SQL layer they share (sql.py:
 connection, pragmas, migrations, transactions, error translation), as lemon24/reader
-splits its storage.
+splits its storage. The SQL layer has two implementations, SQLite (sql.py) and Postgres
+(postgres.py); the domain modules are written once against it.
 """
 
 from __future__ import annotations
@@ -64,4 +66,7 @@ class Store(
     """The one interface to the database. Open with `Store.open(path)`; close when done."""
 
     def counts(self) -> dict[str, int]:
-        return {table: self.db.table(table).count for table in COUNTED}
+        return {
+            table: int(self.sql.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in COUNTED
+        }

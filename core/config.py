@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -29,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import ConfigError, NotFound
+from core.errors import ConfigError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -92,18 +93,62 @@ class StorageConfig(_Model):
     path: Path | None = Field(
         default=None, description="SQLite database file; default <state dir>/trendfinder.db"
     )
+    url: str | None = Field(
+        default=None,
+        description="a Postgres store instead of the SQLite file: postgresql://user@host/db "
+        "(the password from the environment: PGPASSWORD or ~/.pgpass, never in this file)",
+    )
     busy_timeout: Duration = Field(
         default=timedelta(seconds=30),
         description="how long a write waits while another process holds the store's lock",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            check_postgres_url(url)
+        return url
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StorageConfig:
+        if self.path is not None and self.url is not None:
+            raise ValueError(
+                "set storage.path (a SQLite file) or storage.url (a Postgres server), not both"
+            )
+        return self
+
     @property
     def database(self) -> Path:
+        """The SQLite file; the daemon's commands open only SQLite stores so far."""
+        if self.url is not None:
+            raise UsageError(
+                "storage.url: the daemon's commands cannot use a Postgres store yet (issue "
+                "16 has the store, not the commands); remove storage.url to use SQLite"
+            )
         return self.path or default_state_dir() / "trendfinder.db"
 
     @property
     def state_dir(self) -> Path:
-        return self.database.parent
+        """Where lock files and default outputs live (beside the SQLite file)."""
+        return self.path.parent if self.path is not None else default_state_dir()
+
+
+def check_postgres_url(url: str) -> None:
+    """ValueError in one line unless `url` is postgresql://[user@]host[:port]/database with no
+    password (libpq takes that from PGPASSWORD, PGPASSFILE or ~/.pgpass)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ValueError(f"expected a postgresql://user@host/database URL, got {url!r}")
+    if parts.password is not None:
+        raise ValueError(
+            "the URL carries a password; put it in the environment (PGPASSWORD) or "
+            "~/.pgpass instead, not in the config file"
+        )
+    if not parts.path.strip("/"):
+        raise ValueError(f"the URL names no database (postgresql://user@host/database): {url!r}")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError(f"the URL names no host (postgresql://user@host/database): {url!r}")
 
 
 class _Source(_Model):

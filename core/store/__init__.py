@@ -14,6 +14,8 @@ splits its storage. The SQL layer has two implementations, SQLite (sql.py) and P
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
 from core.store.feedback import FeedbackTables, Hit
@@ -30,6 +32,9 @@ from core.store.sql import (
     store_error,
 )
 from core.store.trends import AlertRecord, TrendTables
+
+if TYPE_CHECKING:
+    from core.config import StorageConfig
 
 __all__ = [
     "MIGRATIONS",
@@ -63,7 +68,18 @@ class Store(
     FeedbackTables,
     Database,
 ):
-    """The one interface to the database. Open with `Store.open(path)`; close when done."""
+    """The one interface to the database. Open with `Store.open(path)` (SQLite),
+    `Store.open_url(url, state_dir)` (Postgres) or `Store.open_config(storage)`; close when
+    done."""
+
+    @classmethod
+    def open_config(cls, storage: StorageConfig, *, read_only: bool = False) -> Store:
+        """The store the config's storage section names: storage.url's Postgres database,
+        else the SQLite file."""
+        busy = storage.busy_timeout.total_seconds()
+        if storage.url is not None:
+            return cls.open_url(storage.url, storage.state_dir, busy, read_only=read_only)
+        return cls.open(storage.database, busy, read_only=read_only)
 
     def counts(self) -> dict[str, int]:
         return {

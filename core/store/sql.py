@@ -344,7 +344,13 @@ class Database:
     ) -> Self:
         """Open the Postgres store at `url` (postgresql://user@host/db, the password from
         the environment), creating and migrating its schema; lock files live in `state_dir`."""
-        from core.store.postgres import PostgresSql  # psycopg only for those who use it
+        try:
+            # psycopg only for those who use it: an extra, trendfinder[postgres].
+            from core.store.postgres import PostgresSql
+        except ImportError as error:
+            raise StoreError(
+                f"storage.url needs psycopg ({error}); pip install 'trendfinder[postgres]'"
+            ) from error
 
         sql = PostgresSql.open(url, busy_timeout, read_only=read_only)
         return cls(sql, state_dir / "trendfinder.db", busy_timeout)

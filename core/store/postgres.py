@@ -24,9 +24,8 @@ from core.store.sql import Params, Rows, Sql, StoreMissing, StoreNeedsMigration
 # pg_advisory_xact_lock's key while migrating: two processes starting together migrate once.
 _MIGRATION_LOCK = 0x7472656E64  # "trend"
 _VERSION_TABLE = "trendfinder_schema"
-# Collations that order text by code point, as SQLite does: the store compares ISO times
-# and ids as text, and a locale's collation (en_US ignores '-' and '_' at first) would not.
-_BYTE_ORDER = {"C", "POSIX", "C.UTF-8", "C.utf8"}
+# The store compares ISO times and ids as text, as SQLite does, byte by byte; a locale's
+# collation (en-US puts 'a' before 'B' and ignores '_' at first) would order them otherwise.
 _TOKEN = re.compile(r"'(?:[^']|'')*'|::|\?|:(\w+)|%")
 
 
@@ -84,13 +83,13 @@ class PostgresSql(Sql):
         return sql
 
     def _check_collation(self) -> None:
-        [(collation,)] = self.conn.execute(
-            "SELECT datcollate FROM pg_database WHERE datname = current_database()"
-        ).fetchall()
-        if collation not in _BYTE_ORDER:
+        # By behaviour, not by name: a libc "C" database may still have an ICU locale.
+        [(byte_order,)] = self.conn.execute("SELECT 'B' < 'a' AND 'a_c' < 'ab'").fetchall()
+        if not byte_order:
             raise StoreError(
-                f"the database of the store at {self.location} has collation {collation!r}; "
-                "trendfinder needs 'C' (createdb --locale=C --template=template0)"
+                f"the database of the store at {self.location} orders text by a locale's "
+                "rules; trendfinder compares times and ids as text and needs the C collation "
+                "(createdb --locale=C --template=template0)"
             )
 
     def _version(self) -> int | None:

@@ -207,6 +207,19 @@ EXPECTED_TABLES = {
             ("updated_at", TEXT, True, None, 0),
         ),
     ),
+    "jobs": (
+        False,
+        (
+            ("id", INTEGER, False, None, 1),
+            ("kind", TEXT, True, None, 0),
+            ("key", TEXT, True, None, 0),
+            ("due_at", TEXT, True, None, 0),
+            ("claimed_by", TEXT, False, None, 0),
+            ("claim", TEXT, False, None, 0),
+            ("lease_until", TEXT, False, None, 0),
+            ("attempts", INTEGER, True, "0", 0),
+        ),
+    ),
 }
 
 EXPECTED_FOREIGN_KEYS = {
@@ -233,6 +246,7 @@ EXPECTED_INDEXES = {
     "items_by_url": ("items", ("url",), False, None),
     "alerts_by_profile": ("alerts", ("profile", "fired_at"), False, None),
     "alerts_by_subject": ("alerts", ("profile", "subject", "fired_at"), False, None),
+    "jobs_due": ("jobs", ("kind", "due_at"), False, None),
 }
 
 

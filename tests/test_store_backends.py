@@ -181,18 +181,27 @@ def test_a_failed_transaction_leaves_nothing_behind(open_store: StoreOpener) -> 
 
 # A process killed inside a store transaction (the store's own crash points): after it,
 # the other processes see all of the transaction or none of it, on either backend.
+def child_store(store: Store) -> str:
+    """Python that opens, in a child process, the store the test has open: as `store`."""
+    url = None if store.sql.dialect == "sqlite" else store.sql.location
+    tests = str(REPO_ROOT / "tests")
+    return textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        sys.path[:0] = [{str(REPO_ROOT)!r}, {tests!r}]
+        from core.store import Store
+        url = {url!r}
+        store = Store.open_url(url, Path(".")) if url else Store.open(Path({str(store.path)!r}))
+    """)
+
+
 CRASHING_SAVE = """
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
-sys.path[:0] = [{root!r}, {tests!r}]
 from core.digest import TokenUsage
-from core.store import AlertRecord, Store
+from core.store import AlertRecord
 from test_store_backends import digest
 from test_store import item
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-url = {url!r}
-store = Store.open_url(url, Path(".")) if url else Store.open(Path({path!r}))
 store.add_items("a", [item(1)], NOW)
 if {alert!r}:
     store.save_alert(digest("d1", kind="alert"), ["mail"], AlertRecord("daily", "s", "r", 1, NOW))
@@ -203,19 +212,12 @@ else:
 
 @pytest.mark.parametrize("point", ["digest.inside_save", "alert.inside_save"])
 def test_a_process_killed_inside_a_save_leaves_no_half_digest(
-    open_store: StoreOpener, tmp_path: Path, point: str
+    open_store: StoreOpener, point: str
 ) -> None:
     with open_store() as store:
-        url = None if store.sql.dialect == "sqlite" else store.sql.location
-    script = CRASHING_SAVE.format(
-        root=str(REPO_ROOT),
-        tests=str(REPO_ROOT / "tests"),
-        url=url,
-        path=str(tmp_path / "t.db"),
-        alert=point.startswith("alert"),
-    )
+        script = child_store(store) + CRASHING_SAVE.format(alert=point.startswith("alert"))
     crashed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
+        [sys.executable, "-c", script],
         env={**os.environ, "TRENDFINDER_CRASH_AT": point},
         capture_output=True,
         timeout=120,

@@ -6,7 +6,7 @@ a restart, a second process or an operator's `sqlite3` session sees the same tru
 Times are fixed-width ISO-8601 UTC text (see core.clock), so they sort as text.
 
 One facade, `Store`, over a module per domain (sources.py, items.py, digests.py, outbox.py,
-runs.py, social.py, feedback.py, trends.py) and the SQL layer they share (sql.py:
+runs.py, social.py, feedback.py, trends.py, jobs.py) and the SQL layer they share (sql.py:
 connection, pragmas, migrations, transactions, error translation), as lemon24/reader
 splits its storage. The SQL layer has two implementations, SQLite (sql.py) and Postgres
 (postgres.py); the domain modules are written once against it.
@@ -20,6 +20,7 @@ from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
 from core.store.feedback import FeedbackTables, Hit
 from core.store.items import AddedItems, ItemTables
+from core.store.jobs import Job, JobTables
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
 from core.store.runs import RunTables
@@ -44,6 +45,7 @@ __all__ = [
     "Delivery",
     "DigestSummary",
     "Hit",
+    "Job",
     "SourceState",
     "Store",
     "StoreError",
@@ -66,6 +68,7 @@ class Store(
     RunTables,
     SocialTables,
     FeedbackTables,
+    JobTables,
     Database,
 ):
     """The one interface to the database. Open with `Store.open(path)` (SQLite),

@@ -212,6 +212,22 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # Scale out (issue 16): jobs that worker processes claim under a lease (core/store/jobs.py),
+    # one row per kind and key (a feed's fetch), so enqueueing twice is one job.
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        claimed_by TEXT,
+        claim TEXT,
+        lease_until TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (kind, key)
+    );
+    CREATE INDEX jobs_due ON jobs (kind, due_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -170,6 +170,9 @@ class PostgresSql(Sql):
     def json_array_length(self, column: str, key: str) -> str:
         return f"json_array_length(({column})::json -> '{key}')"
 
+    def skip_locked(self) -> str:
+        return " FOR UPDATE SKIP LOCKED"
+
 
 def _params(params: Params) -> Params:
     # Always a value, never None: psycopg then reads %% as a literal %, as psycopg_sql meant.

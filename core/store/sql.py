@@ -200,6 +200,11 @@ class Sql(ABC):
     def json_array_length(self, column: str, key: str) -> str:
         """The length of the array under `key` of the JSON text in `column` (NULL if none)."""
 
+    @abstractmethod
+    def skip_locked(self) -> str:
+        """What ends a SELECT that picks rows to claim, so that concurrent claimers pass over
+        each other's rows instead of waiting for them."""
+
     # Helpers on top, the same for both ----------------------------------------------------
 
     def insert(self, table: str, values: Mapping[str, Any], returning: str | None = None) -> Any:
@@ -283,6 +288,9 @@ class SqliteSql(Sql):
 
     def json_array_length(self, column: str, key: str) -> str:
         return f"json_array_length({column}, '$.{key}')"
+
+    def skip_locked(self) -> str:
+        return ""  # a SQLite write holds the whole database: claimers take turns anyway
 
 
 @contextmanager

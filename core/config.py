@@ -96,7 +96,7 @@ class StorageConfig(_Model):
     url: str | None = Field(
         default=None,
         description="a Postgres store instead of the SQLite file: postgresql://user@host/db "
-        "(the password from the environment: PGPASSWORD or ~/.pgpass, never in this file)",
+        "(a password from the environment: PGPASSWORD, ~/.pgpass or a ${VAR} reference)",
     )
     busy_timeout: Duration = Field(
         default=timedelta(seconds=30),
@@ -135,16 +135,11 @@ class StorageConfig(_Model):
 
 
 def check_postgres_url(url: str) -> None:
-    """ValueError in one line unless `url` is postgresql://[user@]host[:port]/database with no
-    password (libpq takes that from PGPASSWORD, PGPASSFILE or ~/.pgpass)."""
+    """ValueError in one line unless `url` is postgresql://[user[:password]@]host[:port]/db
+    (parse_config refuses a password written in the file: see _written_password)."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgresql", "postgres"}:
         raise ValueError(f"expected a postgresql://user@host/database URL, got {url!r}")
-    if parts.password is not None:
-        raise ValueError(
-            "the URL carries a password; put it in the environment (PGPASSWORD) or "
-            "~/.pgpass instead, not in the config file"
-        )
     if not parts.path.strip("/"):
         raise ValueError(f"the URL names no database (postgresql://user@host/database): {url!r}")
     if not parts.hostname and "host=" not in parts.query:
@@ -874,7 +869,7 @@ def parse_config(
         raise ConfigError(source, ["the top level must be a mapping of sections"])
     # A section left with only comments under it means "all defaults".
     raw = {key: {} if value is None and key in _SECTIONS else value for key, value in raw.items()}
-    problems: list[str] = []
+    problems: list[str] = _written_password(raw)
     environment = dict(os.environ) if env is None else env
     resolved = _interpolate(raw, "", problems, environment)
     if problems:
@@ -892,6 +887,20 @@ def parse_config(
     if missing := _missing_files(config):
         raise ConfigError(source, missing)
     return config
+
+
+def _written_password(raw: dict[str, Any]) -> list[str]:
+    """storage.url's password may come from a ${VAR} reference, never from the file itself
+    (checked before interpolation, which would hide the difference)."""
+    storage = raw.get("storage")
+    url = storage.get("url") if isinstance(storage, dict) else None
+    password = urlsplit(url).password if isinstance(url, str) else None
+    if password and not _ENV_REFERENCE.fullmatch(password):
+        return [
+            "storage.url: the password is written in the file; use a ${VAR} reference, "
+            "PGPASSWORD or ~/.pgpass"
+        ]
+    return []
 
 
 class DuplicateKey(yaml.constructor.ConstructorError):

@@ -40,8 +40,9 @@ class PostgresServer:
     """Started by `start()` (or `with`); `database()` makes an empty database and returns its
     URL (postgresql://trendfinder@127.0.0.1:port/name, no password in it)."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, fsync: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.fsync = fsync
         self.port = closed_port()
         self.dir = Path(tempfile.mkdtemp(prefix="trendfinder-pg-"))
         self.data = self.dir / "data"
@@ -74,9 +75,9 @@ class PostgresServer:
         )
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir} "
-            # A test server: durability is the tests' concern only through crash tests of
-            # the store's own commits, which fsync off does not change for a live server.
-            "-c fsync=off -c max_connections=50"
+            # fsync off for the tests (a killed client, not a power cut, is what they test);
+            # on for benchmarks, which compare with SQLite's synchronous=FULL.
+            f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=50"
         )
         # -l: the server's output goes to a log file, not the pipes run() waits on.
         log = str(self.dir / "server.log")
@@ -84,6 +85,8 @@ class PostgresServer:
             "pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "60", "start"
         )
         return self
+
+    password = PASSWORD
 
     @property
     def environment(self) -> dict[str, str]:

@@ -14,7 +14,8 @@ splits its storage. The SQL layer has two implementations, SQLite (sql.py) and P
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
@@ -27,6 +28,7 @@ from core.store.runs import RunTables
 from core.store.social import SocialTables
 from core.store.sources import SourceState, SourceTables
 from core.store.sql import (
+    DEFAULT_BUSY_TIMEOUT,
     Database,
     StoreMissing,
     StoreNeedsMigration,
@@ -74,6 +76,28 @@ class Store(
     """The one interface to the database. Open with `Store.open(path)` (SQLite),
     `Store.open_url(url, state_dir)` (Postgres) or `Store.open_config(storage)`; close when
     done."""
+
+    @classmethod
+    def open_url(
+        cls,
+        url: str,
+        state_dir: Path,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        *,
+        read_only: bool = False,
+    ) -> Self:
+        """Open the Postgres store at `url` (postgresql://user@host/db, the password from
+        the environment), creating and migrating its schema; lock files live in `state_dir`."""
+        try:
+            # psycopg only for those who use it: an extra, trendfinder[postgres].
+            from core.store.postgres import PostgresSql
+        except ImportError as error:
+            raise StoreError(
+                f"storage.url needs psycopg ({error}); pip install 'trendfinder[postgres]'"
+            ) from error
+
+        sql = PostgresSql.open(url, busy_timeout, read_only=read_only)
+        return cls(sql, state_dir / "trendfinder.db", busy_timeout)
 
     @classmethod
     def open_config(cls, storage: StorageConfig, *, read_only: bool = False) -> Store:

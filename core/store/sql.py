@@ -341,28 +341,6 @@ class Database:
             raise
         return cls(SqliteSql(db, path, busy_timeout), path, busy_timeout)
 
-    @classmethod
-    def open_url(
-        cls,
-        url: str,
-        state_dir: Path,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        *,
-        read_only: bool = False,
-    ) -> Self:
-        """Open the Postgres store at `url` (postgresql://user@host/db, the password from
-        the environment), creating and migrating its schema; lock files live in `state_dir`."""
-        try:
-            # psycopg only for those who use it: an extra, trendfinder[postgres].
-            from core.store.postgres import PostgresSql
-        except ImportError as error:
-            raise StoreError(
-                f"storage.url needs psycopg ({error}); pip install 'trendfinder[postgres]'"
-            ) from error
-
-        sql = PostgresSql.open(url, busy_timeout, read_only=read_only)
-        return cls(sql, state_dir / "trendfinder.db", busy_timeout)
-
     @property
     def db(self) -> sqlite_utils.Database:
         """The sqlite-utils database of a SQLite store (for tests and operators' tools)."""

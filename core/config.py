@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -29,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import ConfigError, NotFound
+from core.errors import ConfigError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -92,18 +93,57 @@ class StorageConfig(_Model):
     path: Path | None = Field(
         default=None, description="SQLite database file; default <state dir>/trendfinder.db"
     )
+    url: str | None = Field(
+        default=None,
+        description="a Postgres store instead of the SQLite file: postgresql://user@host/db "
+        "(a password from the environment: PGPASSWORD, ~/.pgpass or a ${VAR} reference)",
+    )
     busy_timeout: Duration = Field(
         default=timedelta(seconds=30),
         description="how long a write waits while another process holds the store's lock",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            check_postgres_url(url)
+        return url
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StorageConfig:
+        if self.path is not None and self.url is not None:
+            raise ValueError(
+                "set storage.path (a SQLite file) or storage.url (a Postgres server), not both"
+            )
+        return self
+
     @property
     def database(self) -> Path:
+        """The SQLite file; the daemon's commands open only SQLite stores so far."""
+        if self.url is not None:
+            raise UsageError(
+                "storage.url: the daemon's commands cannot use a Postgres store yet (issue "
+                "16 has the store, not the commands); remove storage.url to use SQLite"
+            )
         return self.path or default_state_dir() / "trendfinder.db"
 
     @property
     def state_dir(self) -> Path:
-        return self.database.parent
+        """Where lock files and default outputs live (beside the SQLite file)."""
+        return self.path.parent if self.path is not None else default_state_dir()
+
+
+def check_postgres_url(url: str) -> None:
+    """ValueError in one line unless `url` is postgresql://[user[:password]@]host[:port]/db
+    (parse_config refuses a password written in the file: see _written_password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ValueError(f"expected a postgresql://user@host/database URL, got {url!r}")
+    if not parts.path.strip("/"):
+        raise ValueError(f"the URL names no database (postgresql://user@host/database): {url!r}")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError(f"the URL names no host (postgresql://user@host/database): {url!r}")
 
 
 class _Source(_Model):
@@ -832,7 +872,7 @@ def parse_config(
         raise ConfigError(source, ["the top level must be a mapping of sections"])
     # A section left with only comments under it means "all defaults".
     raw = {key: {} if value is None and key in _SECTIONS else value for key, value in raw.items()}
-    problems: list[str] = []
+    problems: list[str] = _written_password(raw)
     environment = dict(os.environ) if env is None else env
     resolved = _interpolate(raw, "", problems, environment)
     if problems:
@@ -850,6 +890,20 @@ def parse_config(
     if missing := _missing_files(config):
         raise ConfigError(source, missing)
     return config
+
+
+def _written_password(raw: dict[str, Any]) -> list[str]:
+    """storage.url's password may come from a ${VAR} reference, never from the file itself
+    (checked before interpolation, which would hide the difference)."""
+    storage = raw.get("storage")
+    url = storage.get("url") if isinstance(storage, dict) else None
+    password = urlsplit(url).password if isinstance(url, str) else None
+    if password and not _ENV_REFERENCE.fullmatch(password):
+        return [
+            "storage.url: the password is written in the file; use a ${VAR} reference, "
+            "PGPASSWORD or ~/.pgpass"
+        ]
+    return []
 
 
 class DuplicateKey(yaml.constructor.ConstructorError):

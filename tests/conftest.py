@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loopback import (
@@ -17,6 +18,9 @@ from loopback import (
     SMTPServer,
     make_self_signed_cert,
 )
+from loopback.postgres import PostgresServer, postgres_bin
+
+from core.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # CI sets CI=true: there a test that skips (no browser, no systemd-analyze, no mounting)
@@ -147,3 +151,42 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session (initdb in a temporary directory,
+    127.0.0.1, a free port); clients find its password in PGPASSWORD. Skips (a failure in
+    CI) where Debian's postgresql package is not installed."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with PostgresServer(bin_dir) as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.environment.items():
+            patch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """An empty database of its own for one test, dropped afterwards."""
+    url = postgres_server.database()
+    yield url
+    postgres_server.drop(url)
+
+
+# Opens the test's store (the same one on every call), with Store.open's keywords.
+StoreOpener = Callable[..., Store]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreOpener:
+    """The store tests' store on each backend: a SQLite file, or a Postgres database."""
+    if request.param == "sqlite":
+        return lambda **options: Store.open(tmp_path / "t.db", **options)
+    url: str = request.getfixturevalue("postgres_url")
+
+    def postgres(**options: Any) -> Store:
+        return Store.open_url(url, tmp_path, **options)
+
+    return postgres

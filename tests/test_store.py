@@ -207,6 +207,19 @@ EXPECTED_TABLES = {
             ("updated_at", TEXT, True, None, 0),
         ),
     ),
+    "jobs": (
+        False,
+        (
+            ("id", INTEGER, False, None, 1),
+            ("kind", TEXT, True, None, 0),
+            ("key", TEXT, True, None, 0),
+            ("due_at", TEXT, True, None, 0),
+            ("claimed_by", TEXT, False, None, 0),
+            ("claim", TEXT, False, None, 0),
+            ("lease_until", TEXT, False, None, 0),
+            ("attempts", INTEGER, True, "0", 0),
+        ),
+    ),
 }
 
 EXPECTED_FOREIGN_KEYS = {
@@ -233,6 +246,7 @@ EXPECTED_INDEXES = {
     "items_by_url": ("items", ("url",), False, None),
     "alerts_by_profile": ("alerts", ("profile", "fired_at"), False, None),
     "alerts_by_subject": ("alerts", ("profile", "subject", "fired_at"), False, None),
+    "jobs_due": ("jobs", ("kind", "due_at"), False, None),
 }
 
 
@@ -338,8 +352,8 @@ def test_a_store_error_while_in_use_names_the_file_and_a_lock_held_too_long_is_s
         store.db.execute("SELECT * FROM no_such_table")
 
 
-def test_items_are_stored_once_updated_in_place_and_shared_between_sources(tmp_path):
-    with Store.open(tmp_path / "t.db") as store:
+def test_items_are_stored_once_updated_in_place_and_shared_between_sources(open_store):
+    with open_store() as store:
         store.sync_sources([("a", "feed", "u1"), ("b", "feed", "u2")])
         assert store.add_items("a", [item(1), item(2)], NOW).new == 2
         again = store.add_items("a", [item(1), item(2, text="corrected")], NOW)
@@ -352,8 +366,8 @@ def test_items_are_stored_once_updated_in_place_and_shared_between_sources(tmp_p
         assert updated.text == "corrected"
 
 
-def test_pending_items_exclude_what_a_digest_of_that_profile_covered(tmp_path):
-    with Store.open(tmp_path / "t.db") as store:
+def test_pending_items_exclude_what_a_digest_of_that_profile_covered(open_store):
+    with open_store() as store:
         store.sync_sources([("a", "feed", "u1")])
         store.add_items("a", [item(1), item(2), item(3)], NOW)
         since = NOW - timedelta(days=1)
@@ -380,8 +394,8 @@ def test_pending_items_exclude_what_a_digest_of_that_profile_covered(tmp_path):
         assert store.digest("daily-1") == digest
 
 
-def test_fetch_state_records_failures_and_resets_on_success(tmp_path):
-    with Store.open(tmp_path / "t.db") as store:
+def test_fetch_state_records_failures_and_resets_on_success(open_store):
+    with open_store() as store:
         store.sync_sources([("a", "feed", "u1")])
         failed = FetchOutcome(source="a", status="error", error="HTTP 500", http_status=500)
         store.record_fetch(failed, NOW, NOW + timedelta(minutes=5))
@@ -394,8 +408,8 @@ def test_fetch_state_records_failures_and_resets_on_success(tmp_path):
         assert (state.failures, state.last_error, state.etag) == (0, None, '"v1"')
 
 
-def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reported(tmp_path):
-    with Store.open(tmp_path / "t.db") as store:
+def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reported(open_store):
+    with open_store() as store:
         store.sync_sources([("a", "feed", "u1")])
         store.add_items("a", [item(1), item(2), item(3)], NOW)
         monday, tuesday = NOW - timedelta(days=1), NOW
@@ -420,14 +434,14 @@ def test_merged_stories_are_relabelled_and_a_cited_story_still_counts_as_reporte
             "it_3": "st_old",
         }
         assert store.reported_story_sources("daily", monday) == {"st_old": frozenset({"a"})}
-        rows = store.db.execute("SELECT id, first_seen, last_seen FROM stories").fetchall()
+        rows = store.sql.execute("SELECT id, first_seen, last_seen FROM stories").fetchall()
         assert [tuple(row) for row in rows] == [
             ("st_old", to_text(monday), to_text(NOW + timedelta(hours=1)))
         ]
 
 
-def test_items_for_grouping_can_come_with_only_the_start_of_their_text(tmp_path):
-    with Store.open(tmp_path / "t.db") as store:
+def test_items_for_grouping_can_come_with_only_the_start_of_their_text(open_store):
+    with open_store() as store:
         with store.transaction():
             store.add_items("s", [item(1, text="x" * 5000), item(2, text="short")], NOW)
         assert sorted(len(i.text) for i in store.ungrouped_items(600)) == [5, 600]

@@ -6,13 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlite_utils
-
 from core.clock import to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
 from core.errors import NotFound
 from core.store.rows import from_row
+from core.store.sql import Sql
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class DigestSummary:
 
 
 class DigestTables:
-    db: sqlite_utils.Database
+    sql: Sql
 
     def save_digest(
         self,
@@ -40,25 +39,19 @@ class DigestTables:
         All in one transaction: covered items are marked only if the digest is stored, and a
         stored digest always has its deliveries queued, so a crash loses neither.
         """
-        with self.db.atomic():
+        with self.sql.atomic():
             self._insert_digest(digest, usage, run_id)
-            self.db.table("digest_items").insert_all(
-                (
-                    {
-                        "profile": digest.profile,
-                        "item_id": item_id,
-                        "digest_id": digest.id,
-                        "role": role,
-                    }
-                    for item_id, role in covered.items()
-                ),
-                ignore=True,
+            self.sql.executemany(
+                "INSERT INTO digest_items (profile, item_id, digest_id, role) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(digest.profile, item_id, digest.id, role) for item_id, role in covered.items()],
             )
             crash_point("digest.inside_save")
             self._queue_deliveries(digest, targets)
 
     def _insert_digest(self, digest: Digest, usage: TokenUsage, run_id: int | None) -> None:
-        self.db.table("digests").insert(
+        self.sql.insert(
+            "digests",
             {
                 "id": digest.id,
                 "profile": digest.profile,
@@ -74,30 +67,26 @@ class DigestTables:
                 "output_tokens": usage.output,
                 "cost": usage.cost,
                 "run_id": run_id,
-            }
+            },
         )
 
     def _queue_deliveries(self, digest: Digest, targets: Sequence[str]) -> None:
         created = to_text(digest.created_at)
-        self.db.table("deliveries").insert_all(
-            {
-                "digest_id": digest.id,
-                "target": target,
-                "status": "pending",
-                "next_attempt_at": created,
-            }
-            for target in targets
+        self.sql.executemany(
+            "INSERT INTO deliveries (digest_id, target, status, next_attempt_at) "
+            "VALUES (?, ?, 'pending', ?)",
+            [(digest.id, target, created) for target in targets],
         )
 
     def has_digest(self, digest_id: str) -> bool:
-        return self.db.table("digests").count_where("id = ?", [digest_id]) > 0
+        found = self.sql.execute("SELECT 1 FROM digests WHERE id = ?", [digest_id]).fetchone()
+        return found is not None
 
     def digest(self, digest_id: str) -> Digest:
-        try:
-            row = self.db.table("digests").get(digest_id)
-        except sqlite_utils.db.NotFoundError:
-            raise NotFound(f"no digest with id {digest_id!r}") from None
-        return Digest.model_validate_json(row["body"])
+        row = self.sql.execute("SELECT body FROM digests WHERE id = ?", [digest_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no digest with id {digest_id!r}")
+        return Digest.model_validate_json(row[0])
 
     def last_digest(self, profile: str) -> Digest | None:
         found = self.recent_digests(profile, 1)
@@ -105,23 +94,19 @@ class DigestTables:
 
     def recent_digests(self, profile: str, limit: int) -> list[Digest]:
         """The profile's latest digests and reports; alerts, sent between them, are not."""
-        rows = self.db.table("digests").rows_where(
-            "profile = ? AND kind != 'alert'",
-            [profile],
-            select="body",
-            order_by="created_at DESC",
-            limit=limit,
+        rows = self.sql.execute(
+            "SELECT body FROM digests WHERE profile = ? AND kind != 'alert' "
+            "ORDER BY created_at DESC LIMIT ?",
+            [profile, limit],
         )
-        return [Digest.model_validate_json(row["body"]) for row in rows]
+        return [Digest.model_validate_json(body) for (body,) in rows]
 
     def digest_summaries(self, profile: str | None = None, limit: int = 50) -> list[DigestSummary]:
-        where, params = ("profile = ?", [profile]) if profile else (None, [])
-        rows = self.db.table("digests").rows_where(
-            where,
-            params,
-            select="id, profile, created_at, analyzer, "
-            "coalesce(json_array_length(body, '$.trends'), 0) AS trends",
-            order_by="created_at DESC",
-            limit=limit,
+        where, params = ("WHERE profile = ? ", [profile]) if profile else ("", [])
+        rows = self.sql.query(
+            "SELECT id, profile, created_at, analyzer, "
+            f"coalesce({self.sql.json_array_length('body', 'trends')}, 0) AS trends "
+            f"FROM digests {where}ORDER BY created_at DESC LIMIT ?",
+            [*params, limit],
         )
         return [from_row(DigestSummary, row) for row in rows]

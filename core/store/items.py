@@ -2,7 +2,8 @@
 
 The reads here are raw SQL on purpose: each is one indexed query (joins, NOT EXISTS,
 group_concat) that sqlite-utils' table API cannot express, and they are the hot path
-(tests/bench/bench_store.py times them on a million items).
+(tests/bench/bench_store.py times them on a million items). The SQL is SQLite's and
+Postgres's common ground; the few words that differ come from `Sql` (core/store/sql.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlite_utils
-
 from core.clock import from_text, to_text
 from core.items import NewItem, StoredItem
+from core.store.sql import Sql
 
 # Ids per `IN (...)` query, well below SQLite's limit on bound parameters.
 CHUNK = 500
+# A LIMIT that is no limit: both dialects take a number (SQLite refuses NULL, Postgres -1).
+UNLIMITED = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class AddedItems:
 
 
 class ItemTables:
-    db: sqlite_utils.Database
+    sql: Sql
 
     def add_items(self, source: str, items: Sequence[NewItem], now: datetime) -> AddedItems:
         """Store a source's items: new ones inserted, changed ones updated, all linked to it.
@@ -39,22 +41,23 @@ class ItemTables:
         """
         stamp = to_text(now)
         known: dict[str, str] = {}
-        table = self.db.table("items")
         for chunk in _chunks([item.id for item in items]):
             marks = ",".join("?" * len(chunk))
-            rows = table.rows_where(f"id IN ({marks})", chunk, select="id, content_hash")
-            known.update((row["id"], row["content_hash"]) for row in rows)
+            rows = self.sql.execute(
+                f"SELECT id, content_hash FROM items WHERE id IN ({marks})", chunk
+            )
+            known.update((id, content_hash) for id, content_hash in rows)
         fresh = [item for item in items if item.id not in known]
         changed = [
             item for item in items if known.get(item.id, item.content_hash) != item.content_hash
         ]
-        with self.db.atomic():
+        with self.sql.atomic():
             # executemany, not Table.insert_all: a poll brings items by the thousand, and
             # insert_all's per-value conversion made this 2.4 times slower (2,000 new items,
             # as tests/bench/bench_store.py adds them: 231 ms against 95 ms).
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO items (id, url, title, text, published, fetched, "
-                "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.sql.executemany(
+                "INSERT INTO items (id, url, title, text, published, fetched, "
+                "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (
                         item.id,
@@ -69,8 +72,9 @@ class ItemTables:
                 ],
             )
             for item in changed:
-                table.update(
-                    item.id,
+                self.sql.update(
+                    "items",
+                    ("id", item.id),
                     {
                         "title": item.title,
                         "text": item.text,
@@ -78,8 +82,9 @@ class ItemTables:
                         "updated": stamp,
                     },
                 )
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO item_sources (item_id, source, first_seen) VALUES (?, ?, ?)",
+            self.sql.executemany(
+                "INSERT INTO item_sources (item_id, source, first_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 [(item.id, source, stamp) for item in items],
             )
         new, updated = len(fresh), len(changed)
@@ -89,9 +94,9 @@ class ItemTables:
         self, where: str, params: Sequence[Any], text_chars: int | None = None
     ) -> list[StoredItem]:
         text = "i.text" if text_chars is None else f"substr(i.text, 1, {int(text_chars)})"
-        rows = self.db.execute(
+        rows = self.sql.execute(
             f"SELECT i.id, i.url, i.title, {text}, i.published, i.fetched, i.story_id, "
-            "(SELECT group_concat(source, char(31)) FROM item_sources s "
+            f"(SELECT {self.sql.joined('source')} FROM item_sources s "
             f"WHERE s.item_id = i.id) FROM items i WHERE {where}",
             params,
         )
@@ -123,7 +128,7 @@ class ItemTables:
         return self._items(
             "i.id IN (SELECT id FROM items WHERE story_id IS NOT NULL AND fetched >= ? "
             "ORDER BY fetched DESC, id DESC LIMIT ?) ORDER BY i.fetched, i.id",
-            [to_text(since), -1 if limit is None else limit],
+            [to_text(since), UNLIMITED if limit is None else limit],
             text_chars,
         )
 
@@ -137,21 +142,26 @@ class ItemTables:
         stamp = to_text(now)
         # Raw SQL: set-based updates (a whole story relabelled, a story's span widened from
         # another row); Table.update would read each of ten thousand rows back first.
-        with self.db.atomic():
+        first = self.sql.least(
+            "first_seen", "coalesce((SELECT first_seen FROM stories WHERE id = :old), first_seen)"
+        )
+        last = self.sql.greatest(
+            "last_seen", "coalesce((SELECT last_seen FROM stories WHERE id = :old), last_seen)"
+        )
+        with self.sql.atomic():
             for old, survivor in merged.items():
-                self.db.execute("UPDATE items SET story_id = ? WHERE story_id = ?", [survivor, old])
-                self.db.execute(
-                    "UPDATE stories SET first_seen = min(first_seen, "
-                    "coalesce((SELECT first_seen FROM stories WHERE id = :old), first_seen)), "
-                    "last_seen = max(last_seen, "
-                    "coalesce((SELECT last_seen FROM stories WHERE id = :old), last_seen)) "
+                self.sql.execute(
+                    "UPDATE items SET story_id = ? WHERE story_id = ?", [survivor, old]
+                )
+                self.sql.execute(
+                    f"UPDATE stories SET first_seen = {first}, last_seen = {last} "
                     "WHERE id = :survivor",
                     {"old": old, "survivor": survivor},
                 )
-                self.db.table("stories").delete_where("id = ?", [old])
+                self.sql.execute("DELETE FROM stories WHERE id = ?", [old])
             for item_id, story_id in stories.items():
-                self.db.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
-                self.db.execute(
+                self.sql.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
+                self.sql.execute(
                     "INSERT INTO stories (id, title, first_seen, last_seen) "
                     "SELECT ?, title, ?, ? FROM items WHERE id = ? "
                     "ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
@@ -168,14 +178,14 @@ class ItemTables:
         story (`reported_story_sources` follows each item's story)."""
         stamp = to_text(now)
         # Raw SQL, as in assign_stories: an upsert that widens the story's span.
-        with self.db.atomic():
+        first = self.sql.least("stories.first_seen", "excluded.first_seen")
+        with self.sql.atomic():
             for item_id, story_id in sorted(moved.items()):
-                self.db.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
-                self.db.execute(
+                self.sql.execute("UPDATE items SET story_id = ? WHERE id = ?", [story_id, item_id])
+                self.sql.execute(
                     "INSERT INTO stories (id, title, first_seen, last_seen) "
                     "SELECT ?, title, fetched, ? FROM items WHERE id = ? "
-                    "ON CONFLICT (id) DO UPDATE SET "
-                    "first_seen = min(first_seen, excluded.first_seen), last_seen = ?",
+                    f"ON CONFLICT (id) DO UPDATE SET first_seen = {first}, last_seen = ?",
                     [story_id, stamp, item_id, stamp],
                 )
 
@@ -199,7 +209,7 @@ class ItemTables:
         if not sources:
             return 0
         marks = ",".join("?" * len(sources))
-        row = self.db.execute(
+        row = self.sql.execute(
             "SELECT count(DISTINCT s.item_id) FROM item_sources s "
             f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND NOT EXISTS "
             "(SELECT 1 FROM digest_items d WHERE d.profile = ? AND d.item_id = s.item_id)",
@@ -209,7 +219,7 @@ class ItemTables:
 
     def reported_story_sources(self, profile: str, since: datetime) -> dict[str, frozenset[str]]:
         """Stories cited by the profile's digests since `since`, each with the sources cited."""
-        rows = self.db.execute(
+        rows = self.sql.execute(
             "SELECT i.story_id, s.source FROM digest_items d "
             "JOIN digests g ON g.id = d.digest_id JOIN items i ON i.id = d.item_id "
             "JOIN item_sources s ON s.item_id = d.item_id "
@@ -229,7 +239,7 @@ class ItemTables:
         if not sources:
             return {}
         marks = ",".join("?" * len(sources))
-        rows = self.db.execute(
+        rows = self.sql.execute(
             f"SELECT source, count(*) FROM item_sources WHERE source IN ({marks}) "
             "AND first_seen >= ? AND first_seen < ? GROUP BY source",
             [*sources, to_text(since), to_text(until)],

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlite_utils
-
 from core.clock import to_text
 from core.errors import NotFound
 from core.store.rows import from_row
+from core.store.sql import Sql
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Delivery:
 
 
 class OutboxTables:
-    db: sqlite_utils.Database
+    sql: Sql
 
     def deliveries_due(self, now: datetime) -> list[Delivery]:
         """Pending deliveries whose time has come, and attempts a stopped process left open.
@@ -47,38 +46,46 @@ class OutboxTables:
         return self._deliveries("status = ?", [status])
 
     def delivery(self, delivery_id: int) -> Delivery:
-        try:
-            return from_row(Delivery, self.db.table("deliveries").get(delivery_id))
-        except sqlite_utils.db.NotFoundError:
-            raise NotFound(f"no delivery with id {delivery_id}") from None
+        row = self.sql.row("SELECT * FROM deliveries WHERE id = ?", [delivery_id])
+        if row is None:
+            raise NotFound(f"no delivery with id {delivery_id}")
+        return from_row(Delivery, row)
 
     def _deliveries(
         self, where: str | None, params: list[str], order_by: str = "id"
     ) -> list[Delivery]:
-        rows = self.db.table("deliveries").rows_where(where, params, order_by=order_by)
+        rows = self.sql.query(
+            f"SELECT * FROM deliveries {f'WHERE {where} ' if where else ''}ORDER BY {order_by}",
+            params,
+        )
         return [from_row(Delivery, row) for row in rows]
 
     def start_delivery_attempt(self, delivery_id: int, now: datetime) -> None:
         """Mark an attempt as started before anything is sent, so a crash leaves a trace."""
-        self.db.table("deliveries").update(
-            delivery_id,
-            {"status": "sending", "attempts": 1, "last_attempt_at": to_text(now)},
-            conversions={"attempts": "attempts + ?"},
+        self.sql.update(
+            "deliveries",
+            ("id", delivery_id),
+            {"status": "sending", "last_attempt_at": to_text(now)},
+            "attempts = attempts + 1",
         )
 
     def record_delivery_progress(self, delivery_id: int, parts_sent: int) -> None:
-        self.db.table("deliveries").update(delivery_id, {"parts_sent": parts_sent})
+        self.sql.update("deliveries", ("id", delivery_id), {"parts_sent": parts_sent})
 
     def record_delivery_sent(self, delivery_id: int, now: datetime) -> None:
-        self.db.table("deliveries").update(
-            delivery_id, {"status": "sent", "sent_at": to_text(now), "last_error": None}
+        self.sql.update(
+            "deliveries",
+            ("id", delivery_id),
+            {"status": "sent", "sent_at": to_text(now), "last_error": None},
         )
 
     def requeue_delivery(self, delivery_id: int, now: datetime) -> None:
         """Queue a failed delivery again with all its attempts (`deliveries retry`); parts
         of it that already arrived are not sent again."""
-        self.db.table("deliveries").update(
-            delivery_id, {"status": "pending", "attempts": 0, "next_attempt_at": to_text(now)}
+        self.sql.update(
+            "deliveries",
+            ("id", delivery_id),
+            {"status": "pending", "attempts": 0, "next_attempt_at": to_text(now)},
         )
 
     def record_delivery_failed(
@@ -93,4 +100,4 @@ class OutboxTables:
                 "last_error": error,
                 "next_attempt_at": to_text(next_attempt_at),
             }
-        self.db.table("deliveries").update(delivery_id, updates)
+        self.sql.update("deliveries", ("id", delivery_id), updates)

@@ -7,22 +7,22 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlite_utils
-
 from core.clock import to_text
 from core.digest import TokenUsage
+from core.store.sql import Sql
 
 NO_USAGE = TokenUsage()
 
 
 class RunTables:
-    db: sqlite_utils.Database
+    sql: Sql
 
     def start_run(self, kind: str, now: datetime) -> int:
-        table = self.db.table("runs").insert(
-            {"kind": kind, "started_at": to_text(now), "status": "running"}
+        return int(
+            self.sql.insert(
+                "runs", {"kind": kind, "started_at": to_text(now), "status": "running"}, "id"
+            )
         )
-        return int(table.last_rowid or 0)
 
     def finish_run(
         self,
@@ -33,8 +33,9 @@ class RunTables:
         errors: Sequence[str],
         usage: TokenUsage = NO_USAGE,
     ) -> None:
-        self.db.table("runs").update(
-            run_id,
+        self.sql.update(
+            "runs",
+            ("id", run_id),
             {
                 "finished_at": to_text(now),
                 "status": status,
@@ -50,8 +51,8 @@ class RunTables:
 
     def close_unfinished_runs(self, now: datetime) -> int:
         """Mark runs a killed process left 'running' as 'abandoned'; call holding the lock."""
-        with self.db.atomic():
-            cursor = self.db.execute(
+        with self.sql.atomic():
+            cursor = self.sql.execute(
                 "UPDATE runs SET status = 'abandoned', finished_at = ? WHERE status = 'running'",
                 [to_text(now)],
             )
@@ -59,15 +60,13 @@ class RunTables:
 
     def last_runs(self) -> list[dict[str, Any]]:
         """The latest run of each kind, as stored."""
-        return list(
-            self.db.table("runs").rows_where(
-                "id IN (SELECT max(id) FROM runs GROUP BY kind)", order_by="kind"
-            )
+        return self.sql.query(
+            "SELECT * FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY kind) ORDER BY kind"
         )
 
     def spend_since(self, since: datetime) -> float:
         """Model spend of the runs started since `since`, including calls that made no digest."""
-        row = self.db.execute(
+        row = self.sql.execute(
             "SELECT coalesce(sum(cost), 0) FROM runs WHERE started_at >= ?", [to_text(since)]
         ).fetchone()
         return float(row[0])

@@ -6,32 +6,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import sqlite_utils
-
 from core.clock import from_text, to_text
 from core.items import Engagement, EngagementSeen, FetchOutcome
+from core.store.sql import Sql
 
 
 class SocialTables:
-    db: sqlite_utils.Database
+    sql: Sql
 
     def source_cursors(self) -> dict[str, str]:
         """Each social source's cursor, as its last fetch left it."""
-        rows = self.db.execute("SELECT name, cursor FROM sources WHERE cursor IS NOT NULL")
+        rows = self.sql.execute("SELECT name, cursor FROM sources WHERE cursor IS NOT NULL")
         return {name: cursor for name, cursor in rows.fetchall()}
 
     def record_social(self, outcome: FetchOutcome, now: datetime) -> None:
         """Store a social fetch's new cursor and the engagement it saw; called beside
         add_items, in the same transaction, so cursor and items are committed together."""
         stamp = to_text(now)
-        with self.db.atomic():
+        with self.sql.atomic():
             if outcome.cursor is not None:
-                self.db.execute(
+                self.sql.execute(
                     "UPDATE sources SET cursor = ? WHERE name = ?", [outcome.cursor, outcome.source]
                 )
-            self.db.conn.executemany(
-                "INSERT OR REPLACE INTO engagement (item_id, source, seen_at, author, likes, "
-                "reposts, comments, views) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.sql.executemany(
+                "INSERT INTO engagement (item_id, source, seen_at, author, likes, "
+                "reposts, comments, views) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (item_id, source, seen_at) DO UPDATE SET author = excluded.author, "
+                "likes = excluded.likes, reposts = excluded.reposts, "
+                "comments = excluded.comments, views = excluded.views",
                 [
                     (e.item_id, outcome.source, stamp, e.author, *_numbers(e))
                     for e in outcome.engagement
@@ -43,7 +45,7 @@ class SocialTables:
         if not sources:
             return []
         marks = ",".join("?" * len(sources))
-        rows = self.db.execute(
+        rows = self.sql.execute(
             "SELECT source, seen_at, item_id, author, likes, reposts, comments, views "
             f"FROM engagement WHERE source IN ({marks}) AND seen_at >= ? ORDER BY seen_at",
             [*sources, to_text(since)],

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlite_utils
-
 from core.clock import to_text
 from core.items import FetchOutcome
 from core.store.rows import from_row
+from core.store.sql import Sql
 
 # A site page lists far fewer links than this; older ones have left the page.
 SITE_LINKS_KEPT = 5000
@@ -37,30 +36,35 @@ class SourceState:
 
 
 class SourceTables:
-    db: sqlite_utils.Database
+    sql: Sql
 
     def sync_sources(self, sources: Iterable[tuple[str, str, str]]) -> None:
         """Make the sources table match the config: (name, kind, url) for each source.
 
         A changed URL in the config resets the fetch state, since it is a different feed.
         """
-        table = self.db.table("sources")
-        with self.db.atomic():
-            known = {row["name"]: row["url"] for row in table.rows_where(select="name, url")}
+        with self.sql.atomic():
+            known = dict(self.sql.execute("SELECT name, url FROM sources").fetchall())
             for name, kind, url in sources:
                 if name not in known:
-                    table.insert({"name": name, "kind": kind, "url": url, "fetch_url": url})
+                    self.sql.insert(
+                        "sources", {"name": name, "kind": kind, "url": url, "fetch_url": url}
+                    )
                 elif known[name] != url:
-                    table.update(name, {"kind": kind, "url": url, "fetch_url": url, **_FRESH})
+                    self.sql.update(
+                        "sources",
+                        ("name", name),
+                        {"kind": kind, "url": url, "fetch_url": url, **_FRESH},
+                    )
 
     def source_state(self, name: str) -> SourceState:
-        try:
-            return from_row(SourceState, self.db.table("sources").get(name))
-        except sqlite_utils.db.NotFoundError:
-            raise KeyError(name) from None
+        row = self.sql.row("SELECT * FROM sources WHERE name = ?", [name])
+        if row is None:
+            raise KeyError(name)
+        return from_row(SourceState, row)
 
     def source_states(self) -> list[SourceState]:
-        rows = self.db.table("sources").rows_where(order_by="name")
+        rows = self.sql.query("SELECT * FROM sources ORDER BY name")
         return [from_row(SourceState, row) for row in rows]
 
     def record_fetch(self, outcome: FetchOutcome, now: datetime, next_fetch_at: datetime) -> None:
@@ -88,32 +92,29 @@ class SourceTables:
         # Raw SQL, not Table.update: that reads the row and the table's schema back first,
         # six times slower (tests/bench/bench_store.py's 1,000 sources in one transaction:
         # 1.0 s against 0.16 s), and a cycle records every source it polled.
-        assignments = ", ".join(f"{column} = ?" for column in updates)
         failures = "failures + 1" if failed else "0"
-        self.db.execute(
-            f"UPDATE sources SET {assignments}, failures = {failures} WHERE name = ?",
-            [*updates.values(), outcome.source],
-        )
+        self.sql.update("sources", ("name", outcome.source), updates, f"failures = {failures}")
 
     def site_links(self, source: str, limit: int = SITE_LINKS_KEPT) -> frozenset[str]:
         """The article links a site source has looked at, most recently seen first."""
-        rows = self.db.table("site_links").rows_where(
-            "source = ?", [source], select="url", order_by="last_seen DESC", limit=limit
+        rows = self.sql.execute(
+            "SELECT url FROM site_links WHERE source = ? ORDER BY last_seen DESC LIMIT ?",
+            [source, limit],
         )
-        return frozenset(row["url"] for row in rows)
+        return frozenset(url for (url,) in rows)
 
     def remember_links(self, source: str, links: Sequence[str], now: datetime) -> None:
         """Mark links as looked at (again) now; forget those gone from the page for long."""
         stamp = to_text(now)
-        with self.db.atomic():
+        with self.sql.atomic():
             # Raw SQL: an upsert that keeps `first_seen`; sqlite-utils' upsert_all would
             # overwrite it with the row's every column.
-            self.db.conn.executemany(
+            self.sql.executemany(
                 "INSERT INTO site_links (source, url, first_seen, last_seen) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (source, url) DO UPDATE SET last_seen = excluded.last_seen",
                 [(source, link, stamp, stamp) for link in links],
             )
-            self.db.execute(
+            self.sql.execute(
                 "DELETE FROM site_links WHERE source = ? AND last_seen < ?",
                 [source, to_text(now - SITE_LINKS_FORGOTTEN_AFTER)],
             )

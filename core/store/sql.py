@@ -1,17 +1,21 @@
 """The SQL layer: the connection and its pragmas, migrations, transactions, error translation.
 
-No business logic: what the tables mean lives in the domain modules beside this one.
+No business logic: what the tables mean lives in the domain modules beside this one. They
+speak to `Sql`, which has two implementations: `SqliteSql` here (sqlite-utils, the default)
+and `PostgresSql` in postgres.py (psycopg 3). Domain SQL is written once, portable, with `?`
+and `:name` parameters; the few fragments that differ by dialect are `Sql` methods.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Protocol, Self
 
 import sqlite_utils
 
@@ -29,9 +33,9 @@ class StoreMissing(StoreError):
 class StoreNeedsMigration(StoreError):
     """A read-only open found an older schema, which only a writing command migrates."""
 
-    def __init__(self, path: Path, version: int) -> None:
+    def __init__(self, location: Path | str, version: int) -> None:
         super().__init__(
-            f"the store at {path} is at schema version {version}; `trendfinder run` will "
+            f"the store at {location} is at schema version {version}; `trendfinder run` will "
             f"migrate it to {SCHEMA_VERSION}"
         )
         self.version = version
@@ -127,16 +131,185 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+Params = Sequence[Any] | dict[str, Any]
+
+
+class Rows(Protocol):
+    """What a statement returns: sqlite3's and psycopg's cursors both are this."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Sql(ABC):
+    """One open database as the domain modules see it: portable SQL with `?` and `:name`
+    parameters, transactions that nest (savepoints), and the fragments that differ."""
+
+    # Where the store is, for messages: a file's path or a server's URL without password.
+    location: str
+    dialect: str  # "sqlite" or "postgresql"
+
+    @abstractmethod
+    def execute(self, sql: str, params: Params = ()) -> Rows:
+        """Run one statement; a write outside `atomic()` is committed at once."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for each row, all in one transaction."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """Rows as dicts by column name."""
+
+    @abstractmethod
+    def atomic(self) -> AbstractContextManager[None]:
+        """A transaction; inside another one, a savepoint."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abstractmethod
+    def size_bytes(self) -> int: ...
+
+    @abstractmethod
+    def translated(self, error: BaseException) -> StoreError | None:
+        """`error` as a StoreError naming the store, or None when it is not the database's."""
+
+    # The dialect's fragments ---------------------------------------------------------------
+
+    @abstractmethod
+    def joined(self, column: str) -> str:
+        """An aggregate: the column's values joined by the unit separator (\\x1f)."""
+
+    @abstractmethod
+    def least(self, first: str, second: str) -> str: ...
+
+    @abstractmethod
+    def greatest(self, first: str, second: str) -> str: ...
+
+    @abstractmethod
+    def json_array_length(self, column: str, key: str) -> str:
+        """The length of the array under `key` of the JSON text in `column` (NULL if none)."""
+
+    @abstractmethod
+    def skip_locked(self) -> str:
+        """What ends a SELECT that picks rows to claim, so that concurrent claimers pass over
+        each other's rows instead of waiting for them."""
+
+    # Helpers on top, the same for both ----------------------------------------------------
+
+    def insert(self, table: str, values: Mapping[str, Any], returning: str | None = None) -> Any:
+        """Insert one row; with `returning`, that column's value in the new row."""
+        sql = f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
+        if returning is None:
+            self.execute(sql, list(values.values()))
+            return None
+        # In a transaction of its own: sqlite-utils commits a lone write only when it returns
+        # no rows. fetchall, not fetchone: SQLite finishes a RETURNING statement once read out.
+        with self.atomic():
+            rows = self.execute(f"{sql} RETURNING {returning}", list(values.values())).fetchall()
+        return rows[0][0]
+
+    def update(
+        self, table: str, key: tuple[str, Any], values: Mapping[str, Any], added: str = ""
+    ) -> int:
+        """Set `values` in the row whose `key` column has `key` value; `added` is more SQL
+        for the SET clause (an increment). The number of rows changed."""
+        assignments = [f"{column} = ?" for column in values] + ([added] if added else [])
+        column, value = key
+        return self.execute(
+            f"UPDATE {table} SET {', '.join(assignments)} WHERE {column} = ?",
+            [*values.values(), value],
+        ).rowcount
+
+    def row(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        found = self.query(sql, params)
+        return found[0] if found else None
+
+
+class SqliteSql(Sql):
+    """SQLite through sqlite-utils (which commits a lone write and nests `atomic()`)."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path, busy_timeout: float) -> None:
+        self.db = db
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.location = str(path)
+        self.dialect = "sqlite"
+
+    def execute(self, sql: str, params: Params = ()) -> Rows:
+        return self.db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def atomic(self) -> AbstractContextManager[None]:
+        return _no_value(self.db.atomic())
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def schema_version(self) -> int:
+        return _version(self.db)
+
+    def size_bytes(self) -> int:
+        return sum(
+            candidate.stat().st_size
+            for candidate in (self.path, Path(f"{self.path}-wal"))
+            if candidate.exists()
+        )
+
+    def translated(self, error: BaseException) -> StoreError | None:
+        if isinstance(error, sqlite3.Error):
+            return store_error(self.path, error, self.busy_timeout)
+        return None
+
+    def joined(self, column: str) -> str:
+        return f"group_concat({column}, char(31))"
+
+    def least(self, first: str, second: str) -> str:
+        return f"min({first}, {second})"
+
+    def greatest(self, first: str, second: str) -> str:
+        return f"max({first}, {second})"
+
+    def json_array_length(self, column: str, key: str) -> str:
+        return f"json_array_length({column}, '$.{key}')"
+
+    def skip_locked(self) -> str:
+        return ""  # a SQLite write holds the whole database: claimers take turns anyway
+
+
+@contextmanager
+def _no_value(context: AbstractContextManager[Any]) -> Iterator[None]:
+    with context:
+        yield
+
+
 class Database:
-    """An open store file: the sqlite-utils database, its path and its lock wait."""
+    """An open store: its SQL layer, the file whose directory holds its lock files, and its
+    lock wait."""
 
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        sql: Sql,
         path: Path,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self.db = db
+        self.sql = sql
         self.path = path
         self.busy_timeout = busy_timeout
 
@@ -144,7 +317,8 @@ class Database:
     def open(
         cls, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, read_only: bool = False
     ) -> Self:
-        """Open the store, creating and migrating it; StoreError names the file and the trouble.
+        """Open the SQLite store, creating and migrating it; StoreError names the file and
+        the trouble.
 
         `read_only` (for commands that only look) creates, migrates and writes nothing: a
         missing store is StoreMissing, an older schema StoreNeedsMigration.
@@ -165,10 +339,17 @@ class Database:
             if isinstance(error, OSError):
                 raise StoreError(f"cannot open the store at {path}: {error.strerror}") from error
             raise
-        return cls(db, path, busy_timeout)
+        return cls(SqliteSql(db, path, busy_timeout), path, busy_timeout)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The sqlite-utils database of a SQLite store (for tests and operators' tools)."""
+        if not isinstance(self.sql, SqliteSql):
+            raise StoreError(f"the store at {self.sql.location} is not a SQLite file")
+        return self.sql.db
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.sql.close()
 
     def __enter__(self) -> Self:
         return self
@@ -181,21 +362,17 @@ class Database:
     ) -> None:
         self.close()
         # A full disk, a lock held too long or a vanished directory mid-run: say which store.
-        if isinstance(error, sqlite3.Error):
-            raise store_error(self.path, error, self.busy_timeout) from error
+        if error is not None and (translated := self.sql.translated(error)) is not None:
+            raise translated from error
 
     @property
     def schema_version(self) -> int:
-        return _version(self.db)
+        return self.sql.schema_version()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.db.atomic():
+        with self.sql.atomic():
             yield
 
     def size_bytes(self) -> int:
-        return sum(
-            candidate.stat().st_size
-            for candidate in (self.path, Path(f"{self.path}-wal"))
-            if candidate.exists()
-        )
+        return self.sql.size_bytes()

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlite_utils
-
 from core.clock import from_text, to_text
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
@@ -17,6 +15,7 @@ from core.history import Arrival, Reported, Sighting, arrival_time
 from core.items import StoredItem
 from core.store.digests import DigestTables
 from core.store.items import ItemTables
+from core.store.sql import Sql
 
 NO_USAGE = TokenUsage()
 
@@ -37,10 +36,10 @@ class AlertRecord:
 class TrendTables(ItemTables, DigestTables):
     """Mixed into Store before the tables whose helpers it uses."""
 
-    db: sqlite_utils.Database
+    sql: Sql
 
     def _alert_rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
+        return self.sql.query(sql, params)
 
     def story_arrivals(
         self, story_ids: Sequence[str], since: datetime
@@ -51,7 +50,7 @@ class TrendTables(ItemTables, DigestTables):
         ids = list(story_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            rows = self.db.execute(
+            rows = self.sql.execute(
                 "SELECT i.story_id, s.item_id, s.source, s.first_seen, i.published FROM items i "
                 "JOIN item_sources s ON s.item_id = i.id "
                 f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) AND s.first_seen >= ? "
@@ -70,7 +69,7 @@ class TrendTables(ItemTables, DigestTables):
         if not sources:
             return {}
         marks = ",".join("?" * len(sources))
-        rows = self.db.execute(
+        rows = self.sql.execute(
             "SELECT substr(first_seen, 1, 13), count(DISTINCT item_id) FROM item_sources "
             f"WHERE source IN ({marks}) AND first_seen >= ? AND first_seen < ? GROUP BY 1",
             [*sources, to_text(since), to_text(until)],
@@ -94,8 +93,8 @@ class TrendTables(ItemTables, DigestTables):
             "GROUP BY i.story_id HAVING count(DISTINCT s.source) >= ?"
         )
         params = [*sources, to_text(since), min_outlets]
-        total = self.db.execute(f"SELECT count(*) FROM ({wide})", params).fetchone()[0]
-        rows = self.db.execute(
+        total = self.sql.execute(f"SELECT count(*) FROM ({wide}) w", params).fetchone()[0]
+        rows = self.sql.execute(
             f"SELECT s.source, count(DISTINCT i.story_id) FROM ({wide}) w "
             "JOIN items i ON i.story_id = w.story_id JOIN item_sources s ON s.item_id = i.id "
             f"WHERE s.source IN ({marks}) GROUP BY s.source",
@@ -112,7 +111,7 @@ class TrendTables(ItemTables, DigestTables):
         ids = list(story_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            rows = self.db.execute(
+            rows = self.sql.execute(
                 "SELECT i.story_id, i.id, min(g.created_at) FROM digest_items d "
                 "JOIN digests g ON g.id = d.digest_id JOIN items i ON i.id = d.item_id "
                 "WHERE d.profile = ? AND d.role = 'cited' AND g.created_at >= ? "
@@ -135,7 +134,7 @@ class TrendTables(ItemTables, DigestTables):
     def sightings(self, since: datetime, text_chars: int) -> list[Sighting]:
         """Every source's first sight since `since` of an item in a story, oldest first, for
         the burst detectors; each text cut to its first `text_chars` characters."""
-        rows = self.db.execute(
+        rows = self.sql.execute(
             f"SELECT i.story_id, i.id, i.title, substr(i.text, 1, {int(text_chars)}), s.source, "
             "s.first_seen, i.published FROM item_sources s JOIN items i ON i.id = s.item_id "
             "WHERE s.first_seen >= ? AND i.story_id IS NOT NULL ORDER BY s.first_seen, i.id",
@@ -178,9 +177,9 @@ class TrendTables(ItemTables, DigestTables):
     def save_alert(self, digest: Digest, targets: Sequence[str], alert: AlertRecord) -> None:
         """Store an alert: its digest, what it was about, and its queued deliveries, in one
         transaction, so an alert is either sent (once, by the outbox) or not fired at all."""
-        with self.db.atomic():
+        with self.sql.atomic():
             self._insert_digest(digest, NO_USAGE, None)
-            self.db.execute(
+            self.sql.execute(
                 "INSERT INTO alerts (profile, subject, rule, size, fired_at, digest_id) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -197,7 +196,7 @@ class TrendTables(ItemTables, DigestTables):
 
     def alerted(self, profile: str, since: datetime) -> dict[str, int]:
         """Subjects the profile alerted on since `since`, with the size their last alert said."""
-        rows = self.db.execute(
+        rows = self.sql.execute(
             "SELECT subject, size FROM alerts WHERE profile = ? AND fired_at >= ? "
             "ORDER BY fired_at",
             [profile, to_text(since)],
@@ -208,10 +207,12 @@ class TrendTables(ItemTables, DigestTables):
         self, limit: int = 10, since: datetime | None = None, profile: str | None = None
     ) -> list[AlertRecord]:
         """The latest alerts (of one profile, when given), newest first."""
+        # The profile's condition only when there is one: Postgres cannot type a bare `? IS NULL`.
+        mine, params = ("AND profile = ? ", [profile]) if profile is not None else ("", [])
         rows = self._alert_rows(
-            "SELECT * FROM alerts WHERE fired_at >= ? AND (? IS NULL OR profile = ?) "
+            f"SELECT * FROM alerts WHERE fired_at >= ? {mine}"
             "ORDER BY fired_at DESC, id DESC LIMIT ?",
-            [to_text(since) if since else "", profile, profile, limit],
+            [to_text(since) if since else "", *params, limit],
         )
         return [
             AlertRecord(
@@ -226,12 +227,12 @@ class TrendTables(ItemTables, DigestTables):
         ]
 
     def baselines(self, name: str) -> bytes | None:
-        row = self.db.execute("SELECT state FROM baselines WHERE name = ?", [name]).fetchone()
+        row = self.sql.execute("SELECT state FROM baselines WHERE name = ?", [name]).fetchone()
         return bytes(row[0]) if row else None
 
     def save_baselines(self, name: str, state: bytes, now: datetime) -> None:
-        with self.db.atomic():
-            self.db.execute(
+        with self.sql.atomic():
+            self.sql.execute(
                 "INSERT INTO baselines (name, state, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET state = excluded.state, "
                 "updated_at = excluded.updated_at",

@@ -390,8 +390,7 @@ def _item_vectors(
     if len(_TERMS) > _TERMS_KEPT:
         _TERMS.clear()
     words = [
-        _item_words(item.title, item.text[: settings.text_max_chars], item.source)
-        for item in items
+        _item_words(item.title, item.text[: settings.text_max_chars], item.source) for item in items
     ]
     titles = [Counter(title) for title, _ in words]
     every_term = sorted(set().union(*(title for title, _ in words), *(text for _, text in words)))
@@ -726,8 +725,9 @@ def _probe(unit_rows: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, NDArr
     of the rest (its slack).
 
     A row's commonest terms (those in most rows) whose squared weights sum to less than
-    (`_PROBE_SLACK` * floor)**2 cannot reach the floor on their own (Cauchy-Schwarz), so a pair reaching it shares
-    one of the remaining, rarer terms, whose short posting lists make the product cheap:
+    (`_PROBE_SLACK` * floor)**2 cannot reach the floor on their own (Cauchy-Schwarz), so a
+    pair reaching it shares one of the remaining, rarer terms, whose short posting lists make
+    the product cheap:
     prefix filtering of all-pairs similarity search (Bayardo et al., 2007).
     """
     if floor < _PROBE_FLOOR:
@@ -865,7 +865,9 @@ def _merge_round(
         sizes=sizes.tolist(),
         self_similarity=self_similarity.tolist(),
         links=zip(firsts.tolist(), seconds.tolist(), dots.tolist(), strict=True),
-        ready=zip((-gaps[ready]).tolist(), firsts[ready].tolist(), seconds[ready].tolist()),
+        ready=zip(
+            (-gaps[ready]).tolist(), firsts[ready].tolist(), seconds[ready].tolist(), strict=True
+        ),
         evidence=_MemberCounts(sp.csr_matrix(membership @ features.evidence)),
         specificity=features.specificity,
         settings=settings,
@@ -931,9 +933,9 @@ def _agglomerate(
     `self_similarity[a]` the squared norm of a's sum, so the centroid cosine of a and b is
     w / sqrt(self_similarity[a] * self_similarity[b]). Both add up under merging, which keeps
     every update exact for the links that are known. `ready` gives the links that clear
-    their bar at the start as (-margin, a, b), a < b, in ascending order. `evidence[a]` counts, for each specific
-    word (a column of `specificity`), a's members that have it; a pair merges only when its
-    members share `min_evidence` on average (see `_shared_evidence`).
+    their bar at the start as (-margin, a, b), a < b, in ascending order. `evidence[a]`
+    counts, for each specific word (a column of `specificity`), a's members that have it; a
+    pair merges only when its members share `min_evidence` on average (see `_shared_evidence`).
     """
     count = len(sizes)
     neighbours: list[dict[int, float]] = [{} for _ in range(count)]

@@ -33,7 +33,8 @@ for number in range(360):
     title = " ".join(rng.sample(own, 4) + rng.sample(common, 2))
     source = sources[number % len(sources)]
     text = furniture[source] + ". " + " ".join(rng.choice(own + common) for _ in range(40))
-    items.append(GroupInput(f"it{number:04d}", title, text, source, start + timedelta(minutes=number)))
+    at = start + timedelta(minutes=number)
+    items.append(GroupInput(f"it{number:04d}", title, text, source, at))
 first = assign_stories(items[:200])
 second = assign_stories(items[200:], [(item, first.stories[item.item_id]) for item in items[:200]])
 print(json.dumps([first.stories, second.stories, second.merged, second.moved], sort_keys=True))

@@ -137,9 +137,7 @@ def chunk_answer(chat: ChatRequest) -> dict[str, Any]:
     return {"nothing_notable": False, "trends": trends}
 
 
-def test_a_report_too_long_for_one_call_is_mapped_over_chunks_then_reduced(
-    tmp_path, openai_server
-):
+def test_a_report_too_long_for_one_call_is_mapped_over_chunks_then_reduced(tmp_path, openai_server):
     runner = weekly_through_the_model(tmp_path, openai_server)
     openai_server.set_default(chunk_answer)
     built = runner.digest(runner.config.digests[0])

@@ -197,8 +197,11 @@ class FeedbackTables:
         """What a dry run of the profile's next digest reads, as far as it changes: the newest
         item, the latest run (grouping, a digest), and the profile's votes; equal keys, equal
         previews (but for items ageing out of the window)."""
-        row = self.db.execute(
-            "SELECT (SELECT max(rowid) FROM items), (SELECT max(id) FROM runs), "
+        # SQLite's rowid is the insertion order; Postgres has none, and the newest fetch
+        # time stands in for it there.
+        newest = "max(rowid)" if self.sql.dialect == "sqlite" else "max(fetched)"
+        row = self.sql.execute(
+            f"SELECT (SELECT {newest} FROM items), (SELECT max(id) FROM runs), "
             "(SELECT count(*) || ' ' || coalesce(max(voted_at), '') FROM votes WHERE profile = ?)",
             [profile],
         ).fetchone()
@@ -213,7 +216,7 @@ class FeedbackTables:
         ids, names = list(story_ids), list(profiles)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            rows = self.db.execute(
+            rows = self.sql.execute(
                 # CROSS JOIN keeps SQLite's order: the stories' items first (few), then
                 # their digest rows by key, never the other way round (most items are cited).
                 "SELECT DISTINCT i.story_id FROM items i "
@@ -234,7 +237,7 @@ class FeedbackTables:
         if not sources:
             return {}
         marks = ",".join("?" * len(sources))
-        rows = self.db.execute(
+        rows = self.sql.execute(
             "SELECT source, count(*), sum(likes), sum(reposts), sum(comments) FROM ("
             "SELECT source, item_id, max(likes) AS likes, max(reposts) AS reposts, "
             "max(comments) AS comments FROM engagement "

@@ -191,7 +191,8 @@ def reuse_features(module: ModuleType, grid: dict[str, tuple[float, ...]]) -> No
             untuned = dataclasses.replace(
                 settings, **{field: getattr(defaults, field) for field in grid}
             )
-            key = (tuple(item.item_id for item in args[0]), untuned)
+            # Texts too: the texts section regroups the same item ids with texts added.
+            key = (tuple((item.item_id, item.text) for item in args[0]), untuned)
             if key not in _memo:
                 _memo[key] = _original(*args)
             return _memo[key]

@@ -115,7 +115,7 @@ class ItemTables:
         to its first characters; with `limit`, only that many."""
         return self._items(
             "i.story_id IS NULL ORDER BY i.fetched, i.id LIMIT ?",
-            [-1 if limit is None else limit],
+            [UNLIMITED if limit is None else limit],
             text_chars,
         )
 

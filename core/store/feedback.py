@@ -11,7 +11,7 @@ from datetime import datetime
 from core.clock import from_text, to_text
 from core.errors import StoreError
 from core.items import StoredItem
-from core.store.sql import Sql
+from core.store.sql import Sql, chunks
 from core.votes import Vote
 
 # FTS5 query syntax is not for readers: each word becomes a quoted prefix term.
@@ -213,9 +213,8 @@ class FeedbackTables:
         """Which of these stories a digest of these profiles cited since `since` (read from
         the stories' own items, so a page asks about a few stories cheaply)."""
         found: set[str] = set()
-        ids, names = list(story_ids), list(profiles)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        names = list(profiles)
+        for chunk in chunks(story_ids):
             rows = self.sql.execute(
                 # CROSS JOIN keeps SQLite's order: the stories' items first (few), then
                 # their digest rows by key, never the other way round (most items are cited).

@@ -15,10 +15,8 @@ from typing import Any
 
 from core.clock import from_text, to_text
 from core.items import NewItem, StoredItem
-from core.store.sql import Sql
+from core.store.sql import Sql, chunks
 
-# Ids per `IN (...)` query, well below SQLite's limit on bound parameters.
-CHUNK = 500
 # A LIMIT that is no limit: both dialects take a number (SQLite refuses NULL, Postgres -1).
 UNLIMITED = 1 << 62
 
@@ -41,7 +39,7 @@ class ItemTables:
         """
         stamp = to_text(now)
         known: dict[str, str] = {}
-        for chunk in _chunks([item.id for item in items]):
+        for chunk in chunks([item.id for item in items]):
             marks = ",".join("?" * len(chunk))
             rows = self.sql.execute(
                 f"SELECT id, content_hash FROM items WHERE id IN ({marks})", chunk
@@ -104,7 +102,7 @@ class ItemTables:
 
     def items_by_id(self, ids: Sequence[str]) -> list[StoredItem]:
         found: list[StoredItem] = []
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             found += self._items(f"i.id IN ({','.join('?' * len(chunk))})", chunk)
         return found
 
@@ -245,10 +243,6 @@ class ItemTables:
             [*sources, to_text(since), to_text(until)],
         ).fetchall()
         return {source: int(count) for source, count in rows}
-
-
-def _chunks(ids: Sequence[str]) -> list[list[str]]:
-    return [list(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK)]
 
 
 def _stored_item(

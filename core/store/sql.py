@@ -24,6 +24,8 @@ from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 # Seconds a write waits for another process holding the database's lock (storage.busy_timeout).
 DEFAULT_BUSY_TIMEOUT = 30.0
+# Ids per `IN (...)` query, well below SQLite's limit on bound parameters.
+CHUNK = 500
 
 
 class StoreMissing(StoreError):
@@ -39,6 +41,11 @@ class StoreNeedsMigration(StoreError):
             f"migrate it to {SCHEMA_VERSION}"
         )
         self.version = version
+
+
+def chunks(ids: Sequence[str]) -> list[list[str]]:
+    """`ids` in lists of at most CHUNK, one `IN (...)` query each."""
+    return [list(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK)]
 
 
 def store_error(

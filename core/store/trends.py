@@ -15,7 +15,7 @@ from core.history import Arrival, Reported, Sighting, arrival_time
 from core.items import StoredItem
 from core.store.digests import DigestTables
 from core.store.items import ItemTables
-from core.store.sql import Sql
+from core.store.sql import Sql, chunks
 
 NO_USAGE = TokenUsage()
 
@@ -47,9 +47,7 @@ class TrendTables(ItemTables, DigestTables):
         """Each story's arrivals since `since`: every source's first sight of each item, dated
         by the item's own date when that is plausible (see core.history)."""
         found: dict[str, list[Arrival]] = {}
-        ids = list(story_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in chunks(story_ids):
             rows = self.sql.execute(
                 "SELECT i.story_id, s.item_id, s.source, s.first_seen, i.published FROM items i "
                 "JOIN item_sources s ON s.item_id = i.id "
@@ -108,9 +106,7 @@ class TrendTables(ItemTables, DigestTables):
         """The items the profile's digests since `since` cited of each story, and when the
         first of those digests was made."""
         found: dict[str, tuple[str, list[str]]] = {}
-        ids = list(story_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in chunks(story_ids):
             rows = self.sql.execute(
                 "SELECT i.story_id, i.id, min(g.created_at) FROM digest_items d "
                 "JOIN digests g ON g.id = d.digest_id JOIN items i ON i.id = d.item_id "
@@ -163,9 +159,7 @@ class TrendTables(ItemTables, DigestTables):
     def lead_items(self, story_ids: Sequence[str]) -> list[StoredItem]:
         """The first item of each story (by fetch time, then id)."""
         found: list[StoredItem] = []
-        ids = list(story_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for chunk in chunks(story_ids):
             found += self._items(
                 "i.id IN (SELECT (SELECT j.id FROM items j WHERE j.story_id = t.story_id "
                 "ORDER BY j.fetched, j.id LIMIT 1) FROM (SELECT DISTINCT story_id FROM items "

@@ -12,19 +12,24 @@ from loopback import OpenAIServer
 from loopback.openai_server import ChatRequest
 from test_alerts import OUTLETS, Clock, publish
 
-from core.config import parse_config
+from core.config import Config, parse_config
 from core.digest import TopicTrend
 from core.store import Store
 from daemon.runner import Runner
 from digests import blockkit, render
 
 
-def test_a_weekly_report_reflects_on_the_weeks_movements(tmp_path):
-    names = ("wire", "herald", "ledger", "post")
+def weekly_report_config(
+    tmp_path, names: tuple[str, ...], llm: dict[str, object] | None = None
+) -> Config:
+    """A weekly report over feeds named `names`, delivered as files; through the model
+    when `llm` gives its settings."""
     sources = "\n".join(f"  - {{name: {n}, url: 'https://{n}.example/feed'}}" for n in names)
-    config = parse_config(f"""
+    model = f"llm: {json.dumps(llm)}\n" if llm else ""
+    return parse_config(
+        f"""
 storage: {{path: {tmp_path / "t.db"}}}
-sources:
+{model}sources:
 {sources}
 digests:
   - name: weekly
@@ -33,7 +38,14 @@ digests:
     focus: Editors looking back on the week.
     deliver:
       - {{kind: file, directory: {tmp_path / "out"}}}
-""")
+""",
+        env={},
+    )
+
+
+def test_a_weekly_report_reflects_on_the_weeks_movements(tmp_path):
+    names = ("wire", "herald", "ledger", "post")
+    config = weekly_report_config(tmp_path, names)
     clock = Clock()
     with Store.open(config.storage.database) as store:
         runner = Runner(config, store, clock)
@@ -79,23 +91,7 @@ def weekly_through_the_model(tmp_path, server: OpenAIServer, **llm: object) -> R
     with an input budget that holds only a few stories at a time."""
     settings = {"model": "o1", "base_url": server.base_url, "api_key": "sk-test"}
     settings |= {"backoff": 0.01, "run_budget": 20, "max_input_tokens": 2000, **llm}
-    sources = "\n".join(f"  - {{name: {n}, url: 'https://{n}.example/feed'}}" for n in OUTLETS)
-    config = parse_config(
-        f"""
-storage: {{path: {tmp_path / "t.db"}}}
-llm: {json.dumps(settings)}
-sources:
-{sources}
-digests:
-  - name: weekly
-    kind: report
-    lookback: 7d
-    focus: Editors looking back on the week.
-    deliver:
-      - {{kind: file, directory: {tmp_path / "out"}}}
-""",
-        env={},
-    )
+    config = weekly_report_config(tmp_path, OUTLETS, llm=settings)
     clock = Clock()
     store = Store.open(config.storage.database)
     runner = Runner(config, store, clock)

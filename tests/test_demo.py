@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from loopback import closed_port
 
 from daemon.cli import main
 from daemon.demo import serve_samples
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_STORIES = ("CloudNimbus", "AI Act", "interest rates", "Python 3.15")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_demo_ranks_stories_that_several_outlets_share_above_one_offs(tmp_path, capsys):

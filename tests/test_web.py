@@ -10,6 +10,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from loopback import closed_port
 from starlette.testclient import TestClient
 from test_hostile import html_problems
 from webworld import build_digest, config_text, fill, item, make_config
@@ -295,16 +296,13 @@ def test_serve_refuses_a_public_address_without_a_token(world, tmp_path, capsys)
 
 
 def test_inside_the_daemon_it_serves_on_the_configured_port(world, tmp_path):
-    import socket
     import time
 
     import httpx
 
     from daemon.web.app import serve_in_background
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = closed_port()
     config = world.model_copy(
         update={"serve": world.serve.model_copy(update={"enabled": True, "port": port})}
     )

@@ -5,7 +5,6 @@ a vote that changes the next digest's order, and hostile feed text that never ru
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from loopback import closed_port
 from loopback.browser import launched
 from loopback.slack import SlackReceiver
 from loopback.smtp import SMTPServer
@@ -38,19 +38,13 @@ PAGES = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
     config = make_config(tmp_path)
     fill(config)
     build_digest(config)
     fill(config, round=1)  # new items, so the preview of the next digest has something
-    with running(config, free_port()) as url:
+    with running(config, closed_port()) as url:
         yield url
 
 
@@ -144,7 +138,7 @@ def test_search_open_a_story_vote_and_the_next_digest_changes(browser, server):
 def test_vote_links_in_the_email_and_slack_digests_confirm_then_vote_once(
     browser, tmp_path, smtp_server: SMTPServer, slack_receiver: SlackReceiver
 ):
-    port = free_port()
+    port = closed_port()
     targets = (
         f"      - {{kind: email, host: 127.0.0.1, port: {smtp_server.port}, security: none, "
         "timeout: 5, sender: tf@example.org, to: [reader@example.org]}\n"

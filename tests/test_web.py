@@ -295,6 +295,45 @@ def test_serve_refuses_a_public_address_without_a_token(world, tmp_path, capsys)
     assert "serve.token" in capsys.readouterr().err
 
 
+def test_trendfinder_serve_offers_adding_sources_when_enabled(tmp_path):
+    """The command itself, not create_app: `serve` must hand the app the file it read."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from processes import cli_env
+
+    from core.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        config_text(tmp_path).replace("sources:", "serve:\n  allow_source_edits: true\nsources:", 1)
+    )
+    fill(load_config(path))
+    port = closed_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "--config", str(path), "serve", "--port", str(port)],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        page = None
+        for _ in range(300):
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/sources", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert page is not None, "trendfinder serve did not answer within 15 s"
+        assert page.status_code == 200 and "Add a source" in page.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_inside_the_daemon_it_serves_on_the_configured_port(world, tmp_path):
     import time
 

@@ -661,7 +661,7 @@ def serve(
     host = host or config.serve.host
     check_binding(config, host)
     uvicorn.run(
-        create_app(config, keep_previews=True),
+        create_app(config, config_file, keep_previews=True),
         host=host,
         port=port or config.serve.port,
         log_level="info",

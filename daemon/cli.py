@@ -189,7 +189,8 @@ def _config(args: argparse.Namespace) -> Config:
 @contextmanager
 def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Runner]:
     """A runner over the configured store; `exclusive` for commands that do the daemon's
-    work (collect, digest), so they never run beside it or beside each other."""
+    work (a digest), so they never run beside it or beside each other (`collect` takes the
+    same lock over a Collector, which imports less)."""
     from daemon.lock import StateLock
     from daemon.runner import Runner
 

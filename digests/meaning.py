@@ -28,9 +28,15 @@ def _model() -> Any:
     )
 
 
-def embed(texts: Sequence[str], batch_size: int = 256) -> NDArray[np.float32]:
+def embed(texts: Sequence[str], batch_size: int = 64) -> NDArray[np.float32]:
     """Unit vectors, one row per text (zeros for an empty text)."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
-    vectors = _model().embed(list(texts), norm=True, batch_size=batch_size)
-    return np.nan_to_num(np.asarray(vectors, dtype=np.float32))
+    # WordLlama pads each batch to its longest text and holds batch x tokens x 256 floats:
+    # texts in length order, 64 at a time, pad little (the same vectors, 3 times faster;
+    # 54 MB instead of 175 MB for the 5,000 stories of a 50k-item digest).
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    ordered = _model().embed([texts[index] for index in order], norm=True, batch_size=batch_size)
+    vectors = np.empty_like(ordered, dtype=np.float32)
+    vectors[order] = ordered
+    return np.nan_to_num(vectors)

@@ -3,6 +3,7 @@ burst detectors' baselines."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,20 +86,28 @@ class TrendTables(ItemTables, DigestTables):
         if not sources:
             return 0, {}
         marks = ",".join("?" * len(sources))
-        wide = (
-            "SELECT i.story_id FROM items i JOIN item_sources s ON s.item_id = i.id "
-            f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND i.story_id IS NOT NULL "
-            "GROUP BY i.story_id HAVING count(DISTINCT s.source) >= ?"
-        )
-        params = [*sources, to_text(since), min_outlets]
-        total = self.sql.execute(f"SELECT count(*) FROM ({wide}) w", params).fetchone()[0]
-        rows = self.sql.execute(
-            f"SELECT s.source, count(DISTINCT i.story_id) FROM ({wide}) w "
-            "JOIN items i ON i.story_id = w.story_id JOIN item_sources s ON s.item_id = i.id "
-            f"WHERE s.source IN ({marks}) GROUP BY s.source",
-            [*params, *sources],
-        ).fetchall()
-        return int(total), {source: int(count) for source, count in rows}
+        wide = [
+            story
+            for (story,) in self.sql.execute(
+                "SELECT i.story_id FROM items i JOIN item_sources s ON s.item_id = i.id "
+                f"WHERE s.source IN ({marks}) AND s.first_seen >= ? AND i.story_id IS NOT NULL "
+                "GROUP BY i.story_id HAVING count(DISTINCT s.source) >= ?",
+                [*sources, to_text(since), min_outlets],
+            ).fetchall()
+        ]
+        # The sources are kept in Python: with `s.source IN (...)` in this join SQLite probes
+        # every (item, source) pair of the primary key, 4.5 s for 2,000 stories at 50k items.
+        wanted = set(sources)
+        carried: Counter[str] = Counter()
+        for chunk in chunks(wide):
+            pairs = self.sql.execute(
+                "SELECT DISTINCT i.story_id, s.source FROM items i "
+                "JOIN item_sources s ON s.item_id = i.id "
+                f"WHERE i.story_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            carried.update(source for _, source in pairs if source in wanted)
+        return len(wide), dict(carried)
 
     def reported_items(
         self, profile: str, story_ids: Sequence[str], since: datetime

@@ -244,6 +244,17 @@ def test_listicles_tips_deals_and_episode_lists_do_not_become_trends():
             ]
         )
     ]
+    # Video episodes and a news outlet's podcast, each one title among a feed's news.
+    items += [
+        news_item(150 + n, source, title, "Watch now.", story=f"video{n}")
+        for n, (source, title) in enumerate(
+            [
+                ("youtube", "Critical Role: Campaign 3, Episode 47"),
+                ("youtube", "Critical Role: Campaign 3, Episode 48"),
+                ("guardian", "The race to mine the deep sea – podcast"),
+            ]
+        )
+    ]
     items += [
         news_item(200 + k, source, "Tiger Woods will play the Masters", "He will.", story="tiger")
         for k, source in enumerate(["nyt", "guardian"])

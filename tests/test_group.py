@@ -481,3 +481,52 @@ def test_a_split_in_a_daemon_run_is_recorded_in_the_store(tmp_path: Path) -> Non
             ("st_early", to_text(early)),
             (split_id, to_text(early)),
         }
+
+
+def test_after_a_split_the_next_digest_tells_both_parts_as_developing(tmp_path: Path) -> None:
+    """The digest history stays consistent: neither part of a split story is new again."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    first_run, second_run = now - timedelta(hours=3), now
+
+    def stored(entry: GroupInput, when: datetime) -> NewItem:
+        return NewItem(
+            id=entry.item_id,
+            url=f"https://news.example/{entry.item_id}",
+            title=entry.title,
+            text=entry.title + ".",
+            published=when,
+            content_hash=entry.item_id,
+        )
+
+    config = parse_config(
+        f"storage: {{path: '{tmp_path / 'store.db'}'}}\nllm: {{api_key: ''}}\n"
+        "sources:\n"
+        + "".join(f"  - {{name: {n}, url: 'https://{n}.example/feed'}}\n" for n in ("wire", "cnn"))
+        + f"digests: [{{name: d, focus: news, deliver: [{{kind: file, directory: "
+        f"'{tmp_path / 'out'}'}}]}}]\n",
+        env={},
+    )
+    with Store.open(tmp_path / "store.db") as store:
+        early = first_run - timedelta(hours=1)
+        store.add_items("wire", [stored(entry, early) for entry in SNOWDEN + BANANAS], early)
+        # An early, thin run's mistake, told in the first digest as one story.
+        store.assign_stories({entry.item_id: "st_early" for entry in SNOWDEN + BANANAS}, {}, early)
+        report = Runner(config, store, clock=lambda: first_run).run_once(everything=True)
+        [told] = store.digest(report.digests[0]).trends
+        assert told.story == "st_early"
+
+        later = second_run - timedelta(minutes=5)
+        newcomers = [
+            item("s4", "Snowden at SXSW: NSA leaker urges encryption"),
+            item("f3", "Chiquita Fyffes banana merger gets shareholder backing"),
+        ]
+        store.add_items("cnn", [stored(entry, later) for entry in newcomers], later)
+        report = Runner(config, store, clock=lambda: second_run).run_once(everything=True)
+        trends = {trend.story: trend for trend in store.digest(report.digests[0]).trends}
+    assert trends["st_early"].status == "developing"
+    # The larger part kept the id; the split-off part was told as part of it, so it is
+    # developing too, with the new outlet, not news again.
+    assert len(trends) == 2 and "Snowden" in trends.pop("st_early").title
+    [(split_id, banana)] = trends.items()
+    assert split_id != "st_early" and "Chiquita" in banana.title
+    assert banana.status == "developing"

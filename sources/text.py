@@ -38,6 +38,8 @@ _BLOCKS = frozenset(
 _END_TAG = {tag: re.compile(rf"</\s*{tag}\s*>", re.IGNORECASE) for tag in _SKIPPED}
 # Elements whose content HTML parsers read as plain text up to their closing tag.
 _RAW_TEXT = frozenset({"script", "style"})
+# Tags that change the text: the others are dropped with nothing in their place.
+_MEANINGFUL = _SKIPPED | _BLOCKS | _RAW_TEXT
 # One token of markup: a start or end tag (quoted attribute values may hold ">"), or a
 # comment, declaration or processing instruction; what lies between tokens is text. Read
 # as html.parser reads real feeds, twice as fast; but no pattern crosses a "<" it did not
@@ -86,12 +88,14 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
             text = html[position : token.start()]
             parts.append(unescape(text) if "&" in text else text)
         position = token.end()
-        tag = token["tag"]
+        end, tag = token.group("end", "tag")
         if tag is None:
             continue  # a comment, declaration or processing instruction
         tag = tag.lower()
-        ends = bool(token["end"]) or token[0].endswith("/>")
-        starts = not token["end"]
+        if tag not in _MEANINGFUL:
+            continue  # most tags (a, span, img, em): only the text around them counts
+        ends = bool(end) or token[0].endswith("/>")
+        starts = not end
         if tag in _RAW_TEXT:
             skipping = max(0, skipping + starts - ends)
             if starts and not ends:

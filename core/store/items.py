@@ -37,6 +37,8 @@ class ItemTables:
         An item already stored (by id) is not new again, even from another source; it only
         gains that source. A changed content hash is an update, not a new item.
         """
+        if not items:
+            return AddedItems(new=0, updated=0, seen=0)  # an unchanged feed: nothing to write
         stamp = to_text(now)
         known: dict[str, str] = {}
         for chunk in chunks([item.id for item in items]):
@@ -50,7 +52,7 @@ class ItemTables:
             item for item in items if known.get(item.id, item.content_hash) != item.content_hash
         ]
         with self.sql.atomic():
-            indexed = self._last_rowid()
+            indexed = self._last_rowid() if fresh else None
             # executemany, not Table.insert_all: a poll brings items by the thousand, and
             # insert_all's per-value conversion made this 2.4 times slower (2,000 new items,
             # as tests/bench/bench_store.py adds them: 231 ms against 95 ms).
@@ -70,7 +72,7 @@ class ItemTables:
                     for item in fresh
                 ],
             )
-            if indexed is not None and fresh:
+            if indexed is not None:
                 # The rows just inserted, into the search index in one statement (migration
                 # 9 dropped the per-row trigger, which cost twice the CPU).
                 self.sql.execute(

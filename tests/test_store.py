@@ -366,6 +366,29 @@ def test_items_are_stored_once_updated_in_place_and_shared_between_sources(open_
         assert updated.text == "corrected"
 
 
+def test_the_search_index_holds_every_stored_item_as_it_now_reads(tmp_path):
+    """New items enter the index in one statement per source (no per-row trigger since
+    migration 9), corrected ones are re-indexed, and an item seen again is not indexed twice."""
+    with Store.open(tmp_path / "t.db") as store:
+        store.sync_sources([("a", "feed", "u1"), ("b", "feed", "u2")])
+        store.add_items("a", [item(1), item(2, text="quarterly figures")], NOW)
+        store.add_items("a", [item(2, text="annual figures"), item(3)], NOW)
+        store.add_items("b", [item(1), item(4, text="quarterly outlook")], NOW)
+
+        def found(word: str) -> list[str]:
+            rows = store.db.execute(
+                "SELECT i.id FROM items_fts f JOIN items i ON i.rowid = f.rowid "
+                "WHERE items_fts MATCH ? ORDER BY i.id",
+                [word],
+            )
+            return [row[0] for row in rows]
+
+        assert found("quarterly") == ["it_4"]
+        assert found("annual") == ["it_2"]
+        assert found("story") == ["it_1", "it_2", "it_3", "it_4"]
+        store.db.execute("INSERT INTO items_fts (items_fts) VALUES ('integrity-check')")
+
+
 def test_pending_items_exclude_what_a_digest_of_that_profile_covered(open_store):
     with open_store() as store:
         store.sync_sources([("a", "feed", "u1")])

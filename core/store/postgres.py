@@ -118,7 +118,8 @@ class PostgresSql(Sql):
             version = self._version() or 0  # again, now that no one else migrates
             self._refuse_newer(version)
             for number in range(version + 1, SCHEMA_VERSION + 1):
-                self.conn.execute(postgres_script(number).encode())
+                if script := postgres_script(number):
+                    self.conn.execute(script.encode())
             self.conn.execute(f"DELETE FROM {_VERSION_TABLE}")
             self.conn.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (%s)", [SCHEMA_VERSION])
 

@@ -1,18 +1,26 @@
-"""One trendfinder per state directory: an exclusive, non-blocking flock.
+"""One trendfinder per store: on SQLite an exclusive, non-blocking flock in the state
+directory; on Postgres the store's "daemon" advisory lock, which every machine sees.
 
 The daemon and `run --once` both take it, so cron, a timer and the service never work on
-the same store at once. The kernel drops the lock when the process dies, so a crash never
-leaves a stale lock behind.
+the same store at once. The kernel (or the Postgres server, when the connection ends) drops
+the lock when the process dies, so a crash never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from core.errors import EXIT_LOCKED, TrendfinderError
+
+if TYPE_CHECKING:
+    from core.config import StorageConfig
+    from core.store import Store
 
 LOCK_NAME = "trendfinder.lock"
 
@@ -78,3 +86,20 @@ class StateLock:
         trace: TracebackType | None,
     ) -> None:
         self.release()
+
+
+@contextmanager
+def locked_store(storage: StorageConfig, open_store: Callable[[], Store]) -> Iterator[Store]:
+    """The store from `open_store`, held by this process alone: the state directory's lock
+    (taken first, so a second SQLite daemon opens nothing), or the Postgres store's."""
+    if storage.url is None:
+        with StateLock(storage.state_dir), open_store() as store:
+            yield store
+        return
+    with open_store() as store, store.sql.exclusive("daemon") as held:
+        if not held:
+            raise AlreadyRunning(
+                f"another trendfinder is already working on the store at {storage.location} "
+                "(it holds the store's daemon lock); not starting a second one"
+            )
+        yield store

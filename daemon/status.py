@@ -78,7 +78,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     return {
         "now": to_text(now),
         "alerts": alerts,
-        "store": {"path": str(store.path), "bytes": store.size_bytes(), **store.counts()},
+        "store": {"path": store.sql.location, "bytes": store.size_bytes(), **store.counts()},
         "runs": runs,
         "sources": {"configured": len(configured), "failing": len(failing)},
         "x_cadence": {

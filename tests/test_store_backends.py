@@ -449,13 +449,12 @@ def test_a_password_comes_from_the_environment_never_from_the_file(
         assert store.schema_version == SCHEMA_VERSION
 
 
-def test_storage_url_opens_postgres_and_the_daemon_says_it_cannot_yet(
-    postgres_url: str,
-) -> None:
+def test_storage_url_opens_postgres_and_is_no_sqlite_file(postgres_url: str) -> None:
     storage = StorageConfig(url=postgres_url)
     with Store.open_config(storage) as store:
         assert store.sql.dialect == "postgresql"
-    with pytest.raises(UsageError, match=r"storage\.url: the daemon's commands cannot use"):
+    assert storage.location == postgres_url
+    with pytest.raises(UsageError, match=r"storage\.url names a Postgres store"):
         _ = storage.database
     with pytest.raises(ValueError, match="not both"):
         StorageConfig(url=postgres_url, path=Path("t.db"))

@@ -68,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
+    worker = commands.add_parser(
+        "worker", help="claim and do jobs from a Postgres store (fetch, group, digest, deliver)"
+    )
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how soon a killed worker's jobs return to the pool (60)",
+    )
+    worker.add_argument(
+        "--batch", type=int, default=32, metavar="N", help="fetch jobs claimed at a time (32)"
+    )
+    worker.set_defaults(handler=cmd_worker)
+    scheduler = commands.add_parser(
+        "scheduler", help="enqueue due fetches and digests in a Postgres store (safe to run twice)"
+    )
+    scheduler.set_defaults(handler=cmd_scheduler)
+
     collect = commands.add_parser("collect", help="collect every source now")
     collect.add_argument("--source", action="append", help="only this source (repeatable)")
     collect.add_argument(
@@ -280,6 +299,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             stop()
     _print_report(report)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from daemon.workers import run_worker
+
+    if args.lease < 3 or args.batch < 1:
+        raise UsageError("--lease must be at least 3 seconds and --batch at least 1")
+    return run_worker(_config(args), timedelta(seconds=args.lease), args.batch)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from daemon.workers import run_scheduler
+
+    return run_scheduler(_config(args))
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

@@ -20,9 +20,9 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from core.errors import StoreError, StoreLocked
-from core.urls import safe_location
 from core.store.migrations import SCHEMA_VERSION, postgres_script
 from core.store.sql import Params, Rows, Sql, StoreMissing, StoreNeedsMigration
+from core.urls import safe_location
 
 # pg_advisory_xact_lock's key while migrating: two processes starting together migrate once.
 _MIGRATION_LOCK = 0x7472656E64  # "trend"

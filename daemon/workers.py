@@ -168,23 +168,21 @@ class Worker:
             return
         report = Report()
         run_id = self.store.start_run("collect", now)
-
-        def on_fetched(outcome: FetchOutcome) -> None:
-            finished = utcnow()
-            job = requests[outcome.source][0]
-            # The fetch's items, state and the job's next due time land together.
-            with self.store.transaction():
-                due = self.runner.store_outcome(outcome, finished, configs, states, report)
-                self.store.finish_job(job, due)
-
+        fetched: list[tuple[FetchOutcome, datetime]] = []
         try:
             collect(
                 [request for _, request in requests.values()],
                 self.config.collect,
                 now,
-                on_outcome=on_fetched,
+                on_outcome=lambda outcome: fetched.append((outcome, utcnow())),
                 firecrawl=self.config.firecrawl,
             )
+            # The batch's items, fetch states and the jobs' next due times land together, in
+            # one commit (a crash before it refetches the batch, which nothing recorded).
+            with self.store.transaction():
+                for outcome, finished in fetched:
+                    due = self.runner.store_outcome(outcome, finished, configs, states, report)
+                    self.store.finish_job(requests[outcome.source][0], due)
         finally:
             self.store.release_host_slots(self.name)
         status = "failed" if report.failed else "ok"

@@ -1,7 +1,8 @@
 """10,000 loopback feeds fetched by 1, 2 and 4 `trendfinder worker` processes against one
 Postgres; then deliveries with a worker SIGKILLed every few seconds.
 
-    python tests/bench/bench_workers.py [--feeds 10000] [--workers 1 2 4] [--kill-seconds 40]
+    python tests/bench/bench_workers.py [--feeds 10000] [--workers 1 2 4]
+        [--kill-seconds 60] [--kill-every 6]
 
 Starts a throwaway Postgres cluster (tests/loopback/postgres.py, fsync on) and a FeedFarm
 (tests/feedfarm.py: light RSS feeds of 2 items, one loopback host). For each worker count,
@@ -9,7 +10,7 @@ a fresh database, one `trendfinder scheduler` and N `trendfinder worker` process
 time until every feed was fetched once (fetches/s), double fetches (the farm counts every
 request; must be 0), and the queue lag (the oldest due fetch job's age, sampled every
 half second). Then the kill phase: 100 feeds updated every second, three digest profiles
-every 2 s to webhook targets, 3 workers, one SIGKILLed (and restarted) every 3 s: double
+every 2 s to webhook targets, 3 workers, one SIGKILLed (and restarted) every 6 s: double
 deliveries (a webhook receipt of the same digest twice), beyond the ones the log says were
 in flight at a kill. Whole processes throughout; the load average is printed beside each
 figure.
@@ -136,7 +137,7 @@ PROFILE = """  - name: p{n}
 """
 
 
-def kill_phase(server: PostgresServer, seconds: float) -> None:
+def kill_phase(server: PostgresServer, seconds: float, every: float) -> None:
     url = server.database()
     folder = Path(tempfile.mkdtemp(prefix="bench-kills-"))
     rng = random.Random(16)
@@ -149,11 +150,13 @@ def kill_phase(server: PostgresServer, seconds: float) -> None:
         workers = [start(config, "worker", log, "--lease", "3") for _ in range(3)]
         kills = 0
         began = time.monotonic()
+        next_kill = began + every
         try:
             while time.monotonic() - began < seconds:
                 time.sleep(1.0)
                 farm.publish()
-                if int(time.monotonic() - began) % 3 == 0:
+                if time.monotonic() >= next_kill:
+                    next_kill += every
                     victim = rng.randrange(len(workers))
                     workers[victim].kill()
                     workers[victim].wait(timeout=10)
@@ -174,7 +177,8 @@ def kill_phase(server: PostgresServer, seconds: float) -> None:
         sent = one(url, "SELECT count(*) FROM deliveries WHERE status = 'sent'")
         queued = one(url, "SELECT count(*) FROM deliveries")
     print(
-        f"kills: {kills} SIGKILLs in {seconds:.0f} s with 3 workers; {int(queued)} deliveries, "
+        f"kills: {kills} SIGKILLs in {seconds:.0f} s (one every {every:g} s) with 3 workers; "
+        f"{int(queued)} deliveries, "
         f"{int(sent)} sent, {len(receipts)} received; double deliveries {doubles} "
         f"({in_flight} re-sent after being in flight at a kill) ({figure_load})",
         flush=True,
@@ -186,7 +190,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--kill-seconds", type=float, default=40)
+    parser.add_argument("--kill-seconds", type=float, default=60)
+    parser.add_argument("--kill-every", type=float, default=6)
     args = parser.parse_args()
     bin_dir = postgres_bin()
     if bin_dir is None:
@@ -197,7 +202,7 @@ def main() -> None:
             for workers in args.workers:
                 fetch_phase(server, farm, args.feeds, workers)
         if args.kill_seconds:
-            kill_phase(server, args.kill_seconds)
+            kill_phase(server, args.kill_seconds, args.kill_every)
 
 
 if __name__ == "__main__":

@@ -617,6 +617,8 @@ UNITS = {
     "trendfinder.service": "trendfinder.service",
     "trendfinder-once.service": "trendfinder-once.service",
     "trendfinder.timer": "trendfinder.timer",
+    "trendfinder-worker@.service": "trendfinder-worker@.service",
+    "trendfinder-scheduler.service": "trendfinder-scheduler.service",
     "cron": "trendfinder.cron",
 }
 

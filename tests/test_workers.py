@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from feedfarm import FeedFarm
+from loopback import WebhookReceiver
 from processes import cli_env, daemon, wait_for
 
 FEEDS = 24
@@ -63,25 +65,28 @@ def env(folder: Path) -> dict[str, str]:
     return cli_env(STATE_DIRECTORY=str(folder / "state"))
 
 
-@contextmanager
-def roles(config: Path, *commands: list[str]) -> Iterator[list[subprocess.Popen[str]]]:
-    """Worker and scheduler processes, killed at the end whatever happened."""
+def spawn(config: Path, command: list[str]) -> subprocess.Popen[str]:
+    """A worker or scheduler process, its log in logs/ (one file per process)."""
     logs = config.parent / "logs"
     logs.mkdir(exist_ok=True)
-    started = []
+    with (logs / f"{time.monotonic_ns()}-{command[0]}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daemon", "--config", str(config), *command],
+            cwd=config.parent,
+            env=env(config.parent),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+
+
+@contextmanager
+def roles(config: Path, *commands: list[str]) -> Iterator[list[subprocess.Popen[str]]]:
+    """Worker and scheduler processes (and any the test adds to the list), killed at the
+    end whatever happened."""
+    started: list[subprocess.Popen[str]] = []
     try:
-        for number, command in enumerate(commands):
-            with (logs / f"{number}-{command[0]}.log").open("w") as log:
-                started.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "daemon", "--config", str(config), *command],
-                        cwd=config.parent,
-                        env=env(config.parent),
-                        stdout=subprocess.DEVNULL,
-                        stderr=log,
-                        text=True,
-                    )
-                )
+        started += [spawn(config, command) for command in commands]
         yield started
     finally:
         for process in started:
@@ -204,3 +209,49 @@ def test_a_sigkilled_workers_fetches_return_to_the_pool_after_its_lease(
                 )
         # Only the killed worker's two in-flight fetches were made twice.
         assert sorted(farm.requests.values()).count(2) == 2
+
+
+def test_deliveries_go_out_once_while_workers_are_sigkilled_and_restarted(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    with FeedFarm(feeds=6) as farm, WebhookReceiver() as hook:
+        config = write_config(tmp_path, farm, postgres_url, interval="1s")
+        profiles = "".join(
+            f"""  - name: p{n}
+    focus: Technology news for engineers.
+    schedule: "*/2 * * * * *"
+    deliver:
+      - {{kind: webhook, url: '{hook.url}/p{n}'}}
+"""
+            for n in range(2)
+        )
+        config.write_text(config.read_text().split("digests:")[0] + "digests:\n" + profiles)
+        lease = ["--lease", "3"]
+        with roles(config, ["scheduler"], ["worker", *lease], ["worker", *lease]) as started:
+            workers = started[1:]
+            for kill in range(4):  # a worker killed every few seconds, and started again
+
+                def more(than: int = kill) -> bool:
+                    return len(hook.accepted) > than
+
+                until(more, "a delivery before the kill", tmp_path)
+                farm.publish()
+                victim = workers[kill % 2]
+                victim.kill()
+                victim.wait(timeout=10)
+                workers[kill % 2] = spawn(config, ["worker", *lease])
+                started.append(workers[kill % 2])
+            # Without kills now: the outbox drains.
+            until(
+                lambda: (
+                    one(postgres_url, "SELECT count(*) FROM deliveries WHERE status <> 'sent'") == 0
+                ),
+                "every delivery sent",
+                tmp_path,
+            )
+        receipts = Counter((r.path, r.headers.get("x-trendfinder-digest")) for r in hook.accepted)
+        sent = one(postgres_url, "SELECT count(*) FROM deliveries WHERE status = 'sent'")
+        assert sent >= 4 and len(receipts) == sent
+        # A copy twice only for a send in flight when its worker was killed (logged).
+        doubles = sum(count - 1 for count in receipts.values())
+        assert doubles <= logs(tmp_path).count("was interrupted"), receipts

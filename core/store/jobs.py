@@ -92,10 +92,14 @@ class JobTables:
     def extend_leases(self, worker: str, until: datetime) -> None:
         """A live worker's heartbeat: its job claims and host slots stay its own until
         `until`, however long a job takes; a killed worker's run out by themselves."""
+        # Rows the worker's own transaction is finishing at this moment are skipped (they
+        # are being released anyway): waiting for them would deadlock with that transaction.
+        key = {"jobs": "id", "host_slots": "host, slot"}
         with self.sql.atomic():
-            for table in ("jobs", "host_slots"):
+            for table, columns in key.items():
                 self.sql.execute(
-                    f"UPDATE {table} SET lease_until = ? WHERE claimed_by = ?",
+                    f"UPDATE {table} SET lease_until = ? WHERE ({columns}) IN (SELECT {columns} "
+                    f"FROM {table} WHERE claimed_by = ?{self.sql.skip_locked()})",
                     [to_text(until), worker],
                 )
 

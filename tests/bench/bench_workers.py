@@ -1,7 +1,7 @@
 """10,000 loopback feeds fetched by 1, 2 and 4 `trendfinder worker` processes against one
 Postgres; then deliveries with a worker SIGKILLed every few seconds.
 
-    python tests/bench/bench_workers.py [--feeds 10000] [--workers 1 2 4]
+    python tests/bench/bench_workers.py [--feeds 10000] [--workers 1 2 4] [--seconds 900]
         [--kill-seconds 60] [--kill-every 6]
 
 Starts a throwaway Postgres cluster (tests/loopback/postgres.py, fsync on) and a FeedFarm
@@ -92,7 +92,9 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(timeout=10)
 
 
-def fetch_phase(server: PostgresServer, farm: FeedFarm, feeds: int, workers: int) -> None:
+def fetch_phase(
+    server: PostgresServer, farm: FeedFarm, feeds: int, workers: int, seconds: float
+) -> None:
     url = server.database()
     folder = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     config = write_config(folder, farm, feeds, url, "1h")
@@ -103,7 +105,7 @@ def fetch_phase(server: PostgresServer, farm: FeedFarm, feeds: int, workers: int
     processes += [start(config, "worker", log) for _ in range(workers)]
     began = time.monotonic()
     lag = 0.0
-    deadline = began + 900
+    deadline = began + seconds
     fetched = 0.0
     try:
         while time.monotonic() < deadline:
@@ -122,8 +124,9 @@ def fetch_phase(server: PostgresServer, farm: FeedFarm, feeds: int, workers: int
         stop(processes)
     doubles = sum(count - 1 for count in farm.requests.values() if count > 1)
     print(
-        f"{workers} worker(s): {int(fetched)} feeds in {took:.1f} s = {fetched / took:.0f} "
-        f"fetches/s; double fetches {doubles}; max queue lag {lag:.1f} s ({figure_load})",
+        f"{workers} worker(s): {int(fetched)} of {feeds} feeds in {took:.1f} s = "
+        f"{fetched / took:.0f} fetches/s; double fetches {doubles}; "
+        f"max queue lag {lag:.1f} s ({figure_load})",
         flush=True,
     )
     server.drop(url)
@@ -190,6 +193,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    # Each worker count runs until every feed was fetched or this long (the rate is the same).
+    parser.add_argument("--seconds", type=float, default=900)
     parser.add_argument("--kill-seconds", type=float, default=60)
     parser.add_argument("--kill-every", type=float, default=6)
     args = parser.parse_args()
@@ -200,7 +205,7 @@ def main() -> None:
         os.environ.update(server.environment)
         with FeedFarm(feeds=args.feeds, items_per_feed=2, generation=2) as farm:
             for workers in args.workers:
-                fetch_phase(server, farm, args.feeds, workers)
+                fetch_phase(server, farm, args.feeds, workers, args.seconds)
         if args.kill_seconds:
             kill_phase(server, args.kill_seconds, args.kill_every)
 

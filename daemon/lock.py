@@ -12,10 +12,12 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from core.clock import utcnow
 from core.errors import EXIT_LOCKED, TrendfinderError
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from core.store import Store
 
 LOCK_NAME = "trendfinder.lock"
+# A worker's heartbeat newer than this is a live worker (they beat every 20 s by default).
+LIVE_HEARTBEAT = timedelta(minutes=2)
 
 
 class AlreadyRunning(TrendfinderError):
@@ -101,5 +105,12 @@ def locked_store(storage: StorageConfig, open_store: Callable[[], Store]) -> Ite
             raise AlreadyRunning(
                 f"another trendfinder is already working on the store at {storage.location} "
                 "(it holds the store's daemon lock); not starting a second one"
+            )
+        # Workers fetch from the job queue; the daemon beside them would fetch again.
+        recent = utcnow() - LIVE_HEARTBEAT
+        if live := [beat.name for beat in store.workers() if beat.heartbeat_at > recent]:
+            raise AlreadyRunning(
+                f"trendfinder workers or schedulers ({', '.join(live[:3])}) work on the store "
+                f"at {storage.location}; they do the daemon's work (stop them to use it)"
             )
         yield store

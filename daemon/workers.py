@@ -38,6 +38,7 @@ from core.items import FetchOutcome, FetchRequest
 from core.store import Job, Store
 from daemon.collecting import Report
 from daemon.cron import last_fire_time, next_fire_time
+from daemon.lock import AlreadyRunning
 from daemon.runner import AlertsFailed, DigestFailed, Runner
 from daemon.scheduler import sweep_gap
 from sources.collect import collect
@@ -58,6 +59,17 @@ def needs_postgres(config: Config, role: str) -> None:
             f"`trendfinder {role}` shares a Postgres store with other processes: set "
             "storage.url (on one machine, `trendfinder run` does every role on SQLite)"
         )
+
+
+def refuse_beside_the_daemon(store: Store, role: str) -> None:
+    """A `trendfinder run` collects outside the job queue: a role beside it would fetch the
+    same feeds again."""
+    with store.sql.exclusive("daemon") as free:
+        if not free:
+            raise AlreadyRunning(
+                f"a `trendfinder run` daemon is working on the store at {store.sql.location}; "
+                f"stop it before starting `trendfinder {role}` (it does every role itself)"
+            )
 
 
 def worker_name() -> str:
@@ -256,6 +268,7 @@ def run_worker(config: Config, lease: timedelta, batch: int) -> int:
     stop = _Stop()
     name = worker_name()
     with Store.open_config(config.storage) as store:
+        refuse_beside_the_daemon(store, "worker")
         heartbeat = _Heartbeat(lambda: Store.open_config(config.storage), name, "worker", lease)
         log.info("worker %s: claiming jobs from %s", name, store.sql.location)
         try:
@@ -281,6 +294,7 @@ def run_scheduler(config: Config) -> int:
     stop = _Stop()
     name = worker_name()
     with Store.open_config(config.storage) as store:
+        refuse_beside_the_daemon(store, "scheduler")
         heartbeat = _Heartbeat(
             lambda: Store.open_config(config.storage), name, "scheduler", SCHEDULER_LEASE
         )

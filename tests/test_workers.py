@@ -139,6 +139,10 @@ def test_run_once_and_the_daemon_work_on_postgres_as_on_sqlite(
             beside = cli(config, "run", "--once")
             assert beside.returncode == 75, beside.stderr
             assert "already working on the store at postgresql://" in beside.stderr
+            # Nor do workers start beside it: they would fetch the same feeds again.
+            worker = cli(config, "worker")
+            assert worker.returncode == 75, worker.stderr
+            assert "a `trendfinder run` daemon is working on the store" in worker.stderr
             run.signal(signal.SIGTERM)
             assert run.process.wait(timeout=20) == 0
 
@@ -155,7 +159,11 @@ def test_workers_and_two_schedulers_fetch_each_feed_once_politely_and_digest_onc
             # Several fires pass, with nothing new after the first: no second digest.
             time.sleep(5)
             status = cli(config, "status", "--json")
+            # The one-process daemon refuses to run beside them.
+            daemon_beside = cli(config, "run", "--once")
         assert status.returncode == 0, status.stderr
+        assert daemon_beside.returncode == 75, daemon_beside.stderr
+        assert "workers or schedulers" in daemon_beside.stderr
         # Three workers, two schedulers: each feed fetched once in its interval, never
         # more than per_host requests to the host at a time, one digest sent once.
         assert set(farm.requests.values()) == {1}

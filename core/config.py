@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from core.errors import ConfigError, NotFound, UsageError
+from core.urls import safe_location
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -120,13 +121,17 @@ class StorageConfig(_Model):
 
     @property
     def database(self) -> Path:
-        """The SQLite file; the daemon's commands open only SQLite stores so far."""
+        """The SQLite file (Store.open_config opens whichever store is configured)."""
         if self.url is not None:
-            raise UsageError(
-                "storage.url: the daemon's commands cannot use a Postgres store yet (issue "
-                "16 has the store, not the commands); remove storage.url to use SQLite"
-            )
+            raise UsageError("storage.url names a Postgres store, not a SQLite file")
         return self.path or default_state_dir() / "trendfinder.db"
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: the SQLite file, or the URL without password."""
+        if self.url is not None:
+            return safe_location(self.url)
+        return str(self.database)
 
     @property
     def state_dir(self) -> Path:

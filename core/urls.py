@@ -98,3 +98,8 @@ def reader_url(url: str) -> str:
 
 def is_web_url(url: str) -> bool:
     return url.lower().startswith(("http://", "https://"))
+
+
+def safe_location(url: str) -> str:
+    """A server's URL without its password, for messages."""
+    return re.sub(r"^(\w+://[^:/@]*):[^@]*@", r"\1@", url)

@@ -68,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
+    worker = commands.add_parser(
+        "worker", help="claim and do jobs from a Postgres store (fetch, group, digest, deliver)"
+    )
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how soon a killed worker's jobs return to the pool (60)",
+    )
+    worker.add_argument(
+        "--batch", type=int, default=32, metavar="N", help="fetch jobs claimed at a time (32)"
+    )
+    worker.set_defaults(handler=cmd_worker)
+    scheduler = commands.add_parser(
+        "scheduler", help="enqueue due fetches and digests in a Postgres store (safe to run twice)"
+    )
+    scheduler.set_defaults(handler=cmd_scheduler)
+
     collect = commands.add_parser("collect", help="collect every source now")
     collect.add_argument("--source", action="append", help="only this source (repeatable)")
     collect.add_argument(
@@ -191,24 +210,26 @@ def _runner(args: argparse.Namespace, *, exclusive: bool = False) -> Iterator[Ru
     """A runner over the configured store; `exclusive` for commands that do the daemon's
     work (a digest), so they never run beside it or beside each other (`collect` takes the
     same lock over a Collector, which imports less)."""
-    from daemon.lock import StateLock
+    from daemon.lock import locked_store
     from daemon.runner import Runner
 
     config = _config(args)
-    with contextlib.ExitStack() as stack:
-        if exclusive:
-            stack.enter_context(StateLock(config.storage.state_dir))
-        yield Runner(config, stack.enter_context(_store(config)))
+    if exclusive:
+        with locked_store(config.storage, lambda: _store(config)) as store:
+            yield Runner(config, store)
+    else:
+        with _store(config) as store:
+            yield Runner(config, store)
 
 
-def _store(config: Config, *, reading: bool = False) -> contextlib.AbstractContextManager[Store]:
-    """The configured store; `reading` for commands that only look: nothing is created,
-    migrated or written (StoreMissing, StoreNeedsMigration say why there is nothing to show)."""
+def _store(config: Config, *, reading: bool = False) -> Store:
+    """The configured store (SQLite, or Postgres with storage.url); `reading` for commands
+    that only look: nothing is created, migrated or written (StoreMissing,
+    StoreNeedsMigration say why there is nothing to show)."""
     with _numpy_hidden() if reading else contextlib.nullcontext():
         from core.store import Store
 
-    busy = config.storage.busy_timeout.total_seconds()
-    return Store.open(config.storage.database, busy, read_only=reading)
+    return Store.open_config(config.storage, read_only=reading)
 
 
 @contextmanager
@@ -255,7 +276,7 @@ def _print_report(report: Report) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from core.clock import utcnow
     from core.config import config_path
-    from daemon.lock import StateLock
+    from daemon.lock import locked_store
     from daemon.runner import Runner
 
     if not args.once:
@@ -268,7 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             serve_in_background(served)
         return run_forever(config_path(args.config), args.stop_timeout)
     config = _config(args)
-    with StateLock(config.storage.state_dir), _store(config) as store:
+    with locked_store(config.storage, lambda: _store(config)) as store:
         store.close_unfinished_runs(utcnow())
         runner = Runner(config, store)
         start, advance, stop = _progress()
@@ -280,17 +301,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from daemon.workers import run_worker
+
+    if args.lease < 3 or args.batch < 1:
+        raise UsageError("--lease must be at least 3 seconds and --batch at least 1")
+    return run_worker(_config(args), timedelta(seconds=args.lease), args.batch)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from daemon.workers import run_scheduler
+
+    return run_scheduler(_config(args))
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     # Only the collecting side of the daemon: a collect imports no model client, grouping
     # or delivery target (tests/test_lazy_imports.py). Its new items wait ungrouped for the
     # next digest, alert run or daemon cycle, which groups them (Runner.group).
-    from daemon.lock import StateLock
+    from daemon.lock import locked_store
 
     with _numpy_hidden():  # a collect writes only text and numbers
         from daemon.collecting import Collector
 
     config = _config(args)
-    with StateLock(config.storage.state_dir), _store(config) as store:
+    with locked_store(config.storage, lambda: _store(config)) as store:
         collector = Collector(config, store)
         start, advance, stop = _progress()
         try:
@@ -357,7 +394,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except StoreNeedsMigration as error:
         found = str(error)
     print(f"config ok: {config_path(args.config)}")
-    print(f"store: {config.storage.database} ({found})")
+    print(f"store: {config.storage.location} ({found})")
     analyzer = f"model {config.llm.model}" if config.llm.api_key else "offline (no OPENAI_API_KEY)"
     print(f"analyzer: {analyzer}")
     extractor = "Firecrawl" if config.firecrawl.enabled else "built-in extractor"
@@ -472,8 +509,13 @@ def _group_unless_locked(runner: Runner) -> None:
     when the preview shows the stories as grouped so far."""
     from daemon.lock import AlreadyRunning, StateLock
 
+    storage = runner.config.storage
+    if storage.url is not None:
+        # On Postgres grouping is serialised by the store's own lock (Runner.group).
+        runner.group()
+        return
     try:
-        lock = StateLock(runner.config.storage.state_dir)
+        lock = StateLock(storage.state_dir)
         lock.acquire()
     except AlreadyRunning:
         log.info("another trendfinder is working on the store; previewing stories as grouped")
@@ -575,6 +617,8 @@ UNITS = {
     "trendfinder.service": "trendfinder.service",
     "trendfinder-once.service": "trendfinder-once.service",
     "trendfinder.timer": "trendfinder.timer",
+    "trendfinder-worker@.service": "trendfinder-worker@.service",
+    "trendfinder-scheduler.service": "trendfinder-scheduler.service",
     "cron": "trendfinder.cron",
 }
 

@@ -121,21 +121,7 @@ class Collector:
                     # Failing sources back off, and 429/503 answers set when to come back.
                     report.sources_waiting += 1
                     continue
-            requests.append(
-                FetchRequest(
-                    name=name,
-                    kind=source.kind,
-                    url=state.fetch_url,
-                    etag=state.etag,
-                    last_modified=state.last_modified,
-                    body_hash=state.body_hash,
-                    seen_links=self.store.site_links(name)
-                    if source.kind == "site"
-                    else frozenset(),
-                    social=None if isinstance(source, SourceConfig) else source,
-                    cursor=cursors.get(name),
-                )
-            )
+            requests.append(self.request(source, state, cursors))
         if on_start:
             on_start(len(requests))
         run_id = self.store.start_run("collect", now)
@@ -147,7 +133,7 @@ class Collector:
                 return
             with self.store.transaction():
                 for outcome, finished in fetched:
-                    self._store_outcome(outcome, finished, configs, states, report)
+                    self.store_outcome(outcome, finished, configs, states, report)
                     crash_point("collect.storing")
             fetched.clear()
             crash_point("collect.stored")
@@ -173,14 +159,31 @@ class Collector:
         )
         return report
 
-    def _store_outcome(
+    def request(
+        self, source: AnySource, state: SourceState, cursors: dict[str, str]
+    ) -> FetchRequest:
+        """What fetching `source` needs: its URL, its validators and what it has seen."""
+        return FetchRequest(
+            name=source.name,
+            kind=source.kind,
+            url=state.fetch_url,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            body_hash=state.body_hash,
+            seen_links=self.store.site_links(source.name) if source.kind == "site" else frozenset(),
+            social=None if isinstance(source, SourceConfig) else source,
+            cursor=cursors.get(source.name),
+        )
+
+    def store_outcome(
         self,
         outcome: FetchOutcome,
         finished: datetime,
         configs: dict[str, AnySource],
         states: dict[str, SourceState],
         report: Report,
-    ) -> None:
+    ) -> datetime:
+        """Store one fetch's items and state; when the source is due again."""
         source = configs[outcome.source]
         failures = states[outcome.source].failures
         added = self.store.add_items(outcome.source, outcome.items, finished)
@@ -188,9 +191,8 @@ class Collector:
             self.store.remember_links(outcome.source, outcome.seen_links, finished)
         if outcome.cursor is not None or outcome.engagement:
             self.store.record_social(outcome, finished)
-        self.store.record_fetch(
-            outcome, finished, next_attempt(outcome, source.interval, failures, finished)
-        )
+        due = next_attempt(outcome, source.interval, failures, finished)
+        self.store.record_fetch(outcome, finished, due)
         if outcome.status == "error":
             report.sources_failed += 1
             report.errors.append(f"source {outcome.source}: {outcome.error}")
@@ -211,6 +213,7 @@ class Collector:
         report.updated_items += added.updated
         for warning in outcome.warnings:
             log.info("source %s: %s", outcome.source, warning)
+        return due
 
 
 def run_status(report: Report) -> str:

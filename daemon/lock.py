@@ -1,20 +1,32 @@
-"""One trendfinder per state directory: an exclusive, non-blocking flock.
+"""One trendfinder per store: on SQLite an exclusive, non-blocking flock in the state
+directory; on Postgres the store's "daemon" advisory lock, which every machine sees.
 
 The daemon and `run --once` both take it, so cron, a timer and the service never work on
-the same store at once. The kernel drops the lock when the process dies, so a crash never
-leaves a stale lock behind.
+the same store at once. The kernel (or the Postgres server, when the connection ends) drops
+the lock when the process dies, so a crash never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from core.clock import utcnow
 from core.errors import EXIT_LOCKED, TrendfinderError
 
+if TYPE_CHECKING:
+    from core.config import StorageConfig
+    from core.store import Store
+
 LOCK_NAME = "trendfinder.lock"
+# A worker's heartbeat newer than this is a live worker (they beat every 20 s by default).
+LIVE_HEARTBEAT = timedelta(minutes=2)
 
 
 class AlreadyRunning(TrendfinderError):
@@ -78,3 +90,27 @@ class StateLock:
         trace: TracebackType | None,
     ) -> None:
         self.release()
+
+
+@contextmanager
+def locked_store(storage: StorageConfig, open_store: Callable[[], Store]) -> Iterator[Store]:
+    """The store from `open_store`, held by this process alone: the state directory's lock
+    (taken first, so a second SQLite daemon opens nothing), or the Postgres store's."""
+    if storage.url is None:
+        with StateLock(storage.state_dir), open_store() as store:
+            yield store
+        return
+    with open_store() as store, store.sql.exclusive("daemon") as held:
+        if not held:
+            raise AlreadyRunning(
+                f"another trendfinder is already working on the store at {storage.location} "
+                "(it holds the store's daemon lock); not starting a second one"
+            )
+        # Workers fetch from the job queue; the daemon beside them would fetch again.
+        recent = utcnow() - LIVE_HEARTBEAT
+        if live := [beat.name for beat in store.workers() if beat.heartbeat_at > recent]:
+            raise AlreadyRunning(
+                f"trendfinder workers or schedulers ({', '.join(live[:3])}) work on the store "
+                f"at {storage.location}; they do the daemon's work (stop them to use it)"
+            )
+        yield store

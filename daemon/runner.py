@@ -7,16 +7,11 @@ target never stops the others.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import logging
-import os
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from core.config import DigestProfile, Target
 from core.crashpoints import crash_point
@@ -24,7 +19,7 @@ from core.digest import Digest, TokenUsage
 from core.errors import TrendfinderError
 from core.items import FetchOutcome, StoredItem
 from core.retry import backoff
-from core.store import Delivery, store_error
+from core.store import Delivery
 from daemon.alerts import PlannedAlert, run_alerts
 from daemon.collecting import Collector, Report, run_status
 from daemon.cron import last_fire_time
@@ -72,11 +67,14 @@ class Runner(Collector):
         GROUP_BATCH at a time, each batch joining the stories of those before it (its anchors),
         so that a large collect's items are grouped within bounded memory."""
         grouped = 0
-        while new := self.store.ungrouped_items(GROUPING.text_max_chars, GROUP_BATCH):
-            assigned = self._group_batch(new)
-            grouped += assigned
-            if len(new) < GROUP_BATCH or not assigned:
-                break
+        # One grouping at a time per store, so that workers on several machines agree on
+        # story ids: each batch reads the stories the previous one wrote.
+        with self.store.sql.exclusive("group", wait=True):
+            while new := self.store.ungrouped_items(GROUPING.text_max_chars, GROUP_BATCH):
+                assigned = self._group_batch(new)
+                grouped += assigned
+                if len(new) < GROUP_BATCH or not assigned:
+                    break
         return grouped
 
     def _group_batch(self, new: list[StoredItem]) -> int:
@@ -114,8 +112,7 @@ class Runner(Collector):
         try:
             planned = run_alerts(self.store, self.config, now, dry_run=dry_run)
         except Exception as error:
-            if isinstance(error, sqlite3.Error):
-                error = store_error(self.store.path, error, self.store.busy_timeout)
+            error = self.store.sql.translated(error) or error
             log.exception("alerts: not evaluated (%s: %s)", type(error).__name__, error)
             raise AlertsFailed(
                 f"alerts: not evaluated ({type(error).__name__}: {error})"
@@ -161,8 +158,7 @@ class Runner(Collector):
                 crash_point("digest.saved")
         except Exception as error:
             # Whatever broke, the run says why and the items stay pending for the next run.
-            if isinstance(error, sqlite3.Error):
-                error = store_error(self.store.path, error, self.store.busy_timeout)
+            error = self.store.sql.translated(error) or error
             reason = f"digest {profile.name}: no digest ({type(error).__name__}: {error})"
             self.store.finish_run(run_id, self.clock(), "failed", {}, [reason])
             log.exception("%s; %d items stay pending", reason, len(selection.items))
@@ -240,12 +236,13 @@ class Runner(Collector):
     def deliver(self) -> Report:
         """Attempt every due delivery; each outcome is recorded before the next one starts.
 
-        Runs under an exclusive lock beside the store, so two processes never work the
+        Runs under the store's "deliver" lock (a file beside SQLite, an advisory lock on
+        Postgres, seen by every machine), so two processes never work the
         outbox at once, and an attempt left 'sending' by a process that stopped is finished.
         """
         report = Report()
         started = self.clock()
-        with _exclusive(self.store.path.with_name(self.store.path.name + ".deliver.lock")) as ok:
+        with self.store.sql.exclusive("deliver") as ok:
             if not ok:
                 log.info("another trendfinder process is delivering; leaving the outbox to it")
                 return report
@@ -365,25 +362,6 @@ class Runner(Collector):
         report.deliveries_failed = delivered.deliveries_failed
         report.errors += delivered.errors
         return report
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[bool]:
-    """Hold an advisory lock on `path` (True), or report that another process holds it.
-
-    The kernel drops the lock when its holder dies, even by SIGKILL, so a held lock means a
-    live process.
-    """
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(handle)
 
 
 def _group_input(item: StoredItem) -> GroupInput:

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -44,10 +43,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from core.clock import utcnow
 from core.config import Config, cron_trigger, load_config
 from core.errors import ConfigError
-from core.store import Store, store_error
+from core.store import Store
 from daemon import logs
 from daemon.cron import next_fire_time
-from daemon.lock import StateLock
+from daemon.lock import locked_store
 from daemon.runner import AlertsFailed, Runner
 from daemon.systemd import Notifier
 
@@ -123,7 +122,7 @@ class Daemon:
             "trendfinder running: %d sources, %d digest profiles, store %s",
             len(self.config.sources),
             len(self.config.digests),
-            self.store.path,
+            self.store.sql.location,
         )
         # Paused until systemd has heard we are ready, so no job uses the store meanwhile.
         self.scheduler.start(paused=True)
@@ -220,13 +219,12 @@ class Daemon:
             started = time.monotonic()
             try:
                 outcome = work()
-            except sqlite3.Error as error:
+            except Exception as error:
                 # A full disk or a lock held elsewhere: the reason, not a traceback.
-                trouble = store_error(self.store.path, error, self.store.busy_timeout)
-                log.error("%s: failed: %s", job_id, trouble)
-                outcome = "failed"
-            except Exception:
-                log.exception("%s: failed", job_id)
+                if (trouble := self.store.sql.translated(error)) is not None:
+                    log.error("%s: failed: %s", job_id, trouble)
+                else:
+                    log.exception("%s: failed", job_id)
                 outcome = "failed"
             if outcome is not None:
                 log.info("%s: %s (%.1f s)", job_id, outcome, time.monotonic() - started)
@@ -290,12 +288,12 @@ class Daemon:
                 "; ".join(error.problems),
             )
             return
-        if config.storage.database != self.config.storage.database:
+        if config.storage.location != self.config.storage.location:
             log.error(
-                "config reload rejected, still running the previous config: storage.path "
+                "config reload rejected, still running the previous config: the store "
                 "changed from %s to %s; restart trendfinder to move the store",
-                self.config.storage.database,
-                config.storage.database,
+                self.config.storage.location,
+                config.storage.location,
             )
             return
         self._add_once("reload", lambda: self._apply(config))
@@ -331,13 +329,8 @@ class Daemon:
 def run_forever(path: Path, stop_timeout: float = STOP_TIMEOUT) -> int:
     config = load_config(path)
     logs.hide_secrets(config)
-    with StateLock(config.storage.state_dir):
-        store = Store.open(config.storage.database, config.storage.busy_timeout.total_seconds())
-        try:
-            store.close_unfinished_runs(utcnow())
-        except sqlite3.Error as error:
-            store.close()
-            raise store_error(store.path, error, store.busy_timeout) from error
+    with locked_store(config.storage, lambda: Store.open_config(config.storage)) as store:
+        store.close_unfinished_runs(utcnow())
         notifier = Notifier()
         try:
             return Daemon(path, config, store, notifier, stop_timeout).run()

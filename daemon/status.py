@@ -75,10 +75,34 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
         }
         for alert in store.recent_alerts(RECENT_ALERTS)
     ]
+    workers = [
+        {
+            "name": beat.name,
+            "role": beat.role,
+            "started_at": to_text(beat.started_at),
+            "heartbeat_at": to_text(beat.heartbeat_at),
+            "heartbeat_age_s": round((now - beat.heartbeat_at).total_seconds(), 1),
+        }
+        for beat in store.workers()
+    ]
+    queues = [
+        {
+            "kind": queue.kind,
+            "total": queue.total,
+            "due": queue.due,
+            "claimed": queue.claimed,
+            "lag_s": round((now - queue.oldest_due_at).total_seconds(), 1)
+            if queue.oldest_due_at
+            else 0.0,
+        }
+        for queue in store.job_queues(now)
+    ]
     return {
         "now": to_text(now),
+        "workers": workers,
+        "queues": queues,
         "alerts": alerts,
-        "store": {"path": str(store.path), "bytes": store.size_bytes(), **store.counts()},
+        "store": {"path": store.sql.location, "bytes": store.size_bytes(), **store.counts()},
         "runs": runs,
         "sources": {"configured": len(configured), "failing": len(failing)},
         "x_cadence": {
@@ -165,6 +189,19 @@ def render_text(info: dict[str, Any]) -> str:
             f"  {profile['name']}: {profile['items_waiting']} items waiting; last digest {last}; "
             f"next {profile['next_digest_at']}"
         )
+    if info["workers"] or info["queues"]:
+        lines += ["", "workers (trendfinder worker, scheduler):"]
+        lines += [
+            f"  {worker['role']:<9} {worker['name']}: "
+            f"last heartbeat {worker['heartbeat_age_s']:.0f} s ago"
+            for worker in info["workers"]
+        ] or ["  (none running)"]
+        lines += ["", "job queues (due now / claimed / all; lag: the oldest due job's age):"]
+        lines += [
+            f"  {queue['kind']:<8} {queue['due']} / {queue['claimed']} / {queue['total']}; "
+            f"lag {queue['lag_s']:.1f} s"
+            for queue in info["queues"]
+        ]
     lines += ["", "recent alerts:" if info["alerts"] else "alerts: none yet"]
     for alert in info["alerts"]:
         lines.append(

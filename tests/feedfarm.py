@@ -35,6 +35,9 @@ class FeedFarm:
         self.generation = generation
         self.delay = delay
         self.requests: Counter[int] = Counter()
+        # Requests being answered at once, and the most there ever were (politeness tests).
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._start = datetime.now(UTC).replace(microsecond=0)
         self._lock = threading.Lock()
         farm = self
@@ -51,8 +54,14 @@ class FeedFarm:
                 with farm._lock:
                     farm.requests[number] += 1
                     generation = farm.generation
-                if farm.delay:
-                    time.sleep(farm.delay)
+                    farm.in_flight += 1
+                    farm.most_in_flight = max(farm.most_in_flight, farm.in_flight)
+                try:
+                    if farm.delay:
+                        time.sleep(farm.delay)
+                finally:
+                    with farm._lock:
+                        farm.in_flight -= 1
                 etag = f'"{number}-{generation}"'
                 if self.headers.get("If-None-Match") == etag:
                     self.send_response(304)

@@ -132,3 +132,23 @@ def test_a_sigkilled_workers_claim_returns_to_the_pool_when_its_lease_runs_out(
         assert store.claim_job("w2", ("fetch",), NOW + LEASE / 2, LEASE) is None
         back = store.claim_job("w2", ("fetch",), NOW + LEASE, LEASE)
         assert back is not None and (back.key, back.attempts) == ("feed-a", 2)
+
+
+def test_a_heartbeat_keeps_a_live_workers_claims_and_host_slots_past_their_lease(
+    open_store: StoreOpener,
+) -> None:
+    with open_store() as store:
+        store.enqueue_job("digest", "daily", NOW)
+        job = store.claim_job("w1", ("digest",), NOW, LEASE)
+        assert job is not None
+        assert store.claim_host_slots("news.example", 2, 3, "w1", NOW, LEASE) == 2
+        assert store.claim_host_slots("news.example", 2, 1, "w2", NOW, LEASE) == 0
+        store.extend_leases("w1", NOW + 3 * LEASE)  # w1 is alive: its heartbeat
+        assert store.claim_job("w2", ("digest",), NOW + 2 * LEASE, LEASE) is None
+        assert store.claim_host_slots("news.example", 2, 1, "w2", NOW + 2 * LEASE, LEASE) == 0
+        # w1 dies: its leases run out a lease after its last heartbeat.
+        assert store.claim_host_slots("news.example", 2, 2, "w2", NOW + 3 * LEASE, LEASE) == 2
+        back = store.claim_job("w2", ("digest",), NOW + 3 * LEASE, LEASE)
+        assert back is not None and back.attempts == 2
+        store.release_host_slots("w2")
+        assert store.claim_host_slots("news.example", 2, 1, "w3", NOW + 3 * LEASE, LEASE) == 1

@@ -139,14 +139,20 @@ def test_shipped_units_verify_and_the_service_scores_2_or_better(tmp_path):
     analyze = systemd_analyze()
     units = [
         printed_unit(name, tmp_path)
-        for name in ("trendfinder.service", "trendfinder-once.service", "trendfinder.timer")
+        for name in (
+            "trendfinder.service",
+            "trendfinder-once.service",
+            "trendfinder-worker@.service",
+            "trendfinder-scheduler.service",
+            "trendfinder.timer",
+        )
     ]
     verify = subprocess.run(
         [analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=120
     )
     assert verify.returncode == 0, verify.stderr
     assert "trendfinder" not in verify.stderr, verify.stderr
-    for unit in units[:2]:
+    for unit in units[:4]:
         security = subprocess.run(
             [analyze, "security", "--offline=true", "--threshold=20", str(unit)],
             capture_output=True,

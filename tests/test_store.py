@@ -220,6 +220,24 @@ EXPECTED_TABLES = {
             ("attempts", INTEGER, True, "0", 0),
         ),
     ),
+    "host_slots": (
+        True,
+        (
+            ("host", TEXT, True, None, 1),
+            ("slot", INTEGER, True, None, 2),
+            ("claimed_by", TEXT, False, None, 0),
+            ("lease_until", TEXT, False, None, 0),
+        ),
+    ),
+    "workers": (
+        True,
+        (
+            ("name", TEXT, True, None, 1),
+            ("role", TEXT, True, None, 0),
+            ("started_at", TEXT, True, None, 0),
+            ("heartbeat_at", TEXT, True, None, 0),
+        ),
+    ),
 }
 
 EXPECTED_FOREIGN_KEYS = {

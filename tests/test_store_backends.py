@@ -171,6 +171,22 @@ def test_story_histories_alerts_and_baselines_read_the_same(open_store: StoreOpe
         assert store.baselines("none") is None
 
 
+def test_search_finds_stories_by_word_prefix_source_and_time_on_both_backends(
+    open_store: StoreOpener,
+) -> None:
+    with open_store() as store:
+        store.add_items("a", [item(1, text="Cloud outage hits banks"), item(2)], NOW)
+        store.add_items("b", [item(3, text="The cloud provider apologises")], NOW + DAY)
+        store.assign_stories({"it_1": "st_c", "it_3": "st_c", "it_2": "st_2"}, {}, NOW)
+        [hit] = store.search("clou")  # a prefix, as a reader types
+        assert (hit.story_id, hit.items) == ("st_c", 2)
+        assert [h.story_id for h in store.search("cloud", sources=["b"])] == ["st_c"]
+        assert store.search("cloud banks", until=NOW + timedelta(hours=1))[0].title == "Story 1"
+        assert store.search("nothing-like-it") == []
+        assert store.search("it's (cloud) & | !") == []  # no reader's text is query syntax
+        assert [h.story_id for h in store.search(None)] == ["st_c", "st_2"]  # newest first
+
+
 def test_a_failed_transaction_leaves_nothing_behind(open_store: StoreOpener) -> None:
     with open_store() as store:
         with pytest.raises(RuntimeError), store.transaction():
@@ -449,13 +465,12 @@ def test_a_password_comes_from_the_environment_never_from_the_file(
         assert store.schema_version == SCHEMA_VERSION
 
 
-def test_storage_url_opens_postgres_and_the_daemon_says_it_cannot_yet(
-    postgres_url: str,
-) -> None:
+def test_storage_url_opens_postgres_and_is_no_sqlite_file(postgres_url: str) -> None:
     storage = StorageConfig(url=postgres_url)
     with Store.open_config(storage) as store:
         assert store.sql.dialect == "postgresql"
-    with pytest.raises(UsageError, match=r"storage\.url: the daemon's commands cannot use"):
+    assert storage.location == postgres_url
+    with pytest.raises(UsageError, match=r"storage\.url names a Postgres store"):
         _ = storage.database
     with pytest.raises(ValueError, match="not both"):
         StorageConfig(url=postgres_url, path=Path("t.db"))

@@ -21,7 +21,7 @@ from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
 from core.store.feedback import FeedbackTables, Hit
 from core.store.items import AddedItems, ItemTables
-from core.store.jobs import Job, JobTables
+from core.store.jobs import Job, JobQueue, JobTables, WorkerBeat
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
 from core.store.runs import RunTables
@@ -48,12 +48,14 @@ __all__ = [
     "DigestSummary",
     "Hit",
     "Job",
+    "JobQueue",
     "SourceState",
     "Store",
     "StoreError",
     "StoreLocked",
     "StoreMissing",
     "StoreNeedsMigration",
+    "WorkerBeat",
     "store_error",
 ]
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import from_text, to_text
-from core.errors import StoreError
 from core.items import StoredItem
 from core.store.sql import Sql, chunks
 from core.votes import Vote
@@ -53,6 +52,20 @@ def fts_query(text: str) -> str | None:
     """A reader's words as an FTS5 query that cannot be a syntax error; None when empty."""
     words = _QUERY_WORD.findall(text)[:12]
     return " ".join(f'"{word}"*' for word in words) or None
+
+
+def _hit(
+    story_id: str, title: str, url: str, published: str, fetched: str, count: int, names: str
+) -> Hit:
+    return Hit(
+        story_id=story_id,
+        title=title,
+        url=url,
+        published=from_text(published),
+        fetched=from_text(fetched),
+        sources=tuple(sorted((names or "").split("\x1f"))),
+        items=count,
+    )
 
 
 class FeedbackTables:
@@ -120,9 +133,7 @@ class FeedbackTables:
         """Stories whose items match `query` (FTS5 rank, best first) or, without one, the
         newest; within `sources` (None: all) and fetched in [since, until)."""
         if self.sql.dialect != "sqlite":
-            # The Postgres schema has the index (items.search, a tsvector); the query is not
-            # written yet (issue 16).
-            raise StoreError(f"searching the store at {self.sql.location} needs SQLite for now")
+            return self._search_postgres(query, sources, since, until, limit)
         where: list[str] = ["1"]
         params: list[object] = []
         if since is not None:
@@ -180,18 +191,55 @@ class FeedbackTables:
             "LIMIT ?",
             [*params, limit],
         ).fetchall()
-        return [
-            Hit(
-                story_id=story_id,
-                title=title,
-                url=url,
-                published=from_text(published),
-                fetched=from_text(fetched),
-                sources=tuple(sorted((names or "").split("\x1f"))),
-                items=count,
+        return [_hit(*row[:7]) for row in rows]
+
+    def _search_postgres(
+        self,
+        query: str | None,
+        sources: Sequence[str] | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> list[Hit]:
+        """search() on Postgres: the generated tsvector column (items.search, a GIN index)
+        matched by prefixes of the reader's words, ranked by ts_rank; each story led by its
+        best-matching item (a window, where SQLite takes a bare column of min())."""
+        where, params = ["TRUE"], []
+        words = _QUERY_WORD.findall(query or "")[:12]
+        if words:
+            # Each word a quoted prefix lexeme, so no reader's text is tsquery syntax.
+            lexemes = " & ".join("'" + word.replace("'", "''") + "':*" for word in words)
+            where.append("i.search @@ to_tsquery('simple', ?)")
+            params.append(lexemes)
+            score = "-ts_rank(i.search, to_tsquery('simple', ?))"
+            score_params: list[object] = [lexemes]
+        else:
+            score, score_params = "-extract(epoch FROM i.fetched::timestamptz)", []
+        if since is not None:
+            where.append("i.fetched >= ?")
+            params.append(to_text(since))
+        if until is not None:
+            where.append("i.fetched < ?")
+            params.append(to_text(until))
+        if sources is not None:
+            marks = ",".join("?" * len(sources)) or "NULL"
+            where.append(
+                f"EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = i.id "
+                f"AND s.source IN ({marks}))"
             )
-            for story_id, title, url, published, fetched, count, names, _ in rows
-        ]
+            params.extend(sources)
+        rows = self.sql.execute(
+            "SELECT story, title, url, published, fetched, n, "
+            "(SELECT string_agg(source, chr(31)) FROM item_sources s WHERE s.item_id = x.id) "
+            "FROM (SELECT m.*, coalesce(story_id, id) AS story, "
+            "count(*) OVER (PARTITION BY coalesce(story_id, id)) AS n, "
+            "row_number() OVER (PARTITION BY coalesce(story_id, id) ORDER BY score, id) AS nth "
+            f"FROM (SELECT {_HIT_COLUMNS}, {score} AS score FROM items i "
+            f"WHERE {' AND '.join(where)} ORDER BY score LIMIT ?) m) x "
+            "WHERE nth = 1 ORDER BY score LIMIT ?",
+            [*score_params, *params, limit * 8, limit],
+        ).fetchall()
+        return [_hit(*row) for row in rows]
 
     def preview_key(self, profile: str) -> tuple[object, ...]:
         """What a dry run of the profile's next digest reads, as far as it changes: the newest

@@ -234,6 +234,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP TRIGGER items_fts_insert;
     """,
+    # Workers on several machines (issue 16): each host's fetch slots, claimed under a lease
+    # by the worker fetching from it (per-host politeness across workers), and the workers'
+    # and schedulers' heartbeats for `status`.
+    """
+    CREATE TABLE host_slots (
+        host TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        claimed_by TEXT,
+        lease_until TEXT,
+        PRIMARY KEY (host, slot)
+    ) WITHOUT ROWID;
+    CREATE TABLE workers (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,9 @@ numbered migrations (core.store.migrations.postgres_script) and translates error
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Self
@@ -20,10 +22,14 @@ from psycopg.rows import dict_row
 from core.errors import StoreError, StoreLocked
 from core.store.migrations import SCHEMA_VERSION, postgres_script
 from core.store.sql import Params, Rows, Sql, StoreMissing, StoreNeedsMigration
+from core.urls import safe_location
 
 # pg_advisory_xact_lock's key while migrating: two processes starting together migrate once.
 _MIGRATION_LOCK = 0x7472656E64  # "trend"
 _VERSION_TABLE = "trendfinder_schema"
+# How often a process waiting for a named lock asks again (a wait that holds no lock of its
+# own, so lock_timeout never cuts a long wait for a grouping run short).
+_LOCK_POLL = 0.1
 # The store compares ISO times and ids as text, as SQLite does, byte by byte; a locale's
 # collation (en-US puts 'a' before 'B' and ignores '_' at first) would order them otherwise.
 _TOKEN = re.compile(r"'(?:[^']|'')*'|::|\?|:(\w+)|%")
@@ -44,11 +50,6 @@ def psycopg_sql(sql: str) -> str:
         return text  # a string literal or a :: cast, as it is
 
     return _TOKEN.sub(token, sql)
-
-
-def safe_location(url: str) -> str:
-    """The URL without a password, for messages."""
-    return re.sub(r"^(\w+://[^:/@]*):[^@]*@", r"\1@", url)
 
 
 class PostgresSql(Sql):
@@ -173,6 +174,33 @@ class PostgresSql(Sql):
 
     def skip_locked(self) -> str:
         return " FOR UPDATE SKIP LOCKED"
+
+    @contextmanager
+    def exclusive(self, name: str, *, wait: bool = False) -> Iterator[bool]:
+        # A session-level advisory lock: every machine using the database sees it, and the
+        # server drops it when the holder's connection ends (a killed process included).
+        key = lock_key(name)
+        if wait:
+            while not self._try_lock(key):
+                time.sleep(_LOCK_POLL)
+        elif not self._try_lock(key):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def _try_lock(self, key: int) -> bool:
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+        return bool(row and row[0])
+
+
+def lock_key(name: str) -> int:
+    """A named lock's 64-bit advisory key (stable across processes, unlike hash())."""
+    digest = hashlib.blake2b(f"trendfinder:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _params(params: Params) -> Params:

@@ -47,8 +47,11 @@ class SourceTables:
             known = dict(self.sql.execute("SELECT name, url FROM sources").fetchall())
             for name, kind, url in sources:
                 if name not in known:
-                    self.sql.insert(
-                        "sources", {"name": name, "kind": kind, "url": url, "fetch_url": url}
+                    # Another process (a worker starting beside a scheduler) may add it first.
+                    self.sql.execute(
+                        "INSERT INTO sources (name, kind, url, fetch_url) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        [name, kind, url, url],
                     )
                 elif known[name] != url:
                     self.sql.update(

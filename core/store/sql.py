@@ -8,6 +8,7 @@ and `:name` parameters; the few fragments that differ by dialect are `Sql` metho
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from abc import ABC, abstractmethod
@@ -212,6 +213,11 @@ class Sql(ABC):
         """What ends a SELECT that picks rows to claim, so that concurrent claimers pass over
         each other's rows instead of waiting for them."""
 
+    @abstractmethod
+    def exclusive(self, name: str, *, wait: bool = False) -> AbstractContextManager[bool]:
+        """Hold the store-wide lock `name` (True), or, without `wait`, report that another
+        process holds it (False). The holder's death releases it, even by SIGKILL."""
+
     # Helpers on top, the same for both ----------------------------------------------------
 
     def insert(self, table: str, values: Mapping[str, Any], returning: str | None = None) -> Any:
@@ -298,6 +304,25 @@ class SqliteSql(Sql):
 
     def skip_locked(self) -> str:
         return ""  # a SQLite write holds the whole database: claimers take turns anyway
+
+    def exclusive(self, name: str, *, wait: bool = False) -> AbstractContextManager[bool]:
+        # A flock on a file beside the database: processes sharing a SQLite file share
+        # its directory.
+        return _flocked(self.path.with_name(f"{self.path.name}.{name}.lock"), wait)
+
+
+@contextmanager
+def _flocked(path: Path, wait: bool) -> Iterator[bool]:
+    handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(handle)
 
 
 @contextmanager

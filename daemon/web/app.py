@@ -141,14 +141,12 @@ class App:
 
     @contextmanager
     def reading(self) -> Iterator[Store]:
-        busy = self.config.storage.busy_timeout.total_seconds()
-        with Store.open(self.config.storage.database, busy, read_only=True) as store:
+        with Store.open_config(self.config.storage, read_only=True) as store:
             yield store
 
     @contextmanager
     def writing(self) -> Iterator[Store]:
-        busy = self.config.storage.busy_timeout.total_seconds()
-        with Store.open(self.config.storage.database, busy) as store:
+        with Store.open_config(self.config.storage) as store:
             yield store
 
     # Rendering and request plumbing.

@@ -44,7 +44,7 @@ from core.clock import utcnow
 from core.config import Config, cron_trigger, load_config
 from core.errors import ConfigError
 from core.store import Store
-from daemon import logs
+from daemon import logs, memory
 from daemon.cron import next_fire_time
 from daemon.lock import locked_store
 from daemon.runner import AlertsFailed, Runner
@@ -113,6 +113,7 @@ class Daemon:
     # Running and stopping ------------------------------------------------------------------
 
     def run(self) -> int:
+        memory.keep_heap_small()
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
         self._add_digest_jobs()
@@ -226,6 +227,7 @@ class Daemon:
                 else:
                     log.exception("%s: failed", job_id)
                 outcome = "failed"
+            memory.release()
             if outcome is not None:
                 log.info("%s: %s (%.1f s)", job_id, outcome, time.monotonic() - started)
             if not self._stopping.is_set():

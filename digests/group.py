@@ -630,9 +630,10 @@ def _rarity_scale(
     return result
 
 
-# Meaning vectors of recent titles: each run regroups its anchors, so most titles recur.
+# Meaning vectors of recent titles: each run regroups its anchors, so most titles recur. Room
+# for the daemon's anchors and a batch (10,000 + 5,000) at 1 KiB a title: 16 MB, not 64.
 _TITLE_VECTORS: dict[str, NDArray[np.float32]] = {}
-_TITLE_VECTORS_KEPT = 1 << 16
+_TITLE_VECTORS_KEPT = 1 << 14
 
 
 def _dense_vectors(items: list[GroupInput], settings: GroupingSettings) -> NDArray[np.float32]:

@@ -136,14 +136,28 @@ class App:
         self.env = templates()
         self._previews: dict[str, Preview] = {}
         self._editing = threading.Lock()  # one config edit at a time
+        self._readers = threading.local()  # each worker thread's open store (reading)
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
     @contextmanager
     def reading(self) -> Iterator[Store]:
-        busy = self.config.storage.busy_timeout.total_seconds()
-        with Store.open(self.config.storage.database, busy, read_only=True) as store:
+        """The worker thread's read-only store, kept open between requests: its page cache
+        keeps the search index warm (a ranked search of a common word read its whole index
+        on every fresh connection). Each statement outside a transaction reads the newest
+        commit (a WAL snapshot ends with its transaction), and a read-only connection never
+        waits for the daemon's lock; after an error the next request opens afresh."""
+        store = getattr(self._readers, "store", None)
+        if store is None:
+            busy = self.config.storage.busy_timeout.total_seconds()
+            store = Store.open(self.config.storage.database, busy, read_only=True)
+            self._readers.store = store
+        try:
             yield store
+        except BaseException as error:
+            self._readers.store = None
+            store.__exit__(type(error), error, error.__traceback__)  # closes; names the store
+            raise
 
     @contextmanager
     def writing(self) -> Iterator[Store]:

@@ -134,6 +134,8 @@ class App:
         self.config_file = config_file  # where `config` was read, for adding sources
         self.secret = load_secret(config.serve.secret, config.storage.state_dir)
         self.env = templates()
+        for name in self.env.list_templates(extensions=["j2"]):
+            self.env.get_template(name)  # compiled at start-up, not by each page's first reader
         self._previews: dict[str, Preview] = {}
         self._editing = threading.Lock()  # one config edit at a time
         self._readers = threading.local()  # each worker thread's open store (reading)

@@ -13,7 +13,7 @@ from core.items import StoredItem
 from core.store.sql import Sql, chunks
 from core.votes import Vote
 
-# FTS5 query syntax is not for readers: each word becomes a quoted prefix term.
+# FTS5 and tsquery syntax are not for readers: each word becomes a quoted term.
 _QUERY_WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -52,7 +52,8 @@ def fts_query(text: str) -> str | None:
     """A reader's words as an FTS5 query that cannot be a syntax error; None when empty.
 
     Whole words, not prefixes: FTS5 merges a prefix's whole doclist before it returns a row
-    (a common word's prefix query took 116 ms at a million items, the word itself 42 ms)."""
+    (a common word's prefix query took 116 ms at a million items, the word itself 42 ms).
+    The index holds stems (migration 12), so "storm" still finds "storms"."""
     words = _QUERY_WORD.findall(text)[:12]
     return " ".join(f'"{word}"' for word in words) or None
 
@@ -207,16 +208,17 @@ class FeedbackTables:
         limit: int,
     ) -> list[Hit]:
         """search() on Postgres: the generated tsvector column (items.search, a GIN index)
-        matched by prefixes of the reader's words, ranked by ts_rank; each story led by its
-        best-matching item (a window, where SQLite takes a bare column of min())."""
+        matched by the stems of the reader's words, as on SQLite, ranked by ts_rank; each
+        story led by its best-matching item (a window, where SQLite takes a bare column of
+        min())."""
         where, params = ["TRUE"], []
         words = _QUERY_WORD.findall(query or "")[:12]
         if words:
-            # Each word a quoted prefix lexeme, so no reader's text is tsquery syntax.
-            lexemes = " & ".join("'" + word.replace("'", "''") + "':*" for word in words)
-            where.append("i.search @@ to_tsquery('simple', ?)")
+            # Each word a quoted lexeme, so no reader's text is tsquery syntax.
+            lexemes = " & ".join("'" + word.replace("'", "''") + "'" for word in words)
+            where.append("i.search @@ to_tsquery('trendfinder', ?)")
             params.append(lexemes)
-            score = "-ts_rank(i.search, to_tsquery('simple', ?))"
+            score = "-ts_rank(i.search, to_tsquery('trendfinder', ?))"
             score_params: list[object] = [lexemes]
         else:
             score, score_params = "-extract(epoch FROM i.fetched::timestamptz)", []

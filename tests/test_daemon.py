@@ -147,6 +147,7 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path, st
     assert "STOPPING=1" in notify.fields()
     assert "Traceback" not in run.log()
 
+    write_config(tmp_path, farm, store_url, extra_profile=True)  # the broken one mended
     if store_url is None:
         with sqlite3.connect(tmp_path / "state" / "trendfinder.db") as db:
             assert integrity_problems(db) == []
@@ -158,7 +159,6 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path, st
     assert {"collect", "digest:brief", "digest:second", "deliver"} <= kinds
     assert "running" not in statuses
 
-    write_config(tmp_path, farm, store_url, extra_profile=True)
     status = subprocess.run(
         [sys.executable, "-m", "daemon", "--config", str(config), "status", "--json"],
         cwd=tmp_path,

@@ -157,7 +157,7 @@ class Trendfinder:
                 "AND ((classid::bigint << 32) | objid::bigint) = %s"
             )
             key = lock_key("daemon")
-            yield lambda pid: bool(conn.execute(held, [key]).fetchone()[0])  # type: ignore[index]
+            yield lambda pid: bool(conn.execute(held, [key]).fetchone()[0])
 
     def finish(self, running: Running) -> Ran:
         """Wait for it within RUN_TIMEOUT, and for every process of its session to end."""

@@ -106,10 +106,7 @@ class Trendfinder:
     ) -> Running:
         """`trendfinder ARGS` in its own session, so every process it starts can be found.
         Its stderr goes to a file: a process left behind cannot hold up reading it."""
-        # The state directory of a Postgres store's config (a SQLite one names its file).
-        extra = {"STATE_DIRECTORY": str(self.folder / "state")}
-        if crash_at:
-            extra["TRENDFINDER_CRASH_AT"] = crash_at
+        extra = {"TRENDFINDER_CRASH_AT": crash_at} if crash_at else {}
         self.runs += 1
         log = self.folder / f"run-{self.runs}.log"
         with log.open("w") as stderr:

@@ -79,6 +79,12 @@ def wait_for(
     pytest.fail(f"timed out waiting for {what}; daemon log:\n{daemon.log()}")
 
 
+def storage_setting(store_url: str | None, file: str = "state/trendfinder.db") -> str:
+    """A config's storage place (inside `storage: {...}`): the Postgres database of the
+    `store_url` fixture, else the SQLite `file`."""
+    return f"url: '{store_url}'" if store_url else f"path: {file}"
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in ("OPENAI_API_KEY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):

@@ -58,6 +58,28 @@ def fts_query(text: str) -> str | None:
     return " ".join(f'"{word}"' for word in words) or None
 
 
+def _fetched_within(
+    since: datetime | None, until: datetime | None
+) -> tuple[list[str], list[object]]:
+    """A search's conditions on when its items were fetched, [since, until), and their
+    parameters, for either backend."""
+    where: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        where.append("i.fetched >= ?")
+        params.append(to_text(since))
+    if until is not None:
+        where.append("i.fetched < ?")
+        params.append(to_text(until))
+    return where, params
+
+
+# A search within some sources: an item any of them carried.
+_FROM_SOURCES = (
+    "EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = i.id AND s.source IN ({marks}))"
+)
+
+
 def _hit(
     story_id: str, title: str, url: str, published: str, fetched: str, count: int, names: str
 ) -> Hit:
@@ -138,22 +160,13 @@ class FeedbackTables:
         newest; within `sources` (None: all) and fetched in [since, until)."""
         if self.sql.dialect != "sqlite":
             return self._search_postgres(query, sources, since, until, limit)
-        where: list[str] = ["1"]
-        params: list[object] = []
-        if since is not None:
-            where.append("i.fetched >= ?")
-            params.append(to_text(since))
-        if until is not None:
-            where.append("i.fetched < ?")
-            params.append(to_text(until))
+        window, params = _fetched_within(since, until)
+        where = ["1", *window]
         marks = ",".join("?" * len(sources or ())) or "NULL"
         match = fts_query(query or "")
         narrow = match and sources is not None and len(sources) <= NARROW and until is None
         if sources is not None and not narrow:
-            where.append(
-                f"EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = i.id "
-                f"AND s.source IN ({marks}))"
-            )
+            where.append(_FROM_SOURCES.format(marks=marks))
             params.extend(sources)
         if narrow:
             # The sources' newest items (their index), then only those rows of the FTS
@@ -211,7 +224,8 @@ class FeedbackTables:
         matched by the stems of the reader's words, as on SQLite, ranked by ts_rank; each
         story led by its best-matching item (a window, where SQLite takes a bare column of
         min())."""
-        where, params = ["TRUE"], []
+        window, params = _fetched_within(since, until)
+        where = ["TRUE", *window]
         words = _QUERY_WORD.findall(query or "")[:12]
         if words:
             # Each word a quoted lexeme, so no reader's text is tsquery syntax.
@@ -222,18 +236,9 @@ class FeedbackTables:
             score_params: list[object] = [lexemes]
         else:
             score, score_params = "-extract(epoch FROM i.fetched::timestamptz)", []
-        if since is not None:
-            where.append("i.fetched >= ?")
-            params.append(to_text(since))
-        if until is not None:
-            where.append("i.fetched < ?")
-            params.append(to_text(until))
         if sources is not None:
             marks = ",".join("?" * len(sources)) or "NULL"
-            where.append(
-                f"EXISTS (SELECT 1 FROM item_sources s WHERE s.item_id = i.id "
-                f"AND s.source IN ({marks}))"
-            )
+            where.append(_FROM_SOURCES.format(marks=marks))
             params.extend(sources)
         rows = self.sql.execute(
             "SELECT story, title, url, published, fetched, n, "

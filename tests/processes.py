@@ -92,6 +92,20 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def run_cli(
+    config: Path, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`trendfinder --config CONFIG ARGS...` run to its end in the config's folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(config), *args],
+        cwd=config.parent,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def printed_cron_line() -> str:
     """The crontab line `service print cron` prints, without its comments."""
     printed = subprocess.run(

@@ -6,13 +6,11 @@ import json
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from feedfarm import FeedFarm
 from loopback.invariants import store_is_healthy, stored_rows
-from processes import Notifications, cli_env, daemon, storage_setting, wait_for
+from processes import Notifications, daemon, run_cli, storage_setting, wait_for
 
 from core.config import load_config
 
@@ -108,14 +106,7 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path, st
             )
 
             # The lock: a one-shot run while the daemon works exits at once with 75.
-            once = subprocess.run(
-                [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once"],
-                cwd=tmp_path,
-                env=cli_env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            once = run_cli(config, "run", "--once")
             assert once.returncode == 75, once.stderr
             assert "already working on" in once.stderr
 
@@ -159,14 +150,7 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path, st
     assert {"collect", "digest:brief", "digest:second", "deliver"} <= kinds
     assert "running" not in statuses
 
-    status = subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), "status", "--json"],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_cli(config, "status", "--json")
     info = json.loads(status.stdout)
     assert [d for d in info["deliveries"] if d["status"] == "failed"] == []
     assert {run["kind"] for run in info["runs"]} >= {"collect", "deliver", "digest:brief"}

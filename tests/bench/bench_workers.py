@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--kill-seconds", type=float, default=60)
     parser.add_argument("--kill-every", type=float, default=6)
     args = parser.parse_args()
+    # A bench stopped with SIGTERM still stops its Postgres cluster and feed farm.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bin_dir = postgres_bin()
     if bin_dir is None:
         sys.exit("PostgreSQL is not installed (apt-get install postgresql)")

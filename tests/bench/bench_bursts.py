@@ -170,10 +170,15 @@ class Memory:
     covered: Counter[str] = field(default_factory=Counter)
     together: Counter[tuple[str, str]] = field(default_factory=Counter)
     counted: set[tuple[str, str]] = field(default_factory=set)  # (story, outlet) seen
+    active_outlets: set[str] = field(default_factory=set)  # outlets seen within LONG_WINDOW
 
     def learn(
         self, active: Sequence[bursts.StoryActivity], now: datetime, settings: bursts.BurstSettings
     ) -> None:
+        since = now - LONG_WINDOW
+        self.active_outlets = {
+            source for story in active for source, at in story.joined.items() if at >= since
+        }
         for story in active:
             for source in story.joined:
                 if (story.story_id, source) in self.counted:
@@ -240,6 +245,18 @@ def broad(surprise: float) -> Candidate:
     return rule
 
 
+def share(least: float) -> Candidate:
+    """The outlets that joined within LONG_WINDOW, at least `least` of the outlets that
+    carried anything in it (the profile's sources in the bench are one fixed list, so this is
+    the share of those active lately)."""
+
+    def rule(story: bursts.StoryActivity, now: datetime, memory: Memory) -> bool:
+        gained = bursts.outlets_joined(story, now - LONG_WINDOW, now)
+        return gained >= least * max(1, len(memory.active_outlets))
+
+    return rule
+
+
 def both(first: Candidate, second: Candidate) -> Candidate:
     return lambda story, now, memory: first(story, now, memory) and second(story, now, memory)
 
@@ -255,6 +272,8 @@ CANDIDATES: dict[str, Candidate | None] = {
     "or 6 h, outlets broad (>= 0.5)": broad(0.5),
     "or 6 h, outlets broad (>= 1.1)": broad(1.1),
     "or 6 h, <= 6 h old and broad (>= 1.1)": both(young(6), broad(1.1)),
+    "or 6 h, >= 30% of outlets active in 6 h": share(0.3),
+    "or 6 h, >= 40% of outlets active in 6 h": share(0.4),
 }
 
 

@@ -310,9 +310,9 @@ def replay(
         sizes = {burst.story_id: burst.total_outlets for burst in found}
         if also is not None:
             slower = replace(settings, window=LONG_WINDOW)
+            by_id = {activity.story_id: activity for activity in active}
             for burst in bursts.story_bursts(active, baselines, now, slower):
-                story = next(s for s in active if s.story_id == burst.story_id)
-                if burst.story_id not in sizes and also(story, now, memory):
+                if burst.story_id not in sizes and also(by_id[burst.story_id], now, memory):
                     sizes[burst.story_id] = burst.total_outlets
         for story_id in bursts.worth_alerting(sizes, alerted, recent, caps):
             alerted[story_id] = sizes[story_id]
@@ -385,13 +385,26 @@ def candidates(back: list[Arrival], stream: list[Arrival], injected: list[Inject
         print(f"  {name:<40} {summary(outcome, injected)} ({seconds:.0f} s, load {load:.1f})")
 
 
+def round_hours(text: str) -> list[int]:
+    """--hours: whole hours 0-23, so every burst ends within the dense span."""
+    try:
+        hours = [int(hour) for hour in text.split(",")]
+    except ValueError:
+        hours = []
+    if not hours or any(not 0 <= hour <= 23 for hour in hours):
+        raise argparse.ArgumentTypeError(f"expected hours 0-23, comma-separated, got {text!r}")
+    return hours
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=12, help="the outlets' random draw")
     parser.add_argument(
-        "--hours", default=",".join(map(str, HOURS)), help="each round's start, hours after "
-        f"{DENSE:%d %B %H:%M} UTC (0-23, comma-separated)",
-    )  # fmt: skip
+        "--hours",
+        type=round_hours,
+        default=list(HOURS),
+        help=f"each round's start, hours after {DENSE:%d %B %H:%M} UTC (0-23, comma-separated)",
+    )
     parser.add_argument("--outlets", choices=("synthetic", "real"), default="synthetic")
     parser.add_argument("--candidates", action="store_true", help="measure the tried rules")
     args = parser.parse_args()
@@ -399,14 +412,10 @@ def main() -> None:
     settings = bursts.BurstSettings()
     started = time.perf_counter()
     back = background()
-    hours = [int(hour) for hour in args.hours.split(",")]
-    if any(not 0 <= hour <= 23 for hour in hours):
-        parser.error(
-            f"--hours: each must be 0-23 (the bursts must end in the dense span), got {args.hours}"
-        )
-    injected = inject(rng, hours, REAL_OUTLETS if args.outlets == "real" else OUTLETS)
+    injected = inject(rng, args.hours, REAL_OUTLETS if args.outlets == "real" else OUTLETS)
     stream = back + [a for story in injected for a in story.arrivals]
-    print(f"seed {args.seed}, rounds at +{args.hours} h, {args.outlets} outlets\n")
+    rounds = ",".join(map(str, args.hours))
+    print(f"seed {args.seed}, rounds at +{rounds} h, {args.outlets} outlets\n")
     if args.candidates:
         candidates(back, stream, injected)
         return

@@ -85,6 +85,13 @@ def storage_setting(store_url: str | None, file: str = "state/trendfinder.db") -
     return f"url: '{store_url}'" if store_url else f"path: {file}"
 
 
+def postgres_environment() -> dict[str, str]:
+    """What a process needs of this test's environment to reach the `store_url` fixture's
+    database with a trimmed environment: the password and the state directory, if set."""
+    names = ("PGPASSWORD", "STATE_DIRECTORY")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in ("OPENAI_API_KEY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):

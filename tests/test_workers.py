@@ -183,6 +183,53 @@ def test_workers_and_two_schedulers_fetch_each_feed_once_politely_and_digest_onc
         assert (fetches["total"], fetches["due"]) == (FEEDS, 0)
 
 
+def test_a_worker_and_a_scheduler_read_the_config_again_on_sighup_and_keep_a_bad_one_out(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    with FeedFarm(feeds=FEEDS) as farm:
+        config = write_config(tmp_path, farm, postgres_url)
+        everything = config.read_text()
+        # Started with feed0 only; the reload adds the others.
+        config.write_text(
+            "\n".join(
+                line for line in everything.splitlines() if "feed" not in line or "feed0," in line
+            )
+        )
+
+        def stored() -> int:
+            return one(
+                postgres_url, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL"
+            )
+
+        with roles(config, ["scheduler"], ["worker"]) as started:
+            until(lambda: "claiming jobs" in logs(tmp_path), "the store migrated", tmp_path)
+            until(lambda: stored() == 1, "feed0 fetched", tmp_path)
+            config.write_text(everything + "  - {name: broken}\n")
+            for process in started:
+                process.send_signal(signal.SIGHUP)
+            until(
+                lambda: logs(tmp_path).count("config reload rejected") == 2,
+                "both refusing the broken config",
+                tmp_path,
+            )
+            assert all(process.poll() is None for process in started)
+            config.write_text(everything)
+            for process in started:
+                process.send_signal(signal.SIGHUP)
+            # The scheduler enqueues the new feeds and the worker fetches them: a worker on
+            # the old config would drop their jobs as no longer configured.
+            until(lambda: stored() == FEEDS, "the added feeds fetched", tmp_path)
+            for process in started:
+                process.send_signal(signal.SIGTERM)
+            codes = [process.wait(timeout=30) for process in started]
+        text = logs(tmp_path)
+        assert codes == [0, 0], text[-4000:]
+        rejected = [line for line in text.splitlines() if "config reload rejected" in line]
+        assert len(rejected) == 2 and all("sources[" in line for line in rejected), rejected
+        assert text.count(f"config reloaded from {config}: {FEEDS} sources") == 2, text[-4000:]
+        assert set(farm.requests.values()) == {1}
+
+
 def test_a_sigkilled_workers_fetches_return_to_the_pool_after_its_lease(
     tmp_path: Path, postgres_url: str
 ) -> None:

@@ -204,7 +204,7 @@ def test_a_worker_and_a_scheduler_read_the_config_again_on_sighup_and_keep_a_bad
         with roles(config, ["scheduler"], ["worker"]) as started:
             until(lambda: "claiming jobs" in logs(tmp_path), "the store migrated", tmp_path)
             until(lambda: stored() == 1, "feed0 fetched", tmp_path)
-            config.write_text(everything + "  - {name: broken}\n")
+            config.write_text(everything + "  - {name: broken}\n")  # a profile without focus
             for process in started:
                 process.send_signal(signal.SIGHUP)
             until(
@@ -225,7 +225,7 @@ def test_a_worker_and_a_scheduler_read_the_config_again_on_sighup_and_keep_a_bad
         text = logs(tmp_path)
         assert codes == [0, 0], text[-4000:]
         rejected = [line for line in text.splitlines() if "config reload rejected" in line]
-        assert len(rejected) == 2 and all("sources[" in line for line in rejected), rejected
+        assert len(rejected) == 2 and all("digests[1].focus: required" in line for line in rejected)
         assert text.count(f"config reloaded from {config}: {FEEDS} sources") == 2, text[-4000:]
         assert set(farm.requests.values()) == {1}
 

@@ -144,3 +144,52 @@ def daemon(config: Path, **env: str) -> Iterator[Daemon]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+# The daemon's own grouping step (what a worker's group and digest jobs run), in a process
+# that opens the store, says so, and groups when told to.
+_GROUPER = """
+import sys
+from pathlib import Path
+from core.config import load_config
+from core.store import Store
+from daemon.runner import Runner
+config = load_config(Path(sys.argv[1]))
+with Store.open_config(config.storage) as store:
+    runner = Runner(config, store)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(runner.group(), flush=True)
+"""
+
+
+def group_at_once(config: Path, processes: int, timeout: float = 600, **env: str) -> list[int]:
+    """`processes` processes grouping the config's store at the same moment (each has its
+    store open before any starts); how many items each one grouped."""
+    started: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(processes):
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _GROUPER, str(config)],
+                    cwd=config.parent,
+                    env=cli_env(**env),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for process in started:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        for process in started:
+            assert process.stdin is not None
+            process.stdin.write("\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=timeout)[0] for process in started]
+        assert [process.returncode for process in started] == [0] * processes, outputs
+        return [int(output.split()[-1]) for output in outputs]
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -163,9 +164,15 @@ with Store.open_config(config.storage) as store:
 """
 
 
-def group_at_once(config: Path, processes: int, timeout: float = 600, **env: str) -> list[int]:
+@dataclass(frozen=True)
+class Grouped:
+    counts: list[int]  # items each process grouped
+    seconds: float  # from the moment they were told to group until the last one finished
+
+
+def group_at_once(config: Path, processes: int, timeout: float = 600, **env: str) -> Grouped:
     """`processes` processes grouping the config's store at the same moment (each has its
-    store open before any starts); how many items each one grouped."""
+    store open before any starts)."""
     started: list[subprocess.Popen[str]] = []
     try:
         for _ in range(processes):
@@ -181,13 +188,15 @@ def group_at_once(config: Path, processes: int, timeout: float = 600, **env: str
             )
         for process in started:
             assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        start = time.perf_counter()
         for process in started:
             assert process.stdin is not None
             process.stdin.write("\n")
             process.stdin.flush()
         outputs = [process.communicate(timeout=timeout)[0] for process in started]
+        seconds = time.perf_counter() - start
         assert [process.returncode for process in started] == [0] * processes, outputs
-        return [int(output.split()[-1]) for output in outputs]
+        return Grouped([int(output.split()[-1]) for output in outputs], seconds)
     finally:
         for process in started:
             if process.poll() is None:

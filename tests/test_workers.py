@@ -263,7 +263,7 @@ def test_two_groupers_at_once_agree_on_story_ids_and_group_each_item_once(
                 store.sync_sources([("wire", "feed", "https://wire.example/f")])
                 store.add_items("wire", [stored_headline(entry, now) for entry in batch], now)
             groupers = 2 if name == "postgres" else 1
-            counts = group_at_once(config, groupers, STATE_DIRECTORY=str(tmp_path / "state"))
+            counts = group_at_once(config, groupers, STATE_DIRECTORY=str(tmp_path / "state")).counts
             assert sum(counts) == len(batch), counts  # one grouping at a time: none twice
         with Store.open_config(load_config(config).storage) as store:
             items = store.items_by_id([entry.item_id for entry in headlines])

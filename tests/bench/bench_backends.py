@@ -10,7 +10,7 @@ package, fsync on, default settings otherwise) beside a SQLite file, then times 
 - daemon: `trendfinder run --once --all` as a whole process (collect every loopback feed of
   tests/feedfarm.py, group, build the digest with the offline analyzer, deliver it to a
   file), `--runs` times on the same store, each feed one item newer before every run after
-  the first (the first run also creates the store);
+  the first (the first run also creates the store), the backends taking turns;
 - store: a collect cycle's writes (every source's items and fetch state, one transaction
   per source), the pending-items query a digest makes, and draining a queue of fetch jobs
   with 1, 2 and 4 worker processes (claim, then finish with the next due time), counting
@@ -25,6 +25,7 @@ Whole processes; the load average is printed beside each figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -123,41 +124,46 @@ def drain(store: Store, url: str | None, path: str, jobs: int, workers: int) -> 
     return elapsed, len(claims) - len(set(claims))
 
 
-def daemon_runs(folder: Path, storage: str, feeds: int, runs: int) -> None:
-    """`run --once --all` `runs` times on one store, each feed one item newer each time."""
-    name = "postgres" if storage.startswith("url") else "sqlite"
-    work = folder / name
-    work.mkdir()
-    with FeedFarm(feeds=feeds) as farm:
-        sources = "\n".join(f"  - {{name: f{n}, url: '{farm.url(n)}'}}" for n in range(feeds))
-        config = work / "config.yaml"
-        config.write_text(
-            f"storage: {{{storage}}}\nllm: {{api_key: ''}}\n"
-            f"collect: {{allow_private_networks: true}}\nsources:\n{sources}\n"
-            "digests:\n  - name: brief\n    focus: Technology news for engineers.\n"
-            f"    deliver: [{{kind: file, directory: {work / 'out'}}}]\n"
-        )
-        command = [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once"]
+def daemon_runs(folder: Path, storages: dict[str, str], feeds: int, runs: int) -> None:
+    """`run --once --all` `runs` times on each store, the backends taking turns (so the
+    machine's load falls on both alike), each feed one item newer before every run after
+    the first."""
+    with contextlib.ExitStack() as stack:
+        configs = {}
+        for name, storage in storages.items():
+            farm = stack.enter_context(FeedFarm(feeds=feeds))
+            work = folder / name
+            work.mkdir()
+            sources = "\n".join(f"  - {{name: f{n}, url: '{farm.url(n)}'}}" for n in range(feeds))
+            configs[name] = (farm, work / "config.yaml")
+            configs[name][1].write_text(
+                f"storage: {{{storage}}}\nllm: {{api_key: ''}}\n"
+                f"collect: {{allow_private_networks: true}}\nsources:\n{sources}\n"
+                "digests:\n  - name: brief\n    focus: Technology news for engineers.\n"
+                f"    deliver: [{{kind: file, directory: {work / 'out'}}}]\n"
+            )
         for run in range(runs):
-            if run:
-                farm.publish()
-            start = time.perf_counter()
-            done = subprocess.run(
-                [*command, "--all"],
-                cwd=work,
-                env=cli_env(STATE_DIRECTORY=str(work / "state")),
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            took = time.perf_counter() - start
-            if done.returncode != 0:
-                sys.exit(f"{name}: run --once failed:\n{done.stderr[-3000:]}")
-            print(
-                f"{name}: run --once --all #{run + 1}, {feeds} feeds "
-                f"({'a new store' if run == 0 else 'one new item per feed'}): {took:.2f} s "
-                f"({load()})"
-            )
+            for name, (farm, config) in configs.items():
+                if run:
+                    farm.publish()
+                command = ["-m", "daemon", "--config", str(config), "run", "--once", "--all"]
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, *command],
+                    cwd=config.parent,
+                    env=cli_env(STATE_DIRECTORY=str(config.parent / "state")),
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
+                took = time.perf_counter() - start
+                if done.returncode != 0:
+                    sys.exit(f"{name}: run --once failed:\n{done.stderr[-3000:]}")
+                print(
+                    f"{name}: run --once --all #{run + 1}, {feeds} feeds "
+                    f"({'a new store' if run == 0 else 'one new item per feed'}): {took:.2f} s "
+                    f"({load()})"
+                )
 
 
 def grouping(server: PostgresServer, folder: Path, count: int) -> None:
@@ -209,8 +215,11 @@ def main() -> None:
     with PostgresServer(bin_dir, fsync=True) as server, tempfile.TemporaryDirectory() as folder:
         os.environ.update(server.environment)
         if "daemon" in args.parts:
-            daemon_runs(Path(folder), f"path: {Path(folder) / 'daemon.db'}", args.feeds, args.runs)
-            daemon_runs(Path(folder), f"url: '{server.database()}'", args.feeds, args.runs)
+            storages = {
+                "sqlite": f"path: {Path(folder) / 'daemon.db'}",
+                "postgres": f"url: '{server.database()}'",
+            }
+            daemon_runs(Path(folder), storages, args.feeds, args.runs)
         if "grouping" in args.parts:
             grouping(server, Path(folder), args.group_items)
         if "store" in args.parts:

@@ -529,7 +529,9 @@ digests:
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        [message] = discord.messages  # busy-days wants 5 trends: it got nothing
+        # busy-days wants 5 trends: it got nothing.
+        assert len(discord.messages) == 1, (discord.messages, done.stderr)
+        [message] = discord.messages
         assert f"(<{ARTICLE}>)" in message["embeds"][0]["description"]
         with Store.open_config(load_config(config).storage) as store:
             assert [d.target for d in store.deliveries()] == ["chan"]

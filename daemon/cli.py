@@ -304,17 +304,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
+    from core.config import config_path
     from daemon.workers import run_worker
 
     if args.lease < 3 or args.batch < 1:
         raise UsageError("--lease must be at least 3 seconds and --batch at least 1")
-    return run_worker(_config(args), timedelta(seconds=args.lease), args.batch)
+    return run_worker(config_path(args.config), timedelta(seconds=args.lease), args.batch)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
+    from core.config import config_path
     from daemon.workers import run_scheduler
 
-    return run_scheduler(_config(args))
+    return run_scheduler(config_path(args.config))
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

@@ -281,27 +281,11 @@ class Daemon:
 
     def _accept_reload(self) -> None:
         """Validate the new config here; the worker applies it between two jobs."""
-        try:
-            config = load_config(self.path)
-        except ConfigError as error:
-            log.error(
-                "config reload rejected, still running the previous config: %s: %s",
-                error.source,
-                "; ".join(error.problems),
-            )
-            return
-        if config.storage.location != self.config.storage.location:
-            log.error(
-                "config reload rejected, still running the previous config: the store "
-                "changed from %s to %s; restart trendfinder to move the store",
-                self.config.storage.location,
-                config.storage.location,
-            )
-            return
-        self._add_once("reload", lambda: self._apply(config))
+        config = reloaded_config(self.path, self.config)
+        if config is not None:
+            self._add_once("reload", lambda: self._apply(config))
 
     def _apply(self, config: Config) -> str:
-        logs.hide_secrets(config)
         self.config = config
         self.runner = Runner(config, self.store)
         self._add_digest_jobs()
@@ -326,6 +310,30 @@ class Daemon:
             upcoming = min((next_fire_time(p), p.name) for p in self.config.digests)
             parts.append(f"next digest {upcoming[1]} at {upcoming[0]:%Y-%m-%d %H:%M %Z}")
         return "; ".join(parts)
+
+
+def reloaded_config(path: Path, current: Config) -> Config | None:
+    """The config at `path` (secrets hidden from the log), if it may replace `current` on
+    SIGHUP: valid, and naming the same store. Else None, the reason logged in one line."""
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        log.error(
+            "config reload rejected, still running the previous config: %s: %s",
+            error.source,
+            "; ".join(error.problems),
+        )
+        return None
+    if config.storage.location != current.storage.location:
+        log.error(
+            "config reload rejected, still running the previous config: the store "
+            "changed from %s to %s; restart trendfinder to move the store",
+            current.storage.location,
+            config.storage.location,
+        )
+        return None
+    logs.hide_secrets(config)
+    return config
 
 
 def run_forever(path: Path, stop_timeout: float = STOP_TIMEOUT) -> int:

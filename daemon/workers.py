@@ -15,6 +15,7 @@ number of schedulers enqueue each job once:
 A worker's claims are leased; a heartbeat thread extends the leases of a live worker, so a
 long digest keeps its claim and a SIGKILLed worker's jobs return to the pool within one
 lease. Per-host politeness holds across workers through host slots claimed in the store.
+Both roles read the config again on SIGHUP (a bad one is refused and the old one kept).
 """
 
 from __future__ import annotations
@@ -28,18 +29,20 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from core.clock import to_text, utcnow
-from core.config import Config
+from core.config import Config, load_config
 from core.errors import UsageError
 from core.items import FetchOutcome, FetchRequest
 from core.store import Job, Store
+from daemon import logs
 from daemon.collecting import Report
 from daemon.cron import last_fire_time, next_fire_time
 from daemon.lock import AlreadyRunning
 from daemon.runner import AlertsFailed, DigestFailed, Runner
-from daemon.scheduler import sweep_gap
+from daemon.scheduler import reloaded_config, sweep_gap
 from sources.collect import collect, host_key
 
 log = logging.getLogger("trendfinder")
@@ -75,16 +78,45 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class _Stop:
-    """SIGTERM and SIGINT end the loop after the current job."""
+class _Signals:
+    """SIGTERM and SIGINT end the loop after the current job; SIGHUP has the config read
+    again between two jobs, as `trendfinder run` does."""
 
     def __init__(self) -> None:
-        self.event = threading.Event()
-        for number in (signal.SIGTERM, signal.SIGINT):
+        self.stopping = False
+        self.reload = False
+        self._wake = threading.Event()
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
-        self.event.set()
+        if number == signal.SIGHUP:
+            self.reload = True
+        else:
+            self.stopping = True
+        self._wake.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, cut short by a signal."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def reloaded(self, path: Path, config: Config) -> Config:
+        """The config to go on with: a new one if SIGHUP asked for it and it is acceptable
+        (else the reason is logged and `config` is kept)."""
+        if not self.reload:
+            return config
+        self.reload = False
+        new = reloaded_config(path, config)
+        if new is None:
+            return config
+        log.info(
+            "config reloaded from %s: %d sources, %d digest profiles",
+            path,
+            len(new.sources),
+            len(new.digests),
+        )
+        return new
 
 
 class _Heartbeat:
@@ -258,9 +290,9 @@ def schedule(config: Config, store: Store, now: datetime) -> None:
     store.enqueue_jobs("deliver", [("outbox", now)])
 
 
-def run_worker(config: Config, lease: timedelta, batch: int) -> int:
-    needs_postgres(config, "worker")
-    stop = _Stop()
+def run_worker(path: Path, lease: timedelta, batch: int) -> int:
+    config = _start_config(path, "worker")
+    signals = _Signals()
     name = worker_name()
     with Store.open_config(config.storage) as store:
         refuse_beside_the_daemon(store, "worker")
@@ -268,7 +300,9 @@ def run_worker(config: Config, lease: timedelta, batch: int) -> int:
         log.info("worker %s: claiming jobs from %s", name, store.sql.location)
         try:
             worker = Worker(config, store, name, lease, batch)
-            while not stop.event.is_set():
+            while not signals.stopping:
+                if (new := signals.reloaded(path, worker.config)) is not worker.config:
+                    worker = Worker(new, store, name, lease, batch)
                 try:
                     done = worker.work_once()
                 except Exception as error:
@@ -277,16 +311,16 @@ def run_worker(config: Config, lease: timedelta, batch: int) -> int:
                     log.exception("worker: %s", store.sql.translated(error) or error)
                     done = 0
                 if not done:
-                    stop.event.wait(IDLE_POLL)
+                    signals.sleep(IDLE_POLL)
         finally:
             heartbeat.close()
     log.info("worker %s: stopped", name)
     return 0
 
 
-def run_scheduler(config: Config) -> int:
-    needs_postgres(config, "scheduler")
-    stop = _Stop()
+def run_scheduler(path: Path) -> int:
+    config = _start_config(path, "scheduler")
+    signals = _Signals()
     name = worker_name()
     with Store.open_config(config.storage) as store:
         refuse_beside_the_daemon(store, "scheduler")
@@ -295,12 +329,20 @@ def run_scheduler(config: Config) -> int:
         )
         log.info("scheduler %s: enqueueing on %s", name, store.sql.location)
         try:
-            while not stop.event.is_set():
+            while not signals.stopping:
+                config = signals.reloaded(path, config)
                 try:
                     schedule(config, store, utcnow())
                 except Exception as error:
                     log.error("scheduler: %s", store.sql.translated(error) or error)
-                stop.event.wait(SCHEDULER_TICK)
+                signals.sleep(SCHEDULER_TICK)
         finally:
             heartbeat.close()
     return 0
+
+
+def _start_config(path: Path, role: str) -> Config:
+    config = load_config(path)
+    logs.hide_secrets(config)
+    needs_postgres(config, role)
+    return config

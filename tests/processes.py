@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,13 @@ def storage_setting(store_url: str | None, file: str = "state/trendfinder.db") -
     return f"url: '{store_url}'" if store_url else f"path: {file}"
 
 
+def postgres_environment() -> dict[str, str]:
+    """What a process needs of this test's environment to reach the `store_url` fixture's
+    database with a trimmed environment: the password and the state directory, if set."""
+    names = ("PGPASSWORD", "STATE_DIRECTORY")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in ("OPENAI_API_KEY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
@@ -137,3 +145,60 @@ def daemon(config: Path, **env: str) -> Iterator[Daemon]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+# The daemon's own grouping step (what a worker's group and digest jobs run), in a process
+# that opens the store, says so, and groups when told to.
+_GROUPER = """
+import sys
+from pathlib import Path
+from core.config import load_config
+from core.store import Store
+from daemon.runner import Runner
+config = load_config(Path(sys.argv[1]))
+with Store.open_config(config.storage) as store:
+    runner = Runner(config, store)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(runner.group(), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Grouped:
+    counts: list[int]  # items each process grouped
+    seconds: float  # from the moment they were told to group until the last one finished
+
+
+def group_at_once(config: Path, processes: int, timeout: float = 600, **env: str) -> Grouped:
+    """`processes` processes grouping the config's store at the same moment (each has its
+    store open before any starts)."""
+    started: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(processes):
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _GROUPER, str(config)],
+                    cwd=config.parent,
+                    env=cli_env(**env),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for process in started:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        start = time.perf_counter()
+        for process in started:
+            assert process.stdin is not None
+            process.stdin.write("\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=timeout)[0] for process in started]
+        seconds = time.perf_counter() - start
+        assert [process.returncode for process in started] == [0] * processes, outputs
+        return Grouped([int(output.split()[-1]) for output in outputs], seconds)
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)

@@ -9,17 +9,17 @@ import subprocess
 from pathlib import Path
 
 from feedfarm import FeedFarm
-from processes import daemon, run_cli, wait_for
+from processes import daemon, run_cli, storage_setting, wait_for
 
 
-def write_config(folder: Path, farm: FeedFarm) -> Path:
+def write_config(folder: Path, farm: FeedFarm, store_url: str | None) -> Path:
     sources = "\n".join(
         f"  - {{name: outlet{n}, url: '{farm.url(n)}', interval: 1s}}" for n in range(farm.feeds)
     )
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 llm: {{api_key: ''}}
 sources:
 {sources}
@@ -40,9 +40,11 @@ def alerts(folder: Path) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(folder.glob("alert-*.json"))]
 
 
-def test_the_daemon_alerts_on_stories_four_outlets_carry_once_each_within_the_hourly_cap(tmp_path):
+def test_the_daemon_alerts_on_stories_four_outlets_carry_once_each_within_the_hourly_cap(
+    tmp_path, store_url
+):
     with FeedFarm(feeds=4, items_per_feed=6, generation=6) as farm:
-        config = write_config(tmp_path, farm)
+        config = write_config(tmp_path, farm, store_url)
         with daemon(config) as run:
             out = tmp_path / "out" / "desk"
             # Six stories, four outlets each: three alerts, the hourly cap.
@@ -58,9 +60,9 @@ def test_the_daemon_alerts_on_stories_four_outlets_carry_once_each_within_the_ho
     assert "Traceback" not in run.log()
 
 
-def test_once_mode_alerts_and_a_second_run_does_not_repeat_it(tmp_path):
+def test_once_mode_alerts_and_a_second_run_does_not_repeat_it(tmp_path, store_url):
     with FeedFarm(feeds=4, items_per_feed=6, generation=6) as farm:
-        config = write_config(tmp_path, farm)
+        config = write_config(tmp_path, farm, store_url)
 
         def once() -> subprocess.CompletedProcess[str]:
             return run_cli(config, "run", "--once", timeout=120)

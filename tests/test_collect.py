@@ -15,8 +15,9 @@ from pathlib import Path
 import brotli
 import pytest
 from loopback import FeedServer
+from processes import storage_setting
 
-from core.config import CollectConfig, parse_config
+from core.config import CollectConfig, load_config, parse_config
 from core.items import FetchRequest
 from core.store import Store
 from daemon.runner import Runner
@@ -39,17 +40,24 @@ def rss(*entries: tuple[str, str, str], extra: str = "") -> str:
     )
 
 
-def open_runner(tmp_path: Path, sources: dict[str, str], collect: str = "{}") -> Runner:
+def storage(tmp_path: Path, store_url: str | None) -> str:
+    """The config's storage line: the `store_url` fixture's store, else a SQLite file."""
+    return f"storage: {{{storage_setting(store_url, repr(str(tmp_path / 'store.db')))}}}\n"
+
+
+def open_runner(
+    tmp_path: Path, sources: dict[str, str], collect: str = "{}", store_url: str | None = None
+) -> Runner:
     listed = "\n".join(f"  - {{name: {name}, url: '{url}'}}" for name, url in sources.items())
-    config = parse_config(
-        f"storage: {{path: '{tmp_path / 'store.db'}'}}\ncollect: {collect}\nsources:\n{listed}\n"
-    )
-    return Runner(config, Store.open(tmp_path / "store.db"))
+    config = parse_config(f"{storage(tmp_path, store_url)}collect: {collect}\nsources:\n{listed}\n")
+    return Runner(config, Store.open_config(config.storage))
 
 
-def test_a_second_cycle_costs_a_304_and_an_unchanged_body_costs_no_parsing(tmp_path, feed_server):
+def test_a_second_cycle_costs_a_304_and_an_unchanged_body_costs_no_parsing(
+    tmp_path, feed_server, store_url
+):
     url = feed_server.add("/feed", rss(("A", "https://site.example/a", "x")), gzip=True)
-    runner = open_runner(tmp_path, {"news": url})
+    runner = open_runner(tmp_path, {"news": url}, store_url=store_url)
     assert runner.collect(due_only=False).new_items == 1
     second = runner.collect(due_only=False)
     assert (second.sources_unchanged, second.new_items) == (1, 0)
@@ -64,9 +72,9 @@ def test_a_second_cycle_costs_a_304_and_an_unchanged_body_costs_no_parsing(tmp_p
     assert runner.store.source_state("news").last_status == 200
 
 
-def test_an_edited_entry_is_an_update_not_a_new_item(tmp_path, feed_server):
+def test_an_edited_entry_is_an_update_not_a_new_item(tmp_path, feed_server, store_url):
     url = feed_server.add("/feed", rss(("A", "https://site.example/a", "first")))
-    runner = open_runner(tmp_path, {"news": url})
+    runner = open_runner(tmp_path, {"news": url}, store_url=store_url)
     runner.collect(due_only=False)
     feed_server.add(
         "/feed", rss(("A", "https://site.example/a", "edited"), ("B", "https://site.example/b", ""))
@@ -77,10 +85,10 @@ def test_an_edited_entry_is_an_update_not_a_new_item(tmp_path, feed_server):
     assert texts == {"A": "edited", "B": ""}
 
 
-def test_the_same_link_from_two_feeds_is_one_item_seen_by_both(tmp_path, feed_server):
+def test_the_same_link_from_two_feeds_is_one_item_seen_by_both(tmp_path, feed_server, store_url):
     one = feed_server.add("/one", rss(("Storm", "https://site.example/storm?utm_source=a", "")))
     two = feed_server.add("/two", rss(("Storm", "https://SITE.example/storm#x", "")))
-    runner = open_runner(tmp_path, {"one": one, "two": two})
+    runner = open_runner(tmp_path, {"one": one, "two": two}, store_url=store_url)
     assert runner.collect(due_only=False).new_items == 1
     [stored] = runner.store.pending_items("p", ["one", "two"], EPOCH)
     assert stored.sources == ("one", "two")
@@ -89,12 +97,16 @@ def test_the_same_link_from_two_feeds_is_one_item_seen_by_both(tmp_path, feed_se
     assert stored.url in {"https://site.example/storm", "https://SITE.example/storm#x"}
 
 
-def test_a_permanent_redirect_moves_the_source_and_a_temporary_one_does_not(tmp_path, feed_server):
+def test_a_permanent_redirect_moves_the_source_and_a_temporary_one_does_not(
+    tmp_path, feed_server, store_url
+):
     feed_server.add("/new", rss(("A", "https://site.example/a", "")))
     moved = feed_server.add_redirect("/old", "/new", 301)
     feed_server.add_redirect("/hop", "/old", 308)
     visiting = feed_server.add_redirect("/temp", "/new", 302)
-    runner = open_runner(tmp_path, {"moved": feed_server.url_for("/hop"), "visiting": visiting})
+    runner = open_runner(
+        tmp_path, {"moved": feed_server.url_for("/hop"), "visiting": visiting}, store_url=store_url
+    )
     report = runner.collect(due_only=False)
     assert report.sources_ok == 2
     assert runner.store.source_state("moved").fetch_url == feed_server.url_for("/new")
@@ -102,14 +114,14 @@ def test_a_permanent_redirect_moves_the_source_and_a_temporary_one_does_not(tmp_
     assert moved  # the intermediate hop was followed
 
 
-def test_cache_control_and_rss_ttl_hold_the_next_poll_back(tmp_path, feed_server):
+def test_cache_control_and_rss_ttl_hold_the_next_poll_back(tmp_path, feed_server, store_url):
     cached = feed_server.add(
         "/cached",
         rss(("A", "https://site.example/a", "")),
         headers={"Cache-Control": "max-age=7200"},
     )
     ttl = feed_server.add("/ttl", rss(("B", "https://site.example/b", ""), extra="<ttl>240</ttl>"))
-    runner = open_runner(tmp_path, {"cached": cached, "ttl": ttl})
+    runner = open_runner(tmp_path, {"cached": cached, "ttl": ttl}, store_url=store_url)
     started = datetime.now(UTC)
     runner.collect(due_only=False)
     cached_next = runner.store.source_state("cached").next_fetch_at
@@ -119,9 +131,9 @@ def test_cache_control_and_rss_ttl_hold_the_next_poll_back(tmp_path, feed_server
     assert runner.collect().sources_ok == 0  # nothing is due
 
 
-def test_failures_back_off_and_success_resets_them(tmp_path, feed_server):
+def test_failures_back_off_and_success_resets_them(tmp_path, feed_server, store_url):
     url = feed_server.add_status("/flaky", 500)
-    runner = open_runner(tmp_path, {"flaky": url})
+    runner = open_runner(tmp_path, {"flaky": url}, store_url=store_url)
     waits = []
     for _ in range(3):
         before = datetime.now(UTC)
@@ -327,12 +339,12 @@ def test_a_parse_that_hangs_is_stopped_and_the_queued_feeds_go_to_another_proces
     assert queued == ["ok 1", "ok 1"]
 
 
-def test_collect_waits_for_a_source_told_to_wait_unless_forced(tmp_path, feed_server):
+def test_collect_waits_for_a_source_told_to_wait_unless_forced(tmp_path, feed_server, store_url):
     """What `trendfinder collect` does (and `--force` undoes): like `run --once`, a source
     in backoff or asked by its server to come back later is left alone."""
     good = feed_server.add("/good", rss(("A", "https://site.example/a", "x")))
     limited = feed_server.add_status("/limited", 429, retry_after=7200)
-    runner = open_runner(tmp_path, {"good": good, "limited": limited})
+    runner = open_runner(tmp_path, {"good": good, "limited": limited}, store_url=store_url)
     first = runner.collect(due_only=False, honour_backoff=True)
     assert (first.sources_ok, first.sources_failed) == (1, 1)
     second = runner.collect(due_only=False, honour_backoff=True)
@@ -345,7 +357,7 @@ def test_collect_waits_for_a_source_told_to_wait_unless_forced(tmp_path, feed_se
 
 
 def test_collect_leaves_grouping_to_the_next_digest_which_sees_the_stories(
-    tmp_path, feed_server, capsys
+    tmp_path, feed_server, capsys, store_url
 ):
     from daemon import cli
 
@@ -359,11 +371,12 @@ def test_collect_leaves_grouping_to_the_next_digest_which_sees_the_stories(
     target = f"{{kind: file, directory: '{tmp_path}'}}"
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"storage: {{path: '{tmp_path / 'store.db'}'}}\nsources:\n{listed}\n"
+        f"{storage(tmp_path, store_url)}sources:\n{listed}\n"
         f"digests: [{{name: daily, focus: news, deliver: [{target}]}}]\n"
     )
+    storage_config = load_config(config).storage
     assert cli.main(["--config", str(config), "collect"]) == 0
-    with Store.open(tmp_path / "store.db") as store:
+    with Store.open_config(storage_config) as store:
         assert len(store.ungrouped_items()) == 2  # stored, not grouped yet
     capsys.readouterr()
     # A preview groups them first, so it shows one story from both outlets.
@@ -371,12 +384,12 @@ def test_collect_leaves_grouping_to_the_next_digest_which_sees_the_stories(
     (trend,) = json.loads(capsys.readouterr().out)["trends"]
     shown = {item["source"] for item in trend["items"]} | set(trend["more_outlets"])
     assert headline in trend["title"] and shown == set(outlets)
-    with Store.open(tmp_path / "store.db") as store:
+    with Store.open_config(storage_config) as store:
         assert store.ungrouped_items() == []
 
 
 def test_grouping_a_large_collect_in_batches_joins_the_same_stories(
-    tmp_path, feed_server, monkeypatch
+    tmp_path, feed_server, monkeypatch, store_url
 ):
     from daemon import runner as runner_module
 
@@ -390,7 +403,7 @@ def test_grouping_a_large_collect_in_batches_joins_the_same_stories(
     feeds["other"] = feed_server.add(
         "/other", rss(("Council approves new library budget", "https://other.example/l", "x"))
     )
-    runner = open_runner(tmp_path, feeds)
+    runner = open_runner(tmp_path, feeds, store_url=store_url)
     assert runner.collect(due_only=False).new_items == 4
     monkeypatch.setattr(runner_module, "GROUP_BATCH", 2)  # two batches of two
     assert runner.group() == 4

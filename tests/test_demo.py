@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loopback import closed_port
+from processes import storage_setting
 
 from daemon.cli import main
 from daemon.demo import serve_samples
@@ -111,7 +112,7 @@ def test_run_once_with_the_network_unreachable_exits_1_with_a_summary(tmp_path):
     assert result.stderr.count("failed: source s") == 3
 
 
-def test_two_digests_of_a_profile_in_the_same_second_are_both_kept(tmp_path):
+def test_two_digests_of_a_profile_in_the_same_second_are_both_kept(tmp_path, store_url):
     from core.config import parse_config
     from core.items import NewItem
     from core.store import Store
@@ -120,7 +121,7 @@ def test_two_digests_of_a_profile_in_the_same_second_are_both_kept(tmp_path):
     moment = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
     config = parse_config(
         f"""
-storage: {{path: '{tmp_path / "t.db"}'}}
+storage: {{{storage_setting(store_url, str(tmp_path / "t.db"))}}}
 sources: [{{name: wire, url: 'http://127.0.0.1:9/feed.xml'}}]
 digests:
   - {{name: brief, focus: news, deliver: [{{kind: file, directory: '{tmp_path / "out"}'}}]}}
@@ -138,7 +139,7 @@ digests:
             content_hash=f"h{n}",
         )
 
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         runner = Runner(config, store, clock=lambda: moment)
         ids = []
         for n in (1, 2):

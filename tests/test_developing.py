@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import feedparser
+from processes import storage_setting
 from test_alerts import Clock, publish
 
 from core.config import DigestProfile, FileTarget, parse_config
@@ -68,9 +69,9 @@ def test_the_dump_carries_what_was_reported_before(tmp_path):
     assert "Reported before, 2026-12-01 06:00 UTC: Dam breach floods Zorvath valley" in dump
 
 
-def test_a_developing_story_says_what_changed_and_updates_its_atom_entry(tmp_path):
+def test_a_developing_story_says_what_changed_and_updates_its_atom_entry(tmp_path, store_url):
     text = f"""
-storage: {{path: {tmp_path / "t.db"}}}
+storage: {{{storage_setting(store_url, str(tmp_path / "t.db"))}}}
 sources:
   - {{name: wire, url: 'https://wire.example/feed'}}
   - {{name: herald, url: 'https://herald.example/feed'}}
@@ -83,7 +84,7 @@ digests:
 """
     config = parse_config(text)
     clock = Clock()
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         runner = Runner(config, store, clock)
         story = "Dam breach floods Zorvath valley"
         publish(store, clock, "wire", story, 0)

@@ -12,6 +12,7 @@ import pytest
 from bench.scoring import bcubed, pairwise
 from bench.synthetic import synthetic_day
 from bench.uci import UCI_PATH, load_uci, small_sparse_days
+from processes import storage_setting
 
 from core.clock import to_text
 from core.config import parse_config
@@ -440,7 +441,9 @@ def test_one_stray_anchor_stays_in_its_story_rather_than_flickering_out() -> Non
     assert run.moved == {} and run.stories == {"s4": "st_early"}
 
 
-def test_a_split_in_a_daemon_run_is_recorded_in_the_store(tmp_path: Path) -> None:
+def test_a_split_in_a_daemon_run_is_recorded_in_the_store(
+    tmp_path: Path, store_url: str | None
+) -> None:
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     early, later = now - timedelta(hours=2), now - timedelta(minutes=5)
 
@@ -455,14 +458,14 @@ def test_a_split_in_a_daemon_run_is_recorded_in_the_store(tmp_path: Path) -> Non
         )
 
     config = parse_config(
-        f"storage: {{path: '{tmp_path / 'store.db'}'}}\n"
+        f"storage: {{{storage_setting(store_url, str(tmp_path / 'store.db'))}}}\n"
         "sources:\n  - {name: wire, url: 'https://wire.example/feed'}\n"
     )
     newcomers = [
         item("s4", "Snowden at SXSW: NSA leaker urges encryption"),
         item("f3", "Chiquita Fyffes banana merger gets shareholder backing"),
     ]
-    with Store.open(tmp_path / "store.db") as store:
+    with Store.open_config(config.storage) as store:
         store.add_items("wire", [stored(entry) for entry in SNOWDEN + BANANAS], early)
         # An early, thin run's mistake: the banana merger filed under the Snowden story.
         store.assign_stories({entry.item_id: "st_early" for entry in SNOWDEN + BANANAS}, {}, early)
@@ -475,7 +478,7 @@ def test_a_split_in_a_daemon_run_is_recorded_in_the_store(tmp_path: Path) -> Non
         assert {story_of[i] for i in ("s1", "s2", "s3", "s4")} == {"st_early"}
         [split_id] = {story_of[i] for i in ("f1", "f2", "f3")}
         assert split_id != "st_early"
-        rows = store.db.execute("SELECT id, first_seen FROM stories").fetchall()
+        rows = store.sql.execute("SELECT id, first_seen FROM stories").fetchall()
         # The split-off story dates from its oldest item, not from the run that split it.
         assert {tuple(row) for row in rows} == {
             ("st_early", to_text(early)),
@@ -483,7 +486,9 @@ def test_a_split_in_a_daemon_run_is_recorded_in_the_store(tmp_path: Path) -> Non
         }
 
 
-def test_after_a_split_the_next_digest_tells_both_parts_as_developing(tmp_path: Path) -> None:
+def test_after_a_split_the_next_digest_tells_both_parts_as_developing(
+    tmp_path: Path, store_url: str | None
+) -> None:
     """The digest history stays consistent: neither part of a split story is new again."""
     now = datetime.now(UTC).replace(microsecond=0)
     first_run, second_run = now - timedelta(hours=3), now
@@ -499,14 +504,15 @@ def test_after_a_split_the_next_digest_tells_both_parts_as_developing(tmp_path: 
         )
 
     config = parse_config(
-        f"storage: {{path: '{tmp_path / 'store.db'}'}}\nllm: {{api_key: ''}}\n"
+        f"storage: {{{storage_setting(store_url, str(tmp_path / 'store.db'))}}}\n"
+        "llm: {api_key: ''}\n"
         "sources:\n"
         + "".join(f"  - {{name: {n}, url: 'https://{n}.example/feed'}}\n" for n in ("wire", "cnn"))
         + f"digests: [{{name: d, focus: news, deliver: [{{kind: file, directory: "
         f"'{tmp_path / 'out'}'}}]}}]\n",
         env={},
     )
-    with Store.open(tmp_path / "store.db") as store:
+    with Store.open_config(config.storage) as store:
         early = first_run - timedelta(hours=1)
         store.add_items("wire", [stored(entry, early) for entry in SNOWDEN + BANANAS], early)
         # An early, thin run's mistake, told in the first digest as one story.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html.parser
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pytest
 from faultworld import cli, invariant_problems, story_ids
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from loopback.openai_server import ChatRequest
+from processes import storage_setting
 
 from core.config import Config, load_config, parse_config
 from core.digest import Digest
@@ -268,7 +268,12 @@ def obey_injection(chat: ChatRequest) -> dict[str, Any]:
 
 
 def write_config(
-    folder: Path, urls: dict[str, str], deliver: str, llm: str, extra: str = ""
+    folder: Path,
+    urls: dict[str, str],
+    deliver: str,
+    llm: str,
+    extra: str = "",
+    store_url: str | None = None,
 ) -> Path:
     sources = "\n".join(
         f"  - {{name: {name}, url: '{url}'{', kind: site' if name == 'site' else ''}}}"
@@ -277,7 +282,7 @@ def write_config(
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 collect: {{max_items_per_source: {MAX_ITEMS}, allow_private_networks: true}}
 llm: {llm}
 delivery: {{backoff: 1s}}
@@ -406,9 +411,8 @@ def every_output_problem(
     many outputs were checked."""
     problems: list[str] = []
     checked = 0
-    with sqlite3.connect(config.storage.database) as db:
-        store_urls = frozenset(row[0] for row in db.execute("SELECT url FROM items"))
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
+        store_urls = frozenset(row[0] for row in store.sql.execute("SELECT url FROM items"))
         stored = [store.digest(row.id) for row in store.digest_summaries(limit=1000)]
     for digest in stored:
         problems += markdown_problems(render.markdown(digest), store_urls, f"{digest.id}.md")
@@ -453,9 +457,15 @@ def every_output_problem(
     return problems, checked
 
 
-@pytest.mark.parametrize("analyzer", ["model", "offline"])
+# Postgres with the offline analyzer only: the store's part is the same with either, and
+# the model half would add another minute to CI.
+@pytest.mark.parametrize(
+    ("analyzer", "store_url"),
+    [("model", "sqlite"), ("offline", "sqlite"), ("offline", "postgres")],
+    indirect=["store_url"],
+)
 def test_hostile_feeds_and_an_obedient_model_leave_no_script_and_no_foreign_link(
-    tmp_path, analyzer
+    tmp_path, analyzer, store_url
 ):
     with (
         FeedServer() as feeds,
@@ -476,7 +486,7 @@ def test_hostile_feeds_and_an_obedient_model_leave_no_script_and_no_foreign_link
             if analyzer == "model"
             else "{api_key: ''}"
         )
-        config_path = write_config(tmp_path, urls, deliver, llm)
+        config_path = write_config(tmp_path, urls, deliver, llm, store_url=store_url)
         started = time.monotonic()
         done = cli(config_path, "run", "--once", "--all", timeout=RUN_BOUND)
         took = time.monotonic() - started
@@ -489,11 +499,11 @@ def test_hostile_feeds_and_an_obedient_model_leave_no_script_and_no_foreign_link
             prompt = model.chat_requests[0].user_text
             # Feed text cannot close its block: the injection's </feed_content> is defused.
             assert prompt.count("</feed_content>") == 1
-        with Store.open(config.storage.database) as store:
+        with Store.open_config(config.storage) as store:
             [digest_row] = store.digest_summaries()
             digest = store.digest(digest_row.id)
             counts = dict(
-                store.db.execute("SELECT source, count(*) FROM item_sources GROUP BY source")
+                store.sql.execute("SELECT source, count(*) FROM item_sources GROUP BY source")
             )
         assert digest.analyzer == ("o1" if analyzer == "model" else "offline")
         assert digest.trends

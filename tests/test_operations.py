@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 from feedfarm import FeedFarm
-from processes import cli_env, daemon, printed_cron_line, wait_for
+from processes import cli_env, daemon, printed_cron_line, storage_setting, wait_for
 
-from core.config import parse_config
+from core.config import load_config, parse_config
 from daemon import logs
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def once_config(folder: Path, farm: FeedFarm) -> Path:
+def once_config(folder: Path, farm: FeedFarm, store_url: str | None = None) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 sources:
   - {{name: slow, url: '{farm.url(0)}'}}
 digests:
@@ -41,10 +41,10 @@ digests:
     return path
 
 
-def test_two_one_shot_runs_started_together_one_runs_the_other_exits_75(tmp_path):
+def test_two_one_shot_runs_started_together_one_runs_the_other_exits_75(tmp_path, store_url):
     # The feed answers slowly, so the first run still holds the lock when the second starts.
     with FeedFarm(feeds=1, delay=3.0) as farm:
-        config = once_config(tmp_path, farm)
+        config = once_config(tmp_path, farm, store_url)
         command = [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once"]
         runs = [
             subprocess.Popen(
@@ -66,20 +66,20 @@ def test_two_one_shot_runs_started_together_one_runs_the_other_exits_75(tmp_path
     codes = sorted(code for code, _ in results)
     assert codes == [0, 75], results
     loser = next(index for index, (code, _) in enumerate(results) if code == 75)
-    assert (
-        "already working on" in results[loser][1] and str(tmp_path / "state") in results[loser][1]
-    )
+    # It names what it found locked: the state directory, or the Postgres store.
+    locked = str(tmp_path / "state") if store_url is None else load_config(config).storage.location
+    assert "already working on" in results[loser][1] and locked in results[loser][1]
     # The second copy gave up at once instead of waiting for the first.
     assert others_running[loser], results
     assert len(list((tmp_path / "out" / "brief").glob("*.json"))) == 1
 
 
-def test_a_digest_missed_while_the_machine_slept_runs_once_on_wake(tmp_path):
+def test_a_digest_missed_while_the_machine_slept_runs_once_on_wake(tmp_path, store_url):
     with FeedFarm(feeds=1) as farm:
         config = tmp_path / "config.yaml"
         config.write_text(
             f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 sources:
   - {{name: one, url: '{farm.url(0)}', interval: 1h}}
 digests:
@@ -231,12 +231,12 @@ def test_secrets_from_the_config_never_reach_the_log(json_format, monkeypatch):
         assert "ConnectionError" in lines[3]
 
 
-def test_status_reads_a_store_the_daemon_is_using(tmp_path):
+def test_status_reads_a_store_the_daemon_is_using(tmp_path, store_url):
     with FeedFarm(feeds=2) as farm:
         config = tmp_path / "config.yaml"
         config.write_text(
             f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 sources:
   - {{name: one, url: '{farm.url(0)}', interval: 1s}}
   - {{name: gone, url: '{farm.base}/missing.xml', interval: 1s}}
@@ -265,7 +265,8 @@ digests:
     assert "  gone: " in text and "next try 20" in text
     assert "brief: 0 items waiting; last digest 20" in text
     assert "model spend: today $0.0000" in text
-    assert os.path.getsize(tmp_path / "state" / "trendfinder.db") > 0
+    if store_url is None:
+        assert os.path.getsize(tmp_path / "state" / "trendfinder.db") > 0
 
 
 @pytest.mark.parametrize("command", [["collect"], ["digest"], ["run", "--once"]])

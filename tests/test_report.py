@@ -10,6 +10,7 @@ from typing import Any
 import sample_digests as samples
 from loopback import OpenAIServer
 from loopback.openai_server import ChatRequest
+from processes import storage_setting
 from test_alerts import OUTLETS, Clock, publish
 
 from core.config import Config, parse_config
@@ -20,7 +21,10 @@ from digests import blockkit, render
 
 
 def weekly_report_config(
-    tmp_path, names: tuple[str, ...], llm: dict[str, object] | None = None
+    tmp_path,
+    names: tuple[str, ...],
+    llm: dict[str, object] | None = None,
+    store_url: str | None = None,
 ) -> Config:
     """A weekly report over feeds named `names`, delivered as files; through the model
     when `llm` gives its settings."""
@@ -28,7 +32,7 @@ def weekly_report_config(
     model = f"llm: {json.dumps(llm)}\n" if llm else ""
     return parse_config(
         f"""
-storage: {{path: {tmp_path / "t.db"}}}
+storage: {{{storage_setting(store_url, str(tmp_path / "t.db"))}}}
 {model}sources:
 {sources}
 digests:
@@ -43,11 +47,11 @@ digests:
     )
 
 
-def test_a_weekly_report_reflects_on_the_weeks_movements(tmp_path):
+def test_a_weekly_report_reflects_on_the_weeks_movements(tmp_path, store_url):
     names = ("wire", "herald", "ledger", "post")
-    config = weekly_report_config(tmp_path, names)
+    config = weekly_report_config(tmp_path, names, store_url=store_url)
     clock = Clock()
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         runner = Runner(config, store, clock)
         # An old story that went quiet, and one that took off at the end of the week.
         for minutes, outlet in enumerate(names[:3]):

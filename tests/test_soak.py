@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import statistics
 import threading
 import time
@@ -29,6 +28,7 @@ from faultworld import (
     write_world_config,
 )
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
+from loopback.invariants import stored_rows
 from processes import daemon
 
 from core.config import load_config
@@ -136,14 +136,9 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def rows(folder: Path, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(folder / "state" / "trendfinder.db", timeout=30) as db:
-        return db.execute(query).fetchall()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(SOAK_SECONDS + 300)
-def test_soak_the_daemon_in_a_world_failing_at_random(tmp_path):
+def test_soak_the_daemon_in_a_world_failing_at_random(tmp_path, store_url):
     print(f"\nsoak: seed {SEED} (TRENDFINDER_SOAK_SEED={SEED} replays it), {SOAK_SECONDS:.0f} s")
     rng = random.Random(SEED)
     with (
@@ -164,7 +159,9 @@ def test_soak_the_daemon_in_a_world_failing_at_random(tmp_path):
             slack_receiver.webhook_url,
             schedule=SCHEDULE,
             run_budget="4s",
+            store_url=store_url,
         )
+        config = load_config(config_path)
         chaos = Chaos(rng, feeds, model, smtp, slack_receiver)
         samples: list[tuple[float, int]] = []
         with daemon(config_path) as run:
@@ -200,25 +197,27 @@ def test_soak_the_daemon_in_a_world_failing_at_random(tmp_path):
             recovery = cli(config_path, *args, timeout=120)
             recovery_runs += 1
             assert recovery.returncode in (0, 1), recovery.stderr
-            left = rows(tmp_path, "SELECT count(*) FROM deliveries WHERE status != 'sent'")[0][0]
-            if not left or time.monotonic() > deadline:
+            left = stored_rows(
+                config, "SELECT count(*) AS n FROM deliveries WHERE status != 'sent'"
+            )
+            if not left[0]["n"] or time.monotonic() > deadline:
                 break
             threading.Event().wait(1)
 
-        config = load_config(config_path)
         served = [link for feed in feeds for link in feed.published]
         problems = invariant_problems(
             config, served, smtp=smtp, slack_receiver=slack_receiver, files=tmp_path / "out"
         )
 
     digests = {
-        str(analyzer): int(str(count))
-        for analyzer, count in rows(
-            tmp_path, "SELECT analyzer, count(*) FROM digests GROUP BY analyzer"
+        str(row["analyzer"]): int(row["n"])
+        for row in stored_rows(
+            config, "SELECT analyzer, count(*) AS n FROM digests GROUP BY analyzer"
         )
     }
-    deliveries, retries = rows(tmp_path, "SELECT count(*), sum(attempts - 1) FROM deliveries")[0]
-    items = rows(tmp_path, "SELECT count(*) FROM items")[0][0]
+    [sent] = stored_rows(config, "SELECT count(*) AS n, sum(attempts - 1) AS r FROM deliveries")
+    deliveries, retries = sent["n"], sent["r"]
+    items = stored_rows(config, "SELECT count(*) AS n FROM items")[0]["n"]
     warm = [kb for t, kb in samples if t >= SOAK_SECONDS * 0.25]
     fifth = max(1, len(warm) // 5)
     rss_start, rss_end = statistics.median(warm[:fifth]), statistics.median(warm[-fifth:])

@@ -32,6 +32,15 @@ def world(tmp_path):
     return config
 
 
+@pytest.fixture
+def world_on_both(tmp_path, store_url):
+    """`world` on each backend: a SQLite file, or a Postgres database."""
+    config = make_config(tmp_path, store_url=store_url)
+    fill(config)
+    build_digest(config)
+    return config
+
+
 def client(config, **kwargs) -> TestClient:
     return TestClient(create_app(config), base_url="http://127.0.0.1", **kwargs)
 
@@ -52,9 +61,9 @@ def preview_titles(web: TestClient) -> list[str]:
     return [re.sub(r"^\d+\.\s*", "", re.sub(r"<[^>]+>", "", h).strip()) for h in headings]
 
 
-def test_every_page_renders_and_escapes_hostile_feed_text(world):
-    web = client(world)
-    with Store.open(world.storage.database, read_only=True) as store:
+def test_every_page_renders_and_escapes_hostile_feed_text(world_on_both):
+    web = client(world_on_both)
+    with Store.open_config(world_on_both.storage, read_only=True) as store:
         urls = frozenset(
             item.url
             for item in store.ungrouped_items()
@@ -102,11 +111,11 @@ def test_search_ranks_matches_and_filters_by_source_tag_and_date(world):
     assert web.get("/stories", params={"since": "yesterday"}).status_code == 400
 
 
-def test_pages_show_what_the_daemon_stored_after_the_server_started(world):
+def test_pages_show_what_the_daemon_stored_after_the_server_started(world_on_both):
     # Each worker thread keeps its store open between requests; it must still see new commits.
-    web = client(world)
+    web = client(world_on_both)
     assert "No story matches" in web.get("/stories", params={"q": "zeppelin"}).text
-    with Store.open(world.storage.database) as store:
+    with Store.open_config(world_on_both.storage) as store:
         store.add_items(
             "alpha", [item("alpha", "Zeppelin lands in the harbour", 0, utcnow())], utcnow()
         )
@@ -120,17 +129,17 @@ def test_a_story_page_shows_its_items_across_outlets(world):
     assert "3 outlets (alpha, beta, gamma)" in story
 
 
-def test_stories_filter_by_status_and_a_story_shows_its_timeline_and_coverage(world):
+def test_stories_filter_by_status_and_a_story_shows_its_timeline_and_coverage(world_on_both):
     now = utcnow()
-    with Store.open(world.storage.database) as store:
+    with Store.open_config(world_on_both.storage) as store:
         fresh = [
             item(name, "Volcano erupts near the island airport", n, now, 0)
             for n, name in enumerate(("alpha", "beta"))
         ]
         for one, name in zip(fresh, ("alpha", "beta"), strict=True):
             store.add_items(name, [one], now)
-        Runner(world, store).group()
-    web = client(world)
+        Runner(world_on_both, store).group()
+    web = client(world_on_both)
     new = web.get("/stories", params={"status": "new"}).text
     developing = web.get("/stories", params={"status": "developing", "profile": "news"}).text
     assert "Volcano erupts" in new and "Parliament passes" not in new
@@ -231,7 +240,7 @@ def test_no_page_reveals_config_secrets(tmp_path):
 
 
 def signed(config, value=1, *, story=None, expires_in=timedelta(days=1)):
-    with Store.open(config.storage.database, read_only=True) as store:
+    with Store.open_config(config.storage, read_only=True) as store:
         story = story or store.search("museum")[0].story_id
     secret = load_secret(config.serve.secret, config.storage.state_dir)
     url = vote_url(
@@ -240,17 +249,17 @@ def signed(config, value=1, *, story=None, expires_in=timedelta(days=1)):
     return url, parse_qs(urlsplit(url).query)
 
 
-def test_a_signed_vote_link_confirms_on_get_and_votes_once_on_post(world):
-    web = client(world)
-    url, params = signed(world)
+def test_a_signed_vote_link_confirms_on_get_and_votes_once_on_post(world_on_both):
+    web = client(world_on_both)
+    url, params = signed(world_on_both)
     page = web.get(url)
     assert page.status_code == 200 and "Confirm your vote" in page.text
-    with Store.open(world.storage.database, read_only=True) as store:
+    with Store.open_config(world_on_both.storage, read_only=True) as store:
         assert store.votes("news") == [], "a GET (a link scanner) votes nothing"
     form = {key: values[0] for key, values in params.items()} | {"csrf": csrf(page.text)}
     assert "Vote recorded." in web.post("/vote", data=form).text
     assert "already recorded" in web.post("/vote", data=form).text
-    with Store.open(world.storage.database, read_only=True) as store:
+    with Store.open_config(world_on_both.storage, read_only=True) as store:
         assert [vote.value for vote in store.votes("news")] == [1]
 
 
@@ -394,10 +403,10 @@ def test_digests_carry_vote_links_only_when_the_server_has_a_public_url(tmp_path
             assert body.count("https://news.example.org/vote?") == expected * 2 * stories
 
 
-def test_sources_show_engagement_where_a_source_has_it(world):
+def test_sources_show_engagement_where_a_source_has_it(world_on_both):
     from core.items import Engagement, FetchOutcome
 
-    with Store.open(world.storage.database) as store:
+    with Store.open_config(world_on_both.storage) as store:
         [one, other] = [store.story_members(hit.story_id)[0].id for hit in store.search(None)[:2]]
         seen = (Engagement(one, "someone", likes=40, reposts=3, comments=2),)
         again = (Engagement(one, "someone", likes=55, reposts=4, comments=2),)
@@ -405,7 +414,7 @@ def test_sources_show_engagement_where_a_source_has_it(world):
         for when, numbers in ((1, seen), (2, again), (3, later)):
             outcome = FetchOutcome(source="beta", status="ok", engagement=numbers)
             store.record_social(outcome, utcnow() - timedelta(minutes=10 * when))
-    page = client(world).get("/sources").text
+    page = client(world_on_both).get("/sources").text
     rows = dict(re.findall(r"<td>(\w+)<br>.*?<td class=\"engagement\">(.*?)</td>", page, re.S))
     assert rows["beta"] == "60 likes, 4 reposts, 3 comments on 2 posts"
     assert rows["alpha"] == "", "a feed shows no engagement"
@@ -451,9 +460,9 @@ def test_adding_a_source_writes_the_config_keeping_comments_only_when_enabled(tm
     assert path.read_text() == before, "a refused source leaves the file as it was"
 
 
-def test_today_shows_each_trend_with_its_charts_as_the_email_does(world):
-    page = client(world).get("/").text
-    with Store.open(world.storage.database, read_only=True) as store:
+def test_today_shows_each_trend_with_its_charts_as_the_email_does(world_on_both):
+    page = client(world_on_both).get("/").text
+    with Store.open_config(world_on_both.storage, read_only=True) as store:
         digest = store.last_digest("news")
     charted = [trend for trend in digest.trends if trend.timeline and trend.coverage]
     assert charted, "the digest has charts to show"

@@ -14,13 +14,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from bench.uci import UCI_PATH, load_uci
 from feedfarm import FeedFarm
 from loopback import WebhookReceiver
-from processes import cli_env, daemon, run_cli, wait_for
+from processes import cli_env, daemon, group_at_once, run_cli, wait_for
+
+from core.clock import utcnow
+from core.config import load_config
+from core.items import NewItem
+from core.store import Store
+from digests.group import GroupInput
 
 FEEDS = 24
 
@@ -181,6 +189,98 @@ def test_workers_and_two_schedulers_fetch_each_feed_once_politely_and_digest_onc
         }
         fetches = next(queue for queue in info["queues"] if queue["kind"] == "fetch")
         assert (fetches["total"], fetches["due"]) == (FEEDS, 0)
+
+
+def test_a_worker_and_a_scheduler_read_the_config_again_on_sighup_and_keep_a_bad_one_out(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    with FeedFarm(feeds=FEEDS) as farm:
+        config = write_config(tmp_path, farm, postgres_url)
+        everything = config.read_text()
+        # Started with feed0 only; the reload adds the others.
+        config.write_text(
+            "\n".join(
+                line for line in everything.splitlines() if "feed" not in line or "feed0," in line
+            )
+        )
+
+        def stored() -> int:
+            return one(
+                postgres_url, "SELECT count(*) FROM sources WHERE last_success_at IS NOT NULL"
+            )
+
+        with roles(config, ["scheduler"], ["worker"]) as started:
+            until(lambda: "claiming jobs" in logs(tmp_path), "the store migrated", tmp_path)
+            until(lambda: stored() == 1, "feed0 fetched", tmp_path)
+            config.write_text(everything + "  - {name: broken}\n")  # a profile without focus
+            for process in started:
+                process.send_signal(signal.SIGHUP)
+            until(
+                lambda: logs(tmp_path).count("config reload rejected") == 2,
+                "both refusing the broken config",
+                tmp_path,
+            )
+            assert all(process.poll() is None for process in started)
+            config.write_text(everything)
+            for process in started:
+                process.send_signal(signal.SIGHUP)
+            # The scheduler enqueues the new feeds and the worker fetches them: a worker on
+            # the old config would drop their jobs as no longer configured.
+            until(lambda: stored() == FEEDS, "the added feeds fetched", tmp_path)
+            for process in started:
+                process.send_signal(signal.SIGTERM)
+            codes = [process.wait(timeout=30) for process in started]
+        text = logs(tmp_path)
+        assert codes == [0, 0], text[-4000:]
+        rejected = [line for line in text.splitlines() if "config reload rejected" in line]
+        assert len(rejected) == 2 and all("digests[1].focus: required" in line for line in rejected)
+        assert text.count(f"config reloaded from {config}: {FEEDS} sources") == 2, text[-4000:]
+        assert set(farm.requests.values()) == {1}
+
+
+def test_two_groupers_at_once_agree_on_story_ids_and_group_each_item_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two processes grouping one Postgres store at the same moment, in two rounds of
+    arriving headlines (the second joining the first's stories): the stories are exactly
+    those of one grouping process on SQLite, and each item was grouped by one of them."""
+    if not UCI_PATH.is_file():
+        pytest.skip(f"no UCI data at {UCI_PATH}")
+    headlines = [labelled.item for labelled in load_uci()[:800]]
+    rounds = [headlines[:400], headlines[400:]]
+    stores = {"postgres": f"url: '{postgres_url}'", "sqlite": f"path: {tmp_path / 'one.db'}"}
+    configs = {}
+    for name, storage in stores.items():
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(
+            f"storage: {{{storage}}}\nsources: [{{name: wire, url: 'https://wire.example/f'}}]\n"
+        )
+    assignments = {}
+    for name, config in configs.items():
+        for batch in rounds:
+            now = utcnow()
+            with Store.open_config(load_config(config).storage) as store:
+                store.sync_sources([("wire", "feed", "https://wire.example/f")])
+                store.add_items("wire", [stored_headline(entry, now) for entry in batch], now)
+            groupers = 2 if name == "postgres" else 1
+            counts = group_at_once(config, groupers, STATE_DIRECTORY=str(tmp_path / "state")).counts
+            assert sum(counts) == len(batch), counts  # one grouping at a time: none twice
+        with Store.open_config(load_config(config).storage) as store:
+            items = store.items_by_id([entry.item_id for entry in headlines])
+            assignments[name] = {item.id: item.story_id for item in items}
+    assert len(assignments["postgres"]) == len(headlines)
+    assert assignments["postgres"] == assignments["sqlite"]
+
+
+def stored_headline(entry: GroupInput, now: datetime) -> NewItem:
+    return NewItem(
+        id=entry.item_id,
+        url=f"https://wire.example/{entry.item_id}",
+        title=entry.title,
+        text="",
+        published=now,
+        content_hash=entry.item_id,
+    )
 
 
 def test_a_sigkilled_workers_fetches_return_to_the_pool_after_its_lease(

@@ -7,6 +7,7 @@ import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from processes import storage_setting
 from test_hostile import XSS
 
 from core.clock import utcnow
@@ -28,14 +29,15 @@ STORIES = (
 )
 
 
-def config_text(directory: Path, extra: str = "") -> str:
+def config_text(directory: Path, extra: str = "", store_url: str | None = None) -> str:
+    """`store_url`: the `store_url` fixture's Postgres database, else a SQLite file."""
     sources = "".join(
         f"  - name: {name}\n    url: https://{name}.example.org/feed.xml\n"
         f"    tags: [{'arts' if name == 'delta' else 'news'}]\n"
         for name in SOURCES
     )
     return (
-        f"storage:\n  path: {directory / 'store.db'}\n"
+        f"storage:\n  {storage_setting(store_url, str(directory / 'store.db'))}\n"
         f"{extra}"
         f"sources:\n{sources}"
         "digests:\n"
@@ -44,8 +46,8 @@ def config_text(directory: Path, extra: str = "") -> str:
     )
 
 
-def make_config(directory: Path, extra: str = "") -> Config:
-    return parse_config(config_text(directory, extra), base=directory)
+def make_config(directory: Path, extra: str = "", store_url: str | None = None) -> Config:
+    return parse_config(config_text(directory, extra, store_url), base=directory)
 
 
 def item(source: str, title: str, n: int, now: datetime, round: int = 0) -> NewItem:
@@ -65,7 +67,7 @@ def fill(config: Config, now: datetime | None = None, round: int = 0) -> None:
     """Items for every story from each of its outlets, grouped into stories; each `round`
     brings new items (new URLs) for the same stories."""
     now = now or utcnow()
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         store.sync_sources((source.name, source.kind, source.url) for source in config.sources)
         for name in SOURCES:
             items = [
@@ -79,5 +81,5 @@ def fill(config: Config, now: datetime | None = None, round: int = 0) -> None:
 
 
 def build_digest(config: Config) -> None:
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         Runner(config, store).digest(config.digests[0])

@@ -278,10 +278,11 @@ class FeedbackTables:
             rows = self.sql.execute(
                 # CROSS JOIN keeps SQLite's order: the stories' items first (few), then
                 # their digest rows by key, never the other way round (most items are cited).
+                # The join conditions sit in WHERE: Postgres allows no ON after CROSS JOIN.
                 "SELECT DISTINCT i.story_id FROM items i "
-                "CROSS JOIN digest_items d ON d.item_id = i.id AND d.role = 'cited' "
-                "CROSS JOIN digests g ON g.id = d.digest_id "
-                f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) "
+                "CROSS JOIN digest_items d CROSS JOIN digests g "
+                "WHERE d.item_id = i.id AND d.role = 'cited' AND g.id = d.digest_id "
+                f"AND i.story_id IN ({','.join('?' * len(chunk))}) "
                 f"AND d.profile IN ({','.join('?' * len(names)) or 'NULL'}) AND g.created_at >= ?",
                 [*chunk, *names, to_text(since)],
             ).fetchall()
@@ -300,7 +301,7 @@ class FeedbackTables:
             "SELECT source, count(*), sum(likes), sum(reposts), sum(comments) FROM ("
             "SELECT source, item_id, max(likes) AS likes, max(reposts) AS reposts, "
             "max(comments) AS comments FROM engagement "
-            f"WHERE source IN ({marks}) AND seen_at >= ? GROUP BY source, item_id) "
+            f"WHERE source IN ({marks}) AND seen_at >= ? GROUP BY source, item_id) AS seen "
             "GROUP BY source",
             [*sources, to_text(since)],
         ).fetchall()

@@ -7,10 +7,11 @@ It is written by hand because no library reads feeds the way feedparser does: th
 entries of the shared real-world captures. The rules below are feedparser 6's (which
 element wins when several carry a title or a date, when a guid is the link, when a second
 description is the content, which titles are HTML); whatever they do not cover (a DOCTYPE,
-a base URI below the root element, markup inside a text element, an element feedparser treats specially that is not
-modelled here, a document feedparser would flag as malformed) is rejected with None, and
-feedparser reads that feed instead. tests/test_feed_differential.py holds the two to the
-same items on every shared capture, spec example and odd feed in tests/data/odd-feeds/.
+a base URI below the root element, markup inside a text element, an element feedparser
+treats specially that is not modelled here, a document feedparser would flag as malformed)
+is rejected with None, and feedparser reads that feed instead. tests/test_feed_differential.py
+holds the two to the same items on every shared capture, spec example and odd feed in
+tests/data/odd-feeds/.
 """
 
 from __future__ import annotations

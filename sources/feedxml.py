@@ -149,6 +149,10 @@ class _Reader:
         if not isinstance(element.tag, str):
             return  # a comment or processing instruction between elements
         name = _name(element)
+        if _passes_through(name):
+            for child in element:
+                self._walk(child, depth + 1, context, entries)
+            return
         if name in ("channel", "item", "entry") and {"lastmod", "href"} & _attrs(element).keys():
             raise Rejected("a CDF attribute")
         if name in _ENTRIES:
@@ -416,6 +420,18 @@ def _unmodelled(name: str) -> str | None:
     if hasattr(_FeedParserMixin, f"_start_{name}") or hasattr(_FeedParserMixin, f"_end_{name}"):
         return f"feedparser handles <{name}> specially"
     return None
+
+
+# Harmless elements that are read here only for what they hold (channel and ttl are read).
+_PASSED_THROUGH = _HARMLESS - {"channel", "ttl"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _passes_through(name: str) -> bool:
+    """Whether only an element's children matter, as for the walk's last branch: most
+    elements of a feed (categories, authors, media), so they skip its tests (cached, like
+    _feedparser_name)."""
+    return name in _PASSED_THROUGH or (name not in _KNOWN and _unmodelled(name) is None)
 
 
 def _content_type(value: str) -> str:

@@ -12,7 +12,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from core.items import NewItem
@@ -32,6 +32,18 @@ class RawEntry:
     guid: str
     html: str
     published: datetime | None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What sources.parse.parse_feed makes of a feed. Here, not beside it: a parsing
+    process sends these back pickled, and unpickling one in the collecting process imports
+    its module, which for sources.parse is feedparser and lxml (50 ms of CPU, for nothing)."""
+
+    title: str
+    items: tuple[NewItem, ...]
+    warning: str | None  # why feedparser had to recover from malformed input
+    ttl: timedelta | None  # RSS <ttl>: how long the feed asks to be cached
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import feedparser
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
 from core.errors import SourceError
-from core.items import NewItem
 from sources.feedxml import as_html, read_feed
-from sources.items import RawEntry, build_items
+from sources.items import ParsedFeed, RawEntry, build_items
 from sources.jsonfeed import looks_like_json, parse_json_feed
 from sources.text import html_to_text, one_line
 
@@ -25,14 +24,6 @@ _HTML_MARKERS = (b"<!doctype html", b"<html")
 
 class NotAFeed(SourceError):
     """The body is not a feed; the message says what it is instead."""
-
-
-@dataclass(frozen=True)
-class ParsedFeed:
-    title: str
-    items: tuple[NewItem, ...]
-    warning: str | None  # why feedparser had to recover from malformed input
-    ttl: timedelta | None  # RSS <ttl>: how long the feed asks to be cached
 
 
 def parse_feed(

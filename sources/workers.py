@@ -23,17 +23,16 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from core.config import CollectConfig
 from core.errors import SourceError
+from sources.items import ParsedFeed
 from sources.parse_process import HEADER, frame
 
 # The parser (feedparser, lxml) is imported when a body is to be parsed here, not with this
 # module: a cycle of unchanged feeds (all 304) never needs it, nor does this process when
-# the parsing processes parse (unpickling their answers imports what those need).
-if TYPE_CHECKING:
-    from sources.parse import ParsedFeed
+# the parsing processes parse (their answers are sources.items' values).
 
 log = logging.getLogger("trendfinder")
 
@@ -217,7 +216,7 @@ class FeedParser:
         if not ok:
             assert isinstance(result, BaseException)
             raise result
-        return cast("ParsedFeed", result)
+        return cast(ParsedFeed, result)
 
     async def _worker(self) -> _Worker:
         """The least busy worker with room for one more body; a new one while there are few."""

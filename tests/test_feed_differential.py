@@ -55,7 +55,12 @@ def test_the_fast_path_gives_feedparsers_items_on_every_feed(shared_data, monkey
         ("windows-1252.xml", True),
         ("rss-namespaces.xml", True),
         ("rdf-items.xml", True),
-        ("atom-xml-base.xml", False),  # base URIs: feedparser's
+        ("atom-xml-base.xml", False),  # base URIs below the root: feedparser's
+        ("rss-item-base.xml", False),  # ...in any case (feedparser lower-cases names)
+        ("rss-root-xml-base.xml", True),  # the root's base URI is modelled
+        ("atom-root-xml-base.xml", True),
+        ("rss-root-relative-base.xml", True),
+        ("rss-unsafe-root-base.xml", True),
         ("rss-doctype.xml", False),  # a DTD may declare entities
         ("rss-broken-unclosed.xml", False),  # feedparser repairs it
         ("mislabelled-latin1-as-utf8.xml", True),  # with feedparser's charset warning

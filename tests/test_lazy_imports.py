@@ -92,3 +92,29 @@ def test_collect_imports_nothing_of_grouping_the_model_or_delivery(config: Path)
     # Its one source refuses the connection: the collect ran and says so.
     assert report["code"] == 1 and "connection refused" in ran.stderr, ran.stderr
     assert report["heavy"] == [], f"`trendfinder collect` imported {report['heavy']}"
+
+
+def test_when_parsing_processes_parse_the_collecting_process_imports_no_parser():
+    # Their answers come back pickled: unpickling them must not import the parser here.
+    probe = (
+        "import asyncio, json, sys\n"
+        "from datetime import UTC, datetime\n"
+        "from core.config import CollectConfig\n"
+        "from sources.workers import FeedParser\n"
+        "body = (b'<rss version=\"2.0\"><channel><title>T</title><item><title>One</title>'\n"
+        "        b'<link>https://site.example/1</link></item></channel></rss>')\n"
+        "async def run():\n"
+        "    parser = FeedParser(CollectConfig(parse_processes=1), 100)\n"
+        "    try:\n"
+        "        return await parser.parse(body, 'http://a/', {}, datetime.now(UTC), 'a')\n"
+        "    finally:\n"
+        "        await parser.aclose()\n"
+        "parsed = asyncio.run(asyncio.wait_for(run(), 60))\n"
+        "print(json.dumps([[item.title for item in parsed.items],\n"
+        "                  [name for name in ('feedparser', 'lxml') if name in sys.modules]]))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == [["One"], []]

@@ -12,8 +12,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -32,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from core.clock import utcnow
 from core.config import Config
-from core.digest import Coverage, StoryTimeline
+from core.digest import Coverage, Digest, StoryTimeline
 from core.errors import ConfigError, UsageError
 from core.store import Store, StoreError, StoreLocked, StoreMissing
 from core.urls import is_web_url
@@ -89,7 +90,8 @@ class StoryHistory:
 @dataclass(frozen=True)
 class Preview:
     key: tuple[object, ...]  # Store.preview_key when it was made
-    html: str | None  # None: no new items
+    digest: Digest | None  # None: no new items
+    made_at: datetime
     regulars: frozenset[str]  # the profile's usual outlets then (a story's blindspots)
 
 
@@ -134,31 +136,58 @@ class App:
         self.config_file = config_file  # where `config` was read, for adding sources
         self.secret = load_secret(config.serve.secret, config.storage.state_dir)
         self.env = templates()
-        for name in self.env.list_templates(extensions=["j2"]):
-            self.env.get_template(name)  # compiled at start-up, not by each page's first reader
+        # Compiled at start-up, not by each page's first reader: the pages' templates and
+        # the delivered digest's (render.html's own environment).
+        for env in (self.env, render.templates()):
+            for name in env.list_templates(extensions=["j2"]):
+                env.get_template(name)
         self._previews: dict[str, Preview] = {}
         self._editing = threading.Lock()  # one config edit at a time
-        self._readers = threading.local()  # each worker thread's open store (reading)
+        self._idle: list[Store] = []  # open read-only stores between requests, newest last
+        self._pool = threading.Lock()
+        # Set by a page that found a preview stale, for the thread that remakes them; None:
+        # no such thread (an app without `keep_previews`), so the page remakes it itself.
+        self._stale: threading.Event | None = None
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
     @contextmanager
     def reading(self) -> Iterator[Store]:
-        """The worker thread's read-only store, kept open between requests: its page cache
-        keeps the search index warm (a ranked search of a common word read its whole index
-        on every fresh connection). Each statement outside a transaction reads the newest
+        """A read-only store kept open between requests and shared by the worker threads,
+        one request at a time each: its cache keeps the search index warm (a ranked search
+        of a common word read its whole index on every fresh connection), and the ones
+        warmed at start-up serve the first requests whichever thread takes them (the last
+        returned first, the warmest). Each statement outside a transaction reads the newest
         commit (a WAL snapshot ends with its transaction), and a read-only connection never
-        waits for the daemon's lock; after an error the next request opens afresh."""
-        store = getattr(self._readers, "store", None)
+        waits for the daemon's lock; a store that failed is closed, not reused."""
+        with self._pool:
+            store = self._idle.pop() if self._idle else None
         if store is None:
             store = Store.open_config(self.config.storage, read_only=True)
-            self._readers.store = store
         try:
             yield store
         except BaseException as error:
-            self._readers.store = None
             store.__exit__(type(error), error, error.__traceback__)  # closes; names the store
             raise
+        with self._pool:
+            self._idle.append(store)
+
+    def start(self, warm: Sequence[Callable[[Request], Response]]) -> None:
+        """Start-up work, done before the server takes connections so that no reader pays
+        it: the digest builder's imports, every profile's preview (the selection reads
+        take seconds at a million items), and the pages' own statements through the store
+        the first requests will take. A store that cannot be read yet is logged; its pages
+        say so."""
+        from daemon import select, status  # noqa: F401 (imported now, not by a first page)
+        from digests import build  # noqa: F401
+
+        try:
+            for profile in self.config.digests:
+                self._remake(profile.name)
+            for page in warm:
+                page(_warming_request())
+        except StoreError as error:
+            log.warning("serve: start-up could not read the store: %s", error)
 
     @contextmanager
     def writing(self) -> Iterator[Store]:
@@ -397,8 +426,6 @@ class App:
             return self.problem(request, 403, "the form expired; reload the page and try again")
         url = form.get("url", "").strip()
         kind = "site" if form.get("kind") == "site" else "feed"
-        from starlette.concurrency import run_in_threadpool
-
         outcome = await run_in_threadpool(partial(self._fetch, url, kind))
         return self.page(request, "tested.html.j2", url=url, kind=kind, outcome=outcome)
 
@@ -441,47 +468,71 @@ class App:
         return HTMLResponse(render.html(digest))
 
     def preview(self, request: Request) -> Response:
-        """A dry run of the profile's next digest (offline analyzer): nothing stored or sent."""
+        """A dry run of the profile's next digest (offline analyzer): nothing stored or sent,
+        and saying when it was made."""
         profile = self._profile(request.path_params["profile"])
         if profile is None:
             return self.problem(request, 404, "no such digest profile")
-        shown = self.previewed(profile.name)
-        if shown is None:
-            return self.problem(request, 200, f"{profile.name}: no new items; no digest")
-        return HTMLResponse(shown)
+        shown, stale = self.previewed(profile.name)
+        made = f"{shown.made_at:%Y-%m-%d %H:%M:%S} UTC"
+        newer = (
+            ("The store has changed since; a newer preview is being made: reload shortly.",)
+            if stale
+            else ()
+        )
+        if shown.digest is None:
+            return self.problem(
+                request, 200, f"{profile.name}: no new items as of {made}; no digest"
+            )
+        notes = (f"Preview as of {made}: not stored, not sent.", *newer)
+        return HTMLResponse(render.html(shown.digest.model_copy(update={"notes": notes})))
 
-    def previewed(self, name: str) -> str | None:
-        """The profile's preview as HTML (None: no new items), made again only when what it
-        reads changed: at a million items reading a selection takes seconds, so the server
-        also keeps the previews made in the background (`keep_previews`)."""
+    def previewed(self, name: str) -> tuple[Preview, bool]:
+        """The profile's preview, and whether the store has changed since it was made.
+
+        At a million items reading a selection takes seconds: the server makes each preview
+        at start-up and remakes a stale one in its background thread (`keep_previews`), so
+        a page serves the one it has; without that thread the page remakes it."""
+        with self.reading() as store:
+            key = store.preview_key(name)
+        cached = self._previews.get(name)
+        if cached is not None and cached.key == key:
+            return cached, False
+        if cached is not None and self._stale is not None:
+            self._stale.set()
+            return cached, True
+        return self._remake(name), False
+
+    def _remake(self, name: str) -> Preview:
         from daemon.select import select
         from digests.build import build_offline
 
         profile = self._profile(name)
         with self.reading() as store:
             key = store.preview_key(name)
-            cached = self._previews.get(name)
-            if cached is not None and cached.key == key:
-                return cached.html
             now = utcnow()
             selection = select(store, self.config, profile, now)
-        shown = None
-        if selection.items:
-            built = build_offline(selection, now, ("Preview: not stored, not sent.",))
-            shown = render.html(built.digest)
-        self._previews[name] = Preview(key, shown, selection.regulars)
-        return shown
+        built = build_offline(selection, now, ()).digest if selection.items else None
+        made = Preview(key, built, now, selection.regulars)
+        self._previews[name] = made
+        return made
 
     def keep_previews(self, every: float = PREVIEW_EVERY) -> None:
         """Remake stale previews off the request path, until the process ends (a daemon
-        thread of `serve`)."""
+        thread of `serve`): when a page found one stale, else every `every` seconds."""
+        self._stale = stale = threading.Event()
         while True:
+            stale.wait(every)
+            stale.clear()
             for profile in self.config.digests:
                 try:
-                    self.previewed(profile.name)
+                    with self.reading() as store:
+                        key = store.preview_key(profile.name)
+                    cached = self._previews.get(profile.name)
+                    if cached is None or cached.key != key:
+                        self._remake(profile.name)
                 except StoreError as error:
                     log.warning("serve: preview of %s: %s", profile.name, error)
-            time.sleep(every)
 
     def status(self, request: Request) -> Response:
         from daemon.status import gather
@@ -598,6 +649,22 @@ class App:
         return next((p for p in self.config.digests if p.name == name), None)
 
 
+def _warming_request() -> Request:
+    """A GET of a page with no query, cookie or header, as start-up renders each page once."""
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "server": ("127.0.0.1", 80),
+            "path": "/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+        }
+    )
+
+
 def _day(text: str) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC) if text else None
 
@@ -635,8 +702,18 @@ def create_app(
     """`config_file`: where the config was read (adding sources writes it); `keep_previews`:
     remake stale digest previews in a background thread (the server)."""
     web = App(config, config_file)
-    if keep_previews:
-        threading.Thread(target=web.keep_previews, name="previews", daemon=True).start()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # uvicorn takes connections once this start-up is done.
+        began = time.perf_counter()
+        pages = (web.today, web.stories, web.sources, web.digests, web.status)
+        await run_in_threadpool(web.start, pages)
+        log.info("serve: ready in %.1f s", time.perf_counter() - began)
+        if keep_previews:
+            threading.Thread(target=web.keep_previews, name="previews", daemon=True).start()
+        yield
+
     get: Callable[..., Route] = partial(Route, methods=["GET"])
     post: Callable[..., Route] = partial(Route, methods=["POST"])
     routes = [
@@ -660,7 +737,7 @@ def create_app(
         get("/favicon.ico", lambda request: FileResponse(HERE / "static" / "favicon.svg")),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard, web=web)])
+    return Starlette(routes=routes, middleware=[Middleware(_Guard, web=web)], lifespan=lifespan)
 
 
 def serve(

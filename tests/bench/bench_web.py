@@ -4,10 +4,12 @@
 
 Builds the store as bench_store.py does (30 days, 50 sources, most items covered by earlier
 digests) with headlines drawn from a vocabulary, groups items into stories of five, stores
-a digest, then requests each page in-process through Starlette (no network), best of five
-(and the first).
+a digest, then starts the app as `trendfinder serve` does (its start-up work done before it
+takes connections, timed) and requests each page in-process through Starlette (no network),
+best of five and the first, which is the first request of that page after start-up.
 With --cache the store is built once into DIR and reused by later runs (building a million
 items takes about ten minutes); a newer schema is migrated on open, as a daemon would.
+With --cold the store file is dropped from the OS's cache before start-up, as after a reboot.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from starlette.testclient import TestClient
 from core.config import parse_config
 from core.digest import Digest
 from core.store import Store
-from daemon.web.app import create_app
 
 WORDS = [
     "climate",
@@ -106,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--cache", type=Path, help="keep the built store in this folder")
+    parser.add_argument("--cold", action="store_true", help="start with the store off the OS cache")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = args.cache or Path(name)
@@ -120,39 +122,63 @@ def main() -> None:
             print(f"store with {args.items:,} items built in {time.perf_counter() - started:.1f} s")
         digest = sample_digest()
         config = parse_config(config_text(folder), base=folder)
-        web = TestClient(create_app(config), base_url="http://127.0.0.1")
-        pages = [
-            "/",
-            "/stories",
-            "/stories?q=climate+storm",
-            "/stories?q=museum&source=source-03",
-            "/stories?q=flood&since=2026-11-20&until=2026-11-25",
-            "/stories?q=museum&status=rising",
-            f"/stories/st{args.items // 10}",
-            "/sources",
-            "/digests",
-            f"/digests/{digest.id}",
-            f"/digests/{digest.id}/delivered",
-            "/status",
-            "/digests/preview/daily",
-        ]
-        for path in pages:
-            times, cpu = [], []
-            for _ in range(5):
-                began, began_cpu = time.perf_counter(), time.process_time()
-                response = web.get(path)
-                times.append(time.perf_counter() - began)
-                cpu.append(time.process_time() - began_cpu)
-            load = os.getloadavg()[0]
-            # The first request shows what a cache (the digest preview's) costs when cold.
-            # CPU time (the process's, all threads) is what the page costs on a quiet machine
-            # but for waiting on the disk; wall time on a shared one includes waiting for a core.
+        if args.cold:
+            evict(folder / "bench.db")
+        # As `trendfinder serve` starts: its import of the app, the app, its start-up work.
+        began, began_cpu = time.perf_counter(), time.process_time()
+        from daemon.web.app import create_app
+
+        with TestClient(create_app(config, keep_previews=True), base_url="http://127.0.0.1") as web:
             print(
-                f"  {path:<52} {min(times) * 1000:8.1f} ms  cpu {min(cpu) * 1000:6.1f} ms  "
-                f"(first {times[0] * 1000:.0f} ms, cpu {cpu[0] * 1000:.0f} ms, "
-                f"HTTP {response.status_code}, {len(response.content) / 1024:.0f} KiB, "
-                f"load {load:.2f})"
+                f"start-up (until the server would take connections) "
+                f"{time.perf_counter() - began:.1f} s, cpu {time.process_time() - began_cpu:.1f} s"
+                f"{', the store cold on disk' if args.cold else ''} "
+                f"(load {os.getloadavg()[0]:.2f})"
             )
+            request_pages(web, args.items, digest.id)
+
+
+def evict(path: Path) -> None:
+    """Drop the store's files from the OS's page cache (clean pages only; nothing else's)."""
+    for name in (path, Path(f"{path}-wal")):
+        if name.exists():
+            with name.open("rb") as file:
+                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def request_pages(web: TestClient, items: int, digest_id: str) -> None:
+    pages = [
+        "/",
+        "/stories",
+        "/stories?q=climate+storm",
+        "/stories?q=museum&source=source-03",
+        "/stories?q=flood&since=2026-11-20&until=2026-11-25",
+        "/stories?q=museum&status=rising",
+        f"/stories/st{items // 10}",
+        "/sources",
+        "/digests",
+        f"/digests/{digest_id}",
+        f"/digests/{digest_id}/delivered",
+        "/status",
+        "/digests/preview/daily",
+    ]
+    for path in pages:
+        times, cpu = [], []
+        for _ in range(5):
+            began, began_cpu = time.perf_counter(), time.process_time()
+            response = web.get(path)
+            times.append(time.perf_counter() - began)
+            cpu.append(time.process_time() - began_cpu)
+        load = os.getloadavg()[0]
+        # The first request is the page's first after start-up: what a cold cache costs.
+        # CPU time (the process's, all threads) is what the page costs on a quiet machine
+        # but for waiting on the disk; wall time on a shared one includes waiting for a core.
+        print(
+            f"  {path:<52} {min(times) * 1000:8.1f} ms  cpu {min(cpu) * 1000:6.1f} ms  "
+            f"(first {times[0] * 1000:.0f} ms, cpu {cpu[0] * 1000:.0f} ms, "
+            f"HTTP {response.status_code}, {len(response.content) / 1024:.0f} KiB, "
+            f"load {load:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -176,8 +176,9 @@ class App:
         """Start-up work, done before the server takes connections so that no reader pays
         it: the digest builder's imports, every profile's preview (the selection reads
         take seconds at a million items), and the pages' own statements through the store
-        the first requests will take. A store that cannot be read yet is logged; its pages
-        say so."""
+        the first requests will take, a search with a status filter among them (with the
+        store cold on disk, its first one took 133 ms). A store that cannot be read yet is
+        logged; its pages say so."""
         from daemon import select, status  # noqa: F401 (imported now, not by a first page)
         from digests import build  # noqa: F401
 
@@ -186,6 +187,12 @@ class App:
                 self._remake(profile.name)
             for page in warm:
                 page(_warming_request())
+            with self.reading() as store:
+                newest = store.search(None, limit=1)
+            if newest:
+                # A word of the newest story: the index and items a search reads first.
+                word = max(newest[0].title.split(), key=len)
+                self.stories(_warming_request({"q": word, "status": STATUSES[-1]}))
         except StoreError as error:
             log.warning("serve: start-up could not read the store: %s", error)
 
@@ -518,9 +525,14 @@ class App:
         return made
 
     def keep_previews(self, every: float = PREVIEW_EVERY) -> None:
-        """Remake stale previews off the request path, until the process ends (a daemon
-        thread of `serve`): when a page found one stale, else every `every` seconds."""
-        self._stale = stale = threading.Event()
+        """Remake stale previews off the request path, in a daemon thread of `serve` until
+        the process ends: when a page found one stale, else every `every` seconds."""
+        self._stale = threading.Event()
+        threading.Thread(
+            target=self._keep, args=(self._stale, every), name="previews", daemon=True
+        ).start()
+
+    def _keep(self, stale: threading.Event, every: float) -> None:
         while True:
             stale.wait(every)
             stale.clear()
@@ -649,8 +661,8 @@ class App:
         return next((p for p in self.config.digests if p.name == name), None)
 
 
-def _warming_request() -> Request:
-    """A GET of a page with no query, cookie or header, as start-up renders each page once."""
+def _warming_request(query: dict[str, str] | None = None) -> Request:
+    """A GET of a page with no cookie or header, as start-up renders each page once."""
     return Request(
         {
             "type": "http",
@@ -659,7 +671,7 @@ def _warming_request() -> Request:
             "server": ("127.0.0.1", 80),
             "path": "/",
             "root_path": "",
-            "query_string": b"",
+            "query_string": urlencode(query or {}).encode(),
             "headers": [],
         }
     )
@@ -700,18 +712,18 @@ def create_app(
     config: Config, config_file: Path | None = None, *, keep_previews: bool = False
 ) -> Starlette:
     """`config_file`: where the config was read (adding sources writes it); `keep_previews`:
-    remake stale digest previews in a background thread (the server)."""
+    remake stale digest previews in a background thread (the server). The app's start-up
+    (`App.start`) runs in its lifespan, which uvicorn finishes before it takes connections."""
     web = App(config, config_file)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # uvicorn takes connections once this start-up is done.
         began = time.perf_counter()
         pages = (web.today, web.stories, web.sources, web.digests, web.status)
         await run_in_threadpool(web.start, pages)
-        log.info("serve: ready in %.1f s", time.perf_counter() - began)
+        log.info("serve: start-up done in %.1f s", time.perf_counter() - began)
         if keep_previews:
-            threading.Thread(target=web.keep_previews, name="previews", daemon=True).start()
+            web.keep_previews()
         yield
 
     get: Callable[..., Route] = partial(Route, methods=["GET"])

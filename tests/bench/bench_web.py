@@ -10,6 +10,9 @@ best of five and the first, which is the first request of that page after start-
 With --cache the store is built once into DIR and reused by later runs (building a million
 items takes about ten minutes); a newer schema is migrated on open, as a daemon would.
 With --cold the store file is dropped from the OS's cache before start-up, as after a reboot.
+Then a collect cycle writes 1,000 new items (into the cached store too, as a daemon would),
+which empties every connection's cache and makes the preview stale: each page is requested
+again, and the time the background thread takes to remake the preview is printed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -29,8 +33,10 @@ import sample_digests
 from bench.bench_store import SOURCES, build
 from starlette.testclient import TestClient
 
+from core.clock import utcnow
 from core.config import parse_config
 from core.digest import Digest
+from core.items import NewItem
 from core.store import Store
 
 WORDS = [
@@ -136,6 +142,66 @@ def main() -> None:
                 f"(load {os.getloadavg()[0]:.2f})"
             )
             request_pages(web, args.items, digest.id)
+            began = time.perf_counter()
+            collect_cycle(folder / "bench.db", CYCLE)
+            print(
+                f"a collect cycle stored {CYCLE:,} new items in "
+                f"{time.perf_counter() - began:.1f} s (load {os.getloadavg()[0]:.2f}); then, "
+                "with the preview being remade meanwhile:"
+            )
+            began = time.perf_counter()
+            remade(web, "/digests/preview/daily", began, wait=False)  # sets the remake going
+            request_pages(web, args.items, digest.id)
+            remade(web, "/digests/preview/daily", began)
+
+
+# What a collect cycle of the daemon brings meanwhile, for the followed sources.
+CYCLE = 1000
+STALE = "a newer preview is being made"
+
+
+def collect_cycle(path: Path, count: int) -> None:
+    """New items from the followed sources, stored as the daemon stores them, in stories of
+    five as the bench's are."""
+    now = utcnow()
+    stamp = int(now.timestamp())
+    followed = SOURCES[:20]
+    with Store.open(path) as store:
+        for k, source in enumerate(followed):
+            items = [
+                NewItem(
+                    id=f"new_{stamp}_{k}_{n}",
+                    url=f"https://example.com/new/{stamp}/{k}/{n}",
+                    title=title(stamp + 1000 * k + n),
+                    text="",
+                    published=now,
+                    content_hash="h",
+                )
+                for n in range(count // len(followed))
+            ]
+            store.add_items(source, items, now)
+        with store.transaction():
+            store.db.execute(
+                "UPDATE items SET story_id = 'st' || (rowid / 5) WHERE story_id IS NULL"
+            )
+
+
+def remade(web: TestClient, path: str, since: float, *, wait: bool = True) -> None:
+    """Whether the server's background thread has made the preview again since the store
+    changed at `since`, polled every 0.1 s (at most 5 minutes) when `wait`."""
+    for _ in range(3000 if wait else 1):
+        began = time.perf_counter()
+        page = web.get(path).text
+        took = time.perf_counter() - began
+        if STALE not in page:
+            break
+        time.sleep(0.1)
+    state = "remade" if STALE not in page else "being remade"
+    print(
+        f"  {path}: {state} {time.perf_counter() - since:.1f} s after the write, "
+        f"{len(re.findall(r'<h2', page))} trends (this request {took * 1000:.0f} ms; "
+        f"load {os.getloadavg()[0]:.2f})"
+    )
 
 
 def evict(path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import multiprocessing
+import os
 import secrets
 import threading
 import time
@@ -539,7 +540,10 @@ class App:
         `every` seconds. A preview takes seconds of CPU at a million items; in this process
         it would hold the interpreter's lock that long against the pages (a search took
         120-180 ms instead of 30-45 while one was made)."""
-        self._maker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        # Niced, so that the pages come first when the cores are busy.
+        self._maker = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(10,)
+        )
         self._stale = threading.Event()
         threading.Thread(
             target=self._keep, args=(self._stale, every), name="previews", daemon=True

@@ -128,6 +128,10 @@ def main() -> None:
             print(f"store with {args.items:,} items built in {time.perf_counter() - started:.1f} s")
         digest = sample_digest()
         config = parse_config(config_text(folder), base=folder)
+        profile = config.digests[0]
+        with Store.open(folder / "bench.db", read_only=True) as store:
+            waiting = store.count_pending(profile.name, SOURCES[:20], utcnow() - profile.lookback)
+        print(f"{waiting:,} items wait for the next digest of {profile.name} (its preview)")
         if args.cold:
             evict(folder / "bench.db")
         # As `trendfinder serve` starts: its import of the app, the app, its start-up work.

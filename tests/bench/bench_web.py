@@ -12,7 +12,8 @@ items takes about ten minutes); a newer schema is migrated on open, as a daemon 
 With --cold the store file is dropped from the OS's cache before start-up, as after a reboot.
 Then a collect cycle writes 1,000 new items (into the cached store too, as a daemon would),
 which empties every connection's cache and makes the preview stale: each page is requested
-again, and the time the background thread takes to remake the preview is printed.
+again, the time the background thread takes to remake the preview is printed, and every
+page is requested once more after that.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ def main() -> None:
             remade(web, "/digests/preview/daily", began, wait=False)  # sets the remake going
             request_pages(web, args.items, digest.id)
             remade(web, "/digests/preview/daily", began)
+            print("once the preview was remade (the pages warmed again meanwhile):")
+            request_pages(web, args.items, digest.id)
 
 
 # What a collect cycle of the daemon brings meanwhile, for the followed sources.

@@ -174,6 +174,7 @@ class App:
         self._maker: ProcessPoolExecutor | None = None  # the previews' process (`keep_previews`)
         self._stopping = False
         self._warm_pages: tuple[Callable[[Request], Response], ...] = ()  # set by `start`
+        self._every = PREVIEW_EVERY  # how often the previews' thread looks (`keep_previews`)
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
@@ -208,6 +209,10 @@ class App:
 
         self._warm_pages = tuple(warm)
         self._refresh([profile.name for profile in self.config.digests])
+        if self._stale is not None:  # after start-up's own refresh, never beside it
+            threading.Thread(
+                target=self._keep, args=(self._stale, self._every), name="previews", daemon=True
+            ).start()
 
     def _refresh(self, names: Sequence[str]) -> None:
         """Make these profiles' previews and warm the store the next requests take: the
@@ -216,11 +221,11 @@ class App:
         after a write, each connection's cache starts empty). A store that cannot be read
         yet is logged; its pages say so."""
         maker = self._maker
-        making = [
-            (name, maker.submit(_preview_apart, self.config, name))
-            for name in names
+        making = (
+            [(name, maker.submit(_preview_apart, self.config, name)) for name in names]
             if maker is not None
-        ]
+            else []
+        )
         try:
             if maker is None:
                 for name in names:
@@ -586,20 +591,18 @@ class App:
         return made
 
     def keep_previews(self, every: float = PREVIEW_EVERY) -> None:
-        """Make the previews in a process of their own and, from a daemon thread of `serve`
-        until `stop`, remake stale ones there and warm the pages again: when a page found
-        one stale, else when a look every `every` seconds finds the store changed. A
-        preview takes seconds of CPU at a million items; in this process it would hold the
-        interpreter's lock that long against the pages (a search took 120-180 ms instead
-        of 30-45 while one was made)."""
+        """Make the previews in a process of their own and, once `start` is done, from a
+        daemon thread of `serve` until `stop`, remake stale ones there and warm the pages
+        again: when a page found one stale, else when a look every `every` seconds finds
+        the store changed. A preview takes seconds of CPU at a million items; in this
+        process it would hold the interpreter's lock that long against the pages (a search
+        took 120-180 ms instead of 30-45 while one was made)."""
         # Niced, so that the pages come first when the cores are busy.
         self._maker = ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(10,)
         )
         self._stale = threading.Event()
-        threading.Thread(
-            target=self._keep, args=(self._stale, every), name="previews", daemon=True
-        ).start()
+        self._every = every
 
     def stop(self) -> None:
         self._stopping = True

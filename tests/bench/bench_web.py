@@ -10,10 +10,11 @@ best of five and the first, which is the first request of that page after start-
 With --cache the store is built once into DIR and reused by later runs (building a million
 items takes about ten minutes); a newer schema is migrated on open, as a daemon would.
 With --cold the store file is dropped from the OS's cache before start-up, as after a reboot.
-Then a collect cycle writes 1,000 new items (into the cached store too, as a daemon would),
-which empties every connection's cache and makes the preview stale: each page is requested
-again, the time the background thread takes to remake the preview is printed, and every
-page is requested once more after that.
+Before start-up 5,000 new items wait for the next digest (its preview's); then a collect
+cycle writes 1,000 more, which empties every connection's cache and makes the preview
+stale: each page is requested again, the time the background thread takes to remake the
+preview is printed, and every page is requested once more after that. The run's new items
+are taken out of the store at its end.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bench.bench_store import SOURCES, build
 from starlette.testclient import TestClient
 
 from core.clock import utcnow
-from core.config import parse_config
+from core.config import Config, parse_config
 from core.digest import Digest
 from core.items import NewItem
 from core.store import Store
@@ -129,41 +130,54 @@ def main() -> None:
             print(f"store with {args.items:,} items built in {time.perf_counter() - started:.1f} s")
         digest = sample_digest()
         config = parse_config(config_text(folder), base=folder)
-        profile = config.digests[0]
-        with Store.open(folder / "bench.db", read_only=True) as store:
-            waiting = store.count_pending(profile.name, SOURCES[:20], utcnow() - profile.lookback)
-        print(f"{waiting:,} items wait for the next digest of {profile.name} (its preview)")
-        if args.cold:
-            evict(folder / "bench.db")
-        # As `trendfinder serve` starts: its import of the app, the app, its start-up work.
-        began, began_cpu = time.perf_counter(), time.process_time()
-        from daemon.web.app import create_app
-
-        with TestClient(create_app(config, keep_previews=True), base_url="http://127.0.0.1") as web:
-            print(
-                f"start-up (until the server would take connections) "
-                f"{time.perf_counter() - began:.1f} s, cpu {time.process_time() - began_cpu:.1f} s"
-                f"{', the store cold on disk' if args.cold else ''} "
-                f"(load {os.getloadavg()[0]:.2f})"
-            )
-            request_pages(web, args.items, digest.id)
-            began = time.perf_counter()
-            collect_cycle(folder / "bench.db", CYCLE)
-            print(
-                f"a collect cycle stored {CYCLE:,} new items in "
-                f"{time.perf_counter() - began:.1f} s (load {os.getloadavg()[0]:.2f}); then, "
-                "with the preview being remade meanwhile:"
-            )
-            began = time.perf_counter()
-            remade(web, "/digests/preview/daily", began, wait=False)  # sets the remake going
-            request_pages(web, args.items, digest.id)
-            remade(web, "/digests/preview/daily", began)
-            print("once the preview was remade (the pages warmed again meanwhile):")
-            request_pages(web, args.items, digest.id)
+        forget_new_items(folder / "bench.db")  # an interrupted run's
+        collect_cycle(folder / "bench.db", WAITING)
+        try:
+            run(folder, config, args, digest.id)
+        finally:
+            forget_new_items(folder / "bench.db")
 
 
-# What a collect cycle of the daemon brings meanwhile, for the followed sources.
+def run(folder: Path, config: Config, args: argparse.Namespace, digest_id: str) -> None:
+    """Start the app over the store in `folder` and time its pages (see the module's text)."""
+    profile = config.digests[0]
+    with Store.open(folder / "bench.db", read_only=True) as store:
+        waiting = store.count_pending(profile.name, SOURCES[:20], utcnow() - profile.lookback)
+    print(f"{waiting:,} items wait for the next digest of {profile.name} (its preview)")
+    if args.cold:
+        evict(folder / "bench.db")
+    # As `trendfinder serve` starts: its import of the app, the app, its start-up work.
+    began, began_cpu = time.perf_counter(), time.process_time()
+    from daemon.web.app import create_app
+
+    with TestClient(create_app(config, keep_previews=True), base_url="http://127.0.0.1") as web:
+        print(
+            f"start-up (until the server would take connections) "
+            f"{time.perf_counter() - began:.1f} s, cpu {time.process_time() - began_cpu:.1f} s"
+            f"{', the store cold on disk' if args.cold else ''} "
+            f"(load {os.getloadavg()[0]:.2f})"
+        )
+        request_pages(web, args.items, digest_id)
+        began = time.perf_counter()
+        collect_cycle(folder / "bench.db", CYCLE)
+        print(
+            f"a collect cycle stored {CYCLE:,} new items in "
+            f"{time.perf_counter() - began:.1f} s (load {os.getloadavg()[0]:.2f}); then, "
+            "with the preview being remade meanwhile:"
+        )
+        began = time.perf_counter()
+        remade(web, "/digests/preview/daily", began, wait=False)  # sets the remake going
+        request_pages(web, args.items, digest_id)
+        remade(web, "/digests/preview/daily", began)
+        print("once the preview was remade (the pages warmed again meanwhile):")
+        request_pages(web, args.items, digest_id)
+
+
+# What a collect cycle of the daemon brings meanwhile, for the followed sources, and what
+# the daemon collected since the last digest before the server started (the preview's).
 CYCLE = 1000
+WAITING = 5000
+NEW = "bench-new-"  # the ids of those items, which each run takes out again
 STALE = "a newer preview is being made"
 
 
@@ -171,15 +185,15 @@ def collect_cycle(path: Path, count: int) -> None:
     """New items from the followed sources, stored as the daemon stores them, in stories of
     five as the bench's are."""
     now = utcnow()
-    stamp = int(now.timestamp())
+    stamp = time.perf_counter_ns()
     followed = SOURCES[:20]
     with Store.open(path) as store:
         for k, source in enumerate(followed):
             items = [
                 NewItem(
-                    id=f"new_{stamp}_{k}_{n}",
+                    id=f"{NEW}{stamp}_{k}_{n}",
                     url=f"https://example.com/new/{stamp}/{k}/{n}",
-                    title=title(stamp + 1000 * k + n),
+                    title=title(stamp % 1_000_000 + 1000 * k + n),
                     text="",
                     published=now,
                     content_hash="h",
@@ -191,6 +205,25 @@ def collect_cycle(path: Path, count: int) -> None:
             store.db.execute(
                 "UPDATE items SET story_id = 'st' || (rowid / 5) WHERE story_id IS NULL"
             )
+
+
+def forget_new_items(path: Path) -> None:
+    """Take the run's new items out again (search index, sources, rows), so that every run
+    starts from the same store."""
+    span = [NEW, NEW + "~"]
+    with Store.open(path) as store:
+        # Nothing refers to these items but their item_sources rows, deleted first; checked
+        # foreign keys would scan the digests' million item rows for each deleted item.
+        store.db.execute("PRAGMA foreign_keys = OFF")
+        with store.transaction():
+            # An external-content FTS5 index forgets a row when told its old values.
+            store.db.execute(
+                "INSERT INTO items_fts (items_fts, rowid, title, text) "
+                "SELECT 'delete', rowid, title, text FROM items WHERE id >= ? AND id < ?",
+                span,
+            )
+            store.db.execute("DELETE FROM item_sources WHERE item_id >= ? AND item_id < ?", span)
+            store.db.execute("DELETE FROM items WHERE id >= ? AND id < ?", span)
 
 
 def remade(web: TestClient, path: str, since: float, *, wait: bool = True) -> None:

@@ -59,9 +59,11 @@ SPEND_DAYS = 30
 STATUSES = ("new", "developing", "rising")
 # A status filter looks at this many of the best hits to find the page's 50.
 STATUS_POOL = 100
-# How often the server looks for a changed store, to remake the previews and warm the pages
-# (seconds; a look is three index reads).
+# How often the server looks for a changed store, to warm the pages again (seconds; a look
+# is three index reads), and how old a preview of a changed store may get unless a reader
+# asks for it.
 PREVIEW_EVERY = 10.0
+REMAKE_EVERY = timedelta(minutes=1)
 PREVIEW_STALE = "The store has changed since; a newer preview is being made: reload shortly."
 # Pages that a signed link or the login itself authorises.
 _OPEN_PATHS = ("/login", "/vote", "/static/", "/favicon.ico")
@@ -592,11 +594,12 @@ class App:
 
     def keep_previews(self, every: float = PREVIEW_EVERY) -> None:
         """Make the previews in a process of their own and, once `start` is done, from a
-        daemon thread of `serve` until `stop`, remake stale ones there and warm the pages
-        again: when a page found one stale, else when a look every `every` seconds finds
-        the store changed. A preview takes seconds of CPU at a million items; in this
-        process it would hold the interpreter's lock that long against the pages (a search
-        took 120-180 ms instead of 30-45 while one was made)."""
+        daemon thread of `serve` until `stop`, warm the pages again when a look every
+        `every` seconds finds the store changed, and remake stale previews there: at once
+        when a page found one stale, else once it is REMAKE_EVERY old. A preview takes
+        seconds of CPU at a million items; in this process it would hold the interpreter's
+        lock that long against the pages (a search took 120-180 ms instead of 30-45 while
+        one was made)."""
         # Niced, so that the pages come first when the cores are busy.
         self._maker = ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(10,)
@@ -613,7 +616,7 @@ class App:
 
     def _keep(self, stale: threading.Event, every: float) -> None:
         while not self._stopping:
-            stale.wait(every)
+            asked = stale.wait(every)
             stale.clear()
             try:
                 with self.reading() as store:
@@ -623,8 +626,19 @@ class App:
                         if (cached := self._previews.get(profile.name)) is None
                         or cached.key != store.preview_key(profile.name)
                     ]
+                # A reader asked for a stale preview: remade now; else at most every
+                # REMAKE_EVERY, as a preview takes seconds of CPU and a daemon writes often.
+                # The pages are warmed again on every change.
+                now = utcnow()
+                due = [
+                    name
+                    for name in changed
+                    if asked
+                    or (cached := self._previews.get(name)) is None
+                    or now - cached.made_at >= REMAKE_EVERY
+                ]
                 if changed and not self._stopping:
-                    self._refresh(changed)
+                    self._refresh(due)
             except Exception as error:  # the thread outlives one failed look
                 log.warning("serve: previews: %s", error)
 

@@ -15,11 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx2
-import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.clock import utcnow
@@ -29,6 +26,13 @@ from core.digest import TokenUsage
 from core.errors import ModelError
 from core.retry import backoff, retry_delay
 from digests.capabilities import Capabilities, capabilities, cost, price_for
+
+if TYPE_CHECKING:
+    # The client is imported where it is used: loading openai takes over a second, which the
+    # offline analyzer (the web app's previews among others) never needs.
+    import httpx2
+    import openai
+    from openai.types.chat import ChatCompletion
 
 log = logging.getLogger("trendfinder")
 
@@ -205,6 +209,9 @@ class Asker:
         self.price = price_for(self.llm, self.llm.model)
         self._deadline = self.clock() + self.llm.run_budget.total_seconds()
         if self.client is None:
+            import httpx2
+            import openai
+
             seconds = self.llm.timeout.total_seconds()
             self.client = openai.OpenAI(
                 api_key=self.llm.api_key,
@@ -248,6 +255,8 @@ class Asker:
         return parse_answer(choice.message.content)
 
     def _complete(self, messages: list[dict[str, str]], output_tokens: int) -> ChatCompletion:
+        import openai
+
         attempt = 0
         while True:
             self.check_spend()
@@ -311,6 +320,8 @@ class Asker:
             )
         if (schema := response_format(self.caps)) is not None:
             options["response_format"] = schema
+        import httpx2
+
         seconds = min(self.llm.timeout.total_seconds(), remaining)
         self.calls += 1
         crash_point("model.request")

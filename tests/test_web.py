@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -180,6 +181,40 @@ def test_a_vote_changes_the_next_digests_order_and_says_why(tmp_path):
     after = preview_titles(web)
     assert museum(after) < museum(before), (before, after)
     assert "Your votes moved it up" in web.get("/digests/preview/news").text
+
+
+def test_the_preview_says_when_it_was_made_and_the_server_remakes_it_after_a_change(tmp_path):
+    config = make_config(tmp_path)
+    fill(config)
+    # As `trendfinder serve` runs it: previews made at start-up, remade in the background.
+    with TestClient(create_app(config, keep_previews=True), base_url="http://127.0.0.1") as web:
+        first = web.get("/digests/preview/news").text
+        made = re.search(r"Preview as of (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", first)
+        assert made, "the preview says when it was made"
+        assert "a newer preview is being made" not in first
+        fill(config, round=1)  # the daemon stores new items
+        stale = web.get("/digests/preview/news").text
+        assert f"Preview as of {made[1]} UTC" in stale, "the page serves the preview it has"
+        assert "a newer preview is being made" in stale
+        for _ in range(100):  # the background thread remakes it (at most 10 s)
+            fresh = web.get("/digests/preview/news").text
+            if "a newer preview is being made" not in fresh:
+                break
+            time.sleep(0.1)
+        assert "a newer preview is being made" not in fresh
+        assert "Preview as of" in fresh
+        assert len(preview_titles(web)) >= len(re.findall(r"<h2", first))
+
+
+def test_the_server_starts_before_the_daemon_made_its_store_and_pages_say_so(tmp_path):
+    config = make_config(tmp_path)
+    with TestClient(create_app(config, keep_previews=True), base_url="http://127.0.0.1") as web:
+        page = web.get("/status")
+        assert page.status_code == 503
+        assert "trendfinder run" in page.text
+        fill(config)
+        assert web.get("/status").status_code == 200
+        assert "Preview as of" in web.get("/digests/preview/news").text
 
 
 def test_every_post_needs_its_csrf_token(world):

@@ -89,13 +89,23 @@ def _read_only(directory: Path) -> bool:
     return not os.access(directory, os.W_OK)
 
 
+# How much of the file a read-only connection maps (SQLite's own limit is lower).
+READ_MAP_BYTES = 1 << 40
+
+
 def _connect(path: Path, busy_timeout: float, read_only: bool) -> sqlite3.Connection:
     # A statement waits `busy_timeout` for another process's lock (an operator's sqlite3
     # shell, a backup); then StoreLocked.
     if read_only:
         # mode=ro: SQLite itself refuses every write, and never creates the file.
         uri = f"{path.resolve().as_uri()}?mode=ro"
-        return sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
+        # Reads map the file: pages come straight from the OS's cache instead of being copied
+        # into the connection's own 2 MB one, which a million rows overflow (counting the
+        # store's rows for `status`: 55 ms on a fresh connection instead of 160, 22 ms on a
+        # used one instead of 60-210). SQLite caps the size at its build's limit.
+        conn.execute(f"PRAGMA mmap_size = {READ_MAP_BYTES}")
+        return conn
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")

@@ -81,6 +81,10 @@ class FeedFarm:
                 pass
 
         class Server(ThreadingHTTPServer):
+            # socketserver's listen backlog of 5 drops the SYNs of a client opening dozens of
+            # connections at once, which then wait a second to retry; real servers take more.
+            request_queue_size = 128
+
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that hung up early is the client's business
 

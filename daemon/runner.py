@@ -21,6 +21,7 @@ from core.items import FetchOutcome, StoredItem
 from core.retry import backoff
 from core.store import Delivery
 from daemon.alerts import PlannedAlert, run_alerts
+from daemon.child import ChildDied, run_in_child
 from daemon.collecting import Collector, Report, run_status
 from daemon.cron import last_fire_time
 from daemon.select import select
@@ -65,13 +66,22 @@ class Runner(Collector):
     def group(self) -> int:
         """Assign every ungrouped item to a story, once per run for all profiles: at most
         GROUP_BATCH at a time, each batch joining the stories of those before it (its anchors),
-        so that a large collect's items are grouped within bounded memory."""
+        so that a large collect's items are grouped within bounded memory.
+
+        When the grouping process dies (killed, out of memory), this run's grouping stops
+        with a one-line error; its items stay ungrouped and the next run groups them."""
         grouped = 0
         # One grouping at a time per store, so that workers on several machines agree on
         # story ids: each batch reads the stories the previous one wrote.
         with self.store.sql.exclusive("group", wait=True):
             while new := self.store.ungrouped_items(GROUPING.text_max_chars, GROUP_BATCH):
-                assigned = self._group_batch(new)
+                try:
+                    assigned = self._group_batch(new)
+                except ChildDied as error:
+                    log.error(
+                        "group: not grouped (%s); %d items wait for the next run", error, len(new)
+                    )
+                    break
                 grouped += assigned
                 if len(new) < GROUP_BATCH or not assigned:
                     break
@@ -82,7 +92,9 @@ class Runner(Collector):
         # Grouping reads only the start of each text; the rest stays in the store.
         text_chars = GROUPING.text_max_chars
         anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW, text_chars, MAX_ANCHORS)
-        assignment = assign_stories(
+        # In a child process, whose memory all returns to the OS when it exits (daemon.child).
+        assignment = run_in_child(
+            assign_stories,
             [_group_input(item) for item in new],
             [(_group_input(item), item.story_id or "") for item in anchors],
             settings=GROUPING,

@@ -1,9 +1,10 @@
 """Run one pure, memory-hungry computation in a short-lived child process.
 
-Grouping 15,000 items allocates a few hundred MB of numpy and scipy temporaries. Freed, most of
-that stays in this process: glibc keeps freed arenas and fragmented heap, and the long-running
-daemon's resident size climbed past 450 MB over ten cycles with ~90 MB live (daemon.memory's
-thresholds and trims did not stop it). A child's memory all goes back to the OS when it exits.
+Grouping 15,000 items, or ranking them for an offline digest (WordLlama embeddings, numpy),
+allocates a few hundred MB of temporaries. Freed, most of that stays in this process: glibc
+keeps freed arenas and fragmented heap, and the long-running daemon's resident size climbed
+past 450 MB over ten cycles with ~90 MB live (daemon.memory's thresholds and trims did not
+stop it). A child's memory all goes back to the OS when it exits.
 Only values cross: the arguments and the result are pickled; the store stays in this process,
 so what is written, and when, is unchanged.
 
@@ -11,8 +12,8 @@ The standard library does the job: a ProcessPoolExecutor of one process for one 
 down after it (a fresh process per call, and nothing idle between runs). Its context is
 forkserver, not fork: the daemon has APScheduler's threads, and forking a threaded process
 may copy a lock held by another thread. The fork server is started once, with the grouping
-libraries imported (numpy, scipy, wordfreq: about a second), so each child is forked from it
-ready to work instead of importing them again; it holds no data of any run.
+and digest libraries imported (numpy, scipy, wordfreq: about a second), so each child is forked
+from it ready to work instead of importing them again; it holds no data of any run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import ParamSpec, TypeVar
 from core.errors import TrendfinderError
 
 # Imported once by the fork server, so that each child starts with them loaded.
-PRELOAD = ["digests.group"]
+PRELOAD = ["digests.group", "digests.build"]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -216,7 +216,8 @@ class Runner(Collector):
         llm = self.config.llm
         if not llm.api_key:
             notes = ("Ranked by the offline analyzer (no OPENAI_API_KEY set).",)
-            return build_offline(selection, now, notes), TokenUsage()
+            # In a child process, as grouping is: its embeddings' memory returns to the OS.
+            return run_in_child(build_offline, selection, now, notes), TokenUsage()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         asker = Asker(
             llm, spent_before=self.store.spend_since(midnight), backoff=llm.backoff.total_seconds()
@@ -234,7 +235,8 @@ class Runner(Collector):
                 "digest %s: model %s unavailable: %s", selection.profile.name, llm.model, error
             )
             notes = (f"The model ({llm.model}) was not used: {error}. Ranked offline instead.",)
-            built = build_offline(
+            built = run_in_child(
+                build_offline,
                 selection,
                 now,
                 notes,

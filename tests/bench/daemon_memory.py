@@ -34,6 +34,31 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def helpers_mb(pid: int) -> float:
+    """Resident memory of `pid`'s descendants (the fork server, a grouping or digest child),
+    in MB; pages they share are counted in each."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rpartition(")")[2].split()[1]
+            )
+        except (ValueError, OSError):
+            continue
+    family, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    total = 0.0
+    for member in family - {pid}:
+        try:
+            total += rss_mb(member)[0]
+        except (OSError, KeyError):
+            continue  # it exited meanwhile
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeds", type=int, default=1000)
@@ -79,7 +104,7 @@ digests:
                 readings[cycle] = (current, peak, time.monotonic() - started)
                 print(
                     f"cycle {cycle:>2}: RSS {current:6.1f} MB (peak {peak:6.1f} MB) "
-                    f"at {readings[cycle][2]:6.1f} s",
+                    f"at {readings[cycle][2]:6.1f} s; helper processes {helpers_mb(pid):6.1f} MB",
                     flush=True,
                 )
                 if not args.static:

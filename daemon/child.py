@@ -28,8 +28,9 @@ from typing import ParamSpec, TypeVar
 
 from core.errors import TrendfinderError
 
-# Imported once by the fork server, so that each child starts with them loaded.
-PRELOAD = ["digests.group", "digests.build"]
+# Imported once by the fork server, so that each child starts with them loaded (the main
+# module too, as multiprocessing does by default: else each child would run it again).
+PRELOAD = ["__main__", "digests.group", "digests.build"]
 
 P = ParamSpec("P")
 R = TypeVar("R")

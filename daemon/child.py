@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
+import select
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,13 +50,36 @@ def _context() -> ForkServerContext:
     return context
 
 
+def _exit_with(daemon: int) -> None:
+    """In the child: exit as soon as the daemon does. A child holds the fork server's
+    liveness pipe, so one computing for a killed daemon would keep both running."""
+    try:
+        handle = os.pidfd_open(daemon)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        return  # no pidfd (not Linux 5.3+): the child ends when it writes its answer
+
+    def watch() -> None:
+        select.select([handle], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-daemon", daemon=True).start()
+
+
 def run_in_child(work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """`work(*args, **kwargs)` in a fresh child process; its exceptions are raised here.
 
     Raises ChildDied when the process stops without an answer. `work` must be a module-level
     function and its arguments and result picklable values.
     """
-    with ProcessPoolExecutor(1, mp_context=_context(), max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(
+        1,
+        mp_context=_context(),
+        initializer=_exit_with,
+        initargs=(os.getpid(),),
+        max_tasks_per_child=1,
+    ) as pool:
         future = pool.submit(work, *args, **kwargs)
         try:
             return future.result()

@@ -29,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import FrameType
-from urllib.parse import urlsplit
 
 from core.clock import to_text, utcnow
 from core.config import Config
@@ -41,7 +40,7 @@ from daemon.cron import last_fire_time, next_fire_time
 from daemon.lock import AlreadyRunning
 from daemon.runner import AlertsFailed, DigestFailed, Runner
 from daemon.scheduler import sweep_gap
-from sources.collect import collect
+from sources.collect import collect, host_key
 
 log = logging.getLogger("trendfinder")
 
@@ -168,7 +167,7 @@ class Worker:
                 self.store.finish_job(job, state.next_fetch_at)
                 continue
             requests[job.key] = (job, self.runner.request(source, state, cursors))
-            by_host[_host(requests[job.key][1])].append(job.key)
+            by_host[host_key(requests[job.key][1].url)].append(job.key)
         per_host = self.config.collect.per_host
         for host, names in by_host.items():
             granted = self.store.claim_host_slots(
@@ -233,10 +232,6 @@ class Worker:
     def deliver(self, job: Job) -> None:
         self.runner.deliver()
         self.store.finish_job(job, utcnow() + self.gap)
-
-
-def _host(request: FetchRequest) -> str:
-    return (urlsplit(request.url).hostname or request.url).lower()
 
 
 def schedule(config: Config, store: Store, now: datetime) -> None:

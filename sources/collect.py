@@ -87,7 +87,7 @@ async def collect_async(
     @asynccontextmanager
     async def slot(url: str) -> AsyncIterator[None]:
         # The host slot comes first: waiting on a busy host must not hold a global slot.
-        async with per_host[_host(url)], overall:
+        async with per_host[host_key(url)], overall:
             yield
 
     parser = FeedParser(config, len(requests))
@@ -128,7 +128,9 @@ async def fetch_source(context: FetchContext, request: FetchRequest) -> FetchOut
         return _error(request, f"internal error while reading it: {type(error).__name__}: {error}")
 
 
-def _host(url: str) -> str:
+def host_key(url: str) -> str:
+    """The host whose `collect.per_host` limit a fetch of `url` counts against (in this
+    process, and across workers through the store)."""
     try:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:

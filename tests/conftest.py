@@ -180,13 +180,27 @@ StoreOpener = Callable[..., Store]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreOpener:
-    """The store tests' store on each backend: a SQLite file, or a Postgres database."""
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str | None:
+    """The test's store on each backend: None for a SQLite file, or the URL of an empty
+    Postgres database of the session's cluster, dropped afterwards (a config's
+    `storage.url`). With Postgres, the state directory (what a config without
+    `storage.path` uses for its files) is tmp_path/state, in the test and its processes."""
     if request.param == "sqlite":
-        return lambda **options: Store.open(tmp_path / "t.db", **options)
+        return None
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def open_store(store_url: str | None, tmp_path: Path) -> StoreOpener:
+    """The store tests' store on each backend: a SQLite file, or a Postgres database."""
+    if store_url is None:
+        return lambda **options: Store.open(tmp_path / "t.db", **options)
 
     def postgres(**options: Any) -> Store:
-        return Store.open_url(url, tmp_path, **options)
+        return Store.open_url(store_url, tmp_path, **options)
 
     return postgres

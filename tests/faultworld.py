@@ -29,7 +29,7 @@ from loopback.invariants import (
     trends_arrived,
 )
 from loopback.openai_server import ChatRequest
-from processes import cli_env
+from processes import cli_env, storage_setting
 
 from core.config import Config
 from core.store import Store
@@ -171,7 +171,7 @@ def email_arrivals(server: SMTPServer) -> list[str]:
 def slack_parts(config: Config) -> dict[str, str]:
     """Each stored digest's Slack messages as canonical JSON -> 'digest id#part'."""
     parts: dict[str, str] = {}
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage, read_only=True) as store:
         for digest_id in stored_digest_ids(config):
             # The world's profile has a file target: its messages point to the archive.
             messages = blockkit.messages(store.digest(digest_id), archive=True)
@@ -259,6 +259,7 @@ def write_world_config(
     *,
     schedule: str,
     run_budget: str,
+    store_url: str | None = None,
 ) -> Path:
     """A config for the daemon in a failing world: second-scale polling and schedule, short
     timeouts, fast delivery retries, and email, Slack and file targets."""
@@ -268,7 +269,7 @@ def write_world_config(
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 collect: {{timeout: 1, connect_timeout: 1, read_timeout: 1}}
 llm: {{model: o1, base_url: '{model.base_url}', api_key: sk-test, timeout: 1.5s,
       run_budget: {run_budget}, backoff: 0.2s}}

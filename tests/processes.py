@@ -79,11 +79,31 @@ def wait_for(
     pytest.fail(f"timed out waiting for {what}; daemon log:\n{daemon.log()}")
 
 
+def storage_setting(store_url: str | None, file: str = "state/trendfinder.db") -> str:
+    """A config's storage place (inside `storage: {...}`): the Postgres database of the
+    `store_url` fixture, else the SQLite `file`."""
+    return f"url: '{store_url}'" if store_url else f"path: {file}"
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in ("OPENAI_API_KEY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         env.pop(name, None)
     return {**env, **extra}
+
+
+def run_cli(
+    config: Path, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`trendfinder --config CONFIG ARGS...` run to its end in the config's folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(config), *args],
+        cwd=config.parent,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def printed_cron_line() -> str:

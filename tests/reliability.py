@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import psycopg
 from faultworld import story_ids
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
 from loopback.invariants import (
@@ -29,9 +31,10 @@ from loopback.invariants import (
     trends_arrived,
 )
 from loopback.openai_server import ChatRequest
-from processes import cli_env
+from processes import cli_env, storage_setting
 
 from core.config import Config, load_config
+from core.store.postgres import lock_key
 
 OUTLETS = ("wire", "ledger", "herald")
 # Each round publishes these stories; most are told by several outlets in their own words,
@@ -85,9 +88,11 @@ class Running:
 class Trendfinder:
     """`trendfinder` subprocesses on one config, each bounded in time and leaving no process."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, store_url: str | None = None) -> None:
+        """`store_url`: the Postgres database the config's `storage.url` names, if any."""
         self.config_path = config_path
         self.folder = config_path.parent
+        self.store_url = store_url
         self.runs = 0
 
     def command(self, *args: str) -> list[str]:
@@ -117,18 +122,39 @@ class Trendfinder:
         return Running(process, log, time.monotonic())
 
     def wait_working(self, running: Running, timeout: float = 30.0) -> float:
-        """Wait until `run` holds the state lock (its imports are done and the work begins);
-        the seconds since it started."""
-        lock = self.folder / "state" / "trendfinder.lock"
-        pid = str(running.process.pid)
-        while time.monotonic() - running.started < timeout and running.process.poll() is None:
-            try:
-                if lock.read_text().strip() == pid:
+        """Wait until `run` holds the daemon's lock (its imports are done and the work
+        begins); the seconds since it started."""
+        with self._lock_holder() as holds:
+            while time.monotonic() - running.started < timeout and running.process.poll() is None:
+                if holds(running.process.pid):
                     break
-            except OSError:
-                pass
-            time.sleep(0.005)
+                time.sleep(0.005)
         return time.monotonic() - running.started
+
+    @contextmanager
+    def _lock_holder(self) -> Iterator[Callable[[int], bool]]:
+        """A test of whether process `pid` holds the daemon's lock: on SQLite the state
+        directory's lock file names it; on Postgres the store's "daemon" advisory lock is
+        held (one trendfinder runs at a time in these tests, so the holder is `pid`)."""
+        if self.store_url is None:
+            lock = self.folder / "state" / "trendfinder.lock"
+
+            def in_file(pid: int) -> bool:
+                try:
+                    return lock.read_text().strip() == str(pid)
+                except OSError:
+                    return False
+
+            yield in_file
+            return
+        with psycopg.connect(self.store_url, autocommit=True) as conn:
+            # An advisory lock's 64-bit key is split over classid (high) and objid (low).
+            held = (
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = %s"
+            )
+            key = lock_key("daemon")
+            yield lambda pid: bool(conn.execute(held, [key]).fetchone()[0])
 
     def finish(self, running: Running) -> Ran:
         """Wait for it within RUN_TIMEOUT, and for every process of its session to end."""
@@ -189,8 +215,9 @@ class World(Trendfinder):
         model_delay: float = 0.0,
         busy_timeout: str = "30s",
         alerts: bool = False,
+        store_url: str | None = None,
     ) -> None:
-        super().__init__(folder / "config.yaml")
+        super().__init__(folder / "config.yaml", store_url)
         self.busy_timeout = busy_timeout
         # With alerts, brief alerts on a story three outlets carry (CloudNimbus, each round).
         self.alerts = alerts
@@ -236,7 +263,7 @@ class World(Trendfinder):
         }
         alerts = "\n    alerts: {rules: [{kind: story, outlets: 3}]}" if self.alerts else ""
         return f"""
-storage: {{path: state/trendfinder.db, busy_timeout: {self.busy_timeout}}}
+storage: {{{storage_setting(self.store_url)}, busy_timeout: {self.busy_timeout}}}
 llm: {json.dumps(llm)}
 delivery: {{max_attempts: 8, backoff: 1s}}
 sources:

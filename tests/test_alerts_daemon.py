@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from feedfarm import FeedFarm
-from processes import cli_env, daemon, wait_for
+from processes import daemon, run_cli, wait_for
 
 
 def write_config(folder: Path, farm: FeedFarm) -> Path:
@@ -64,14 +63,7 @@ def test_once_mode_alerts_and_a_second_run_does_not_repeat_it(tmp_path):
         config = write_config(tmp_path, farm)
 
         def once() -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once"],
-                cwd=tmp_path,
-                env=cli_env(),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            return run_cli(config, "run", "--once", timeout=120)
 
         first = once()
         assert first.returncode == 0, first.stderr

@@ -12,20 +12,20 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 from loopback import FeedServer
-from loopback.invariants import no_item_vanished, store_is_healthy
+from loopback.invariants import no_item_vanished, store_is_healthy, stored_rows
+from processes import storage_setting
 from reliability import Trendfinder, World
 
 from core.config import load_config
 from core.crashpoints import POINTS, _armed
+from core.store import StoreMissing
 from sources.workers import POOL_MIN_SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,17 +72,14 @@ ALERT_SCENARIOS = [
 
 
 def stored_digests(world: World) -> int:
-    with closing(
-        sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
-    ) as conn:
-        return int(conn.execute("SELECT count(*) FROM digests").fetchone()[0])
+    return len(stored_rows(world.config, "SELECT id FROM digests"))
 
 
 @pytest.mark.parametrize(("point", "digests_at_crash", "in_flight"), SCENARIOS)
 def test_a_crash_at_a_named_point_loses_nothing_and_sends_only_the_message_in_flight_twice(
-    tmp_path: Path, point: str, digests_at_crash: int, in_flight: str | None
+    tmp_path: Path, store_url: str | None, point: str, digests_at_crash: int, in_flight: str | None
 ) -> None:
-    with World(tmp_path) as world:
+    with World(tmp_path, store_url=store_url) as world:
         crashed = world.run("run", "--once", crash_at=point)
         assert crashed.returncode == -signal.SIGKILL, f"{point} never reached:\n{crashed.stderr}"
         # The store holds what was committed before the kill, and nothing half-written.
@@ -96,9 +93,9 @@ def test_a_crash_at_a_named_point_loses_nothing_and_sends_only_the_message_in_fl
 
 @pytest.mark.parametrize(("point", "digests_at_crash", "in_flight"), ALERT_SCENARIOS)
 def test_an_alert_survives_a_crash_at_every_alert_stage_and_arrives_exactly_once(
-    tmp_path: Path, point: str, digests_at_crash: int, in_flight: str | None
+    tmp_path: Path, store_url: str | None, point: str, digests_at_crash: int, in_flight: str | None
 ) -> None:
-    with World(tmp_path, alerts=True) as world:
+    with World(tmp_path, alerts=True, store_url=store_url) as world:
         crashed = world.run("run", "--once", crash_at=point)
         assert crashed.returncode == -signal.SIGKILL, f"{point} never reached:\n{crashed.stderr}"
         assert stored_digests(world) == digests_at_crash
@@ -106,11 +103,10 @@ def test_an_alert_survives_a_crash_at_every_alert_stage_and_arrives_exactly_once
         assert world.violations({in_flight: 1} if in_flight else 0) == []
         assert world.duplicates() == (1 if in_flight else 0)
         # The alert fired once: one alert digest, one alert record, whatever the crash.
-        with closing(
-            sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
-        ) as conn:
-            kinds = Counter(kind for (kind,) in conn.execute("SELECT kind FROM digests"))
-            records = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+        kinds = Counter(
+            row["kind"] for row in stored_rows(world.config, "SELECT kind FROM digests")
+        )
+        records = len(stored_rows(world.config, "SELECT digest_id FROM alerts"))
         assert kinds["alert"] == 1 and records == 1, (kinds, records)
         alert_id = next(i for i in world.received()["brief"]["mail"] if "-alert-" in i)
         assert all(alert_id in arrivals for arrivals in world.received()["brief"].values())
@@ -139,17 +135,18 @@ def test_a_crash_point_spec_counts_arrivals_and_a_wrong_one_names_the_points() -
 
 
 def where_it_died(world: World, pid: int) -> str:
-    """Which step the killed run was in, from what it left in the lock file and the store."""
+    """Which step the killed run was in, from what it left in the lock file (SQLite; a
+    Postgres advisory lock leaves nothing behind) and the store."""
     lock = world.folder / "state" / "trendfinder.lock"
-    if not lock.exists() or lock.read_text().strip() != str(pid):
+    if world.store_url is None and (not lock.exists() or lock.read_text().strip() != str(pid)):
         return "starting"
-    with closing(
-        sqlite3.connect(f"file:{world.config.storage.database}?mode=ro", uri=True)
-    ) as conn:
-        running = [row[0] for row in conn.execute("SELECT kind FROM runs WHERE status='running'")]
-        sending = conn.execute("SELECT count(*) FROM deliveries WHERE status='sending'")
-        in_flight = int(sending.fetchone()[0])
-    if in_flight:
+    try:
+        runs = stored_rows(world.config, "SELECT kind FROM runs WHERE status = 'running'")
+        sending = stored_rows(world.config, "SELECT id FROM deliveries WHERE status = 'sending'")
+    except StoreMissing:  # a Postgres store that the first run has not yet created
+        return "starting"
+    running = [row["kind"] for row in runs]
+    if sending:
         return "delivering"
     if running:
         return running[-1].partition(":")[0]
@@ -165,14 +162,14 @@ MIN_KILL_ITERATIONS = min(KILL_ITERATIONS, 5)
 # The budget bounds the loop; the last iteration and the checks need a few minutes beyond it.
 @pytest.mark.timeout(KILL_SECONDS + 240)
 def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flight_twice(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str | None
 ) -> None:
     seed = int(os.environ.get("TRENDFINDER_KILL_SEED") or random.randrange(2**32))
     iterations, budget = KILL_ITERATIONS, KILL_SECONDS
     rng = random.Random(seed)
     landed: Counter[str] = Counter()
     kills = 0
-    with World(tmp_path, model_delay=0.2) as world:
+    with World(tmp_path, model_delay=0.2, store_url=store_url) as world:
         running = world.start("run", "--once")
         startup = world.wait_working(running)
         first = world.finish(running)
@@ -214,7 +211,7 @@ def test_randomly_timed_kills_lose_nothing_and_send_at_most_the_messages_in_flig
 
 
 def test_a_crash_while_worker_processes_parse_feeds_leaves_no_process_behind(
-    tmp_path: Path, feed_server: FeedServer
+    tmp_path: Path, store_url: str | None, feed_server: FeedServer
 ) -> None:
     # Enough sources due at once that feeds are parsed in worker processes.
     count = POOL_MIN_SOURCES + 6
@@ -234,10 +231,10 @@ def test_a_crash_while_worker_processes_parse_feeds_leaves_no_process_behind(
         f"  - {{name: f{n}, url: '{feed_server.url_for(f'/f{n}.xml')}'}}" for n in range(count)
     )
     (tmp_path / "config.yaml").write_text(
-        f"storage: {{path: state/trendfinder.db}}\ncollect: {{parse_processes: 2}}\n"
+        f"storage: {{{storage_setting(store_url)}}}\ncollect: {{parse_processes: 2}}\n"
         f"sources:\n{sources}\n"
     )
-    world = Trendfinder(tmp_path / "config.yaml")
+    world = Trendfinder(tmp_path / "config.yaml", store_url)
     crashed = world.run("run", "--once", crash_at=f"collect.fetched:{count // 2}")
     # finish() has waited for every process of the run's session: the parsing workers too.
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr

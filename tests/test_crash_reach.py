@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from loopback import DiscordWebhook, FeedServer, TelegramBot, WebhookReceiver
+from processes import storage_setting
 from reliability import Trendfinder
 
 from core.config import load_config
@@ -66,7 +67,7 @@ PLACES = (
 
 @pytest.fixture
 def world(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str | None
 ) -> Iterator[tuple[Trendfinder, DiscordWebhook, TelegramBot, WebhookReceiver, WebhookReceiver]]:
     with (
         FeedServer() as feeds,
@@ -90,7 +91,7 @@ def world(
         )
         (tmp_path / "config.yaml").write_text(
             f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 llm: {{api_key: ''}}
 delivery: {{backoff: 1s}}
 sources:
@@ -107,7 +108,7 @@ digests:
       - {{kind: apprise, urls: ['json://127.0.0.1:{apprise_end.port}/a']}}
 """
         )
-        yield Trendfinder(tmp_path / "config.yaml"), discord, telegram, hook, apprise_end
+        yield Trendfinder(tmp_path / "config.yaml", store_url), discord, telegram, hook, apprise_end
 
 
 # Which accepted message the kill follows, counting over the targets in order: Discord's
@@ -120,7 +121,7 @@ def test_a_kill_after_a_part_is_accepted_resends_only_that_part(world, arrival):
     recovery = app.recover()
     assert "was interrupted" in recovery[0].stderr
 
-    with Store.open(load_config(app.config_path).storage.database) as store:
+    with Store.open_config(load_config(app.config_path).storage) as store:
         [summary] = store.digest_summaries()
         digest = store.digest(summary.id)
     expected_discord = [

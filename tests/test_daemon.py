@@ -6,15 +6,18 @@ import json
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from feedfarm import FeedFarm
-from processes import Notifications, cli_env, daemon, wait_for
+from loopback.invariants import store_is_healthy, stored_rows
+from processes import Notifications, daemon, run_cli, storage_setting, wait_for
+
+from core.config import load_config
 
 
-def write_config(folder: Path, farm: FeedFarm, *, extra_profile: bool = False) -> Path:
+def write_config(
+    folder: Path, farm: FeedFarm, store_url: str | None, *, extra_profile: bool = False
+) -> Path:
     """Two feeds collected every second; a digest every 2 s to a file target and an archive.
 
     The archive's directory sits under `blocked`, a plain file, until the test removes it,
@@ -30,7 +33,7 @@ def write_config(folder: Path, farm: FeedFarm, *, extra_profile: bool = False) -
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 llm: {{api_key: ''}}
 delivery: {{backoff: 1s, max_attempts: 50}}
 sources:
@@ -72,11 +75,11 @@ def covered(folder: Path) -> int:
     return sum(json.loads(path.read_text())["stats"]["items"] for path in digests(folder))
 
 
-def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path):
+def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path, store_url):
     (tmp_path / "blocked").write_text("a file where the archive's directory should be")
     notify = Notifications()
     with FeedFarm(feeds=2) as farm:
-        config = write_config(tmp_path, farm)
+        config = write_config(tmp_path, farm, store_url)
         with daemon(config, NOTIFY_SOCKET=notify.name, WATCHDOG_USEC="400000") as run:
             # systemd hears that the schedule is set, then regular watchdog pings.
             wait_for(lambda: "READY=1" in notify.fields(), "READY=1", run)
@@ -103,19 +106,12 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path):
             )
 
             # The lock: a one-shot run while the daemon works exits at once with 75.
-            once = subprocess.run(
-                [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once"],
-                cwd=tmp_path,
-                env=cli_env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            once = run_cli(config, "run", "--once")
             assert once.returncode == 75, once.stderr
             assert "already working on" in once.stderr
 
             # SIGHUP with a changed config: a new profile starts delivering.
-            write_config(tmp_path, farm, extra_profile=True)
+            write_config(tmp_path, farm, store_url, extra_profile=True)
             run.signal(signal.SIGHUP)
             wait_for(lambda: digests(tmp_path / "out2" / "second"), "the new profile's digest", run)
             assert "config reloaded" in run.log()
@@ -142,23 +138,19 @@ def test_daemon_collects_digests_delivers_reloads_and_stops_cleanly(tmp_path):
     assert "STOPPING=1" in notify.fields()
     assert "Traceback" not in run.log()
 
-    database = tmp_path / "state" / "trendfinder.db"
-    with sqlite3.connect(database) as db:
-        assert integrity_problems(db) == []
-        kinds = {row[0] for row in db.execute("SELECT kind FROM runs")}
-        statuses = {row[0] for row in db.execute("SELECT status FROM runs")}
+    write_config(tmp_path, farm, store_url, extra_profile=True)  # the broken one mended
+    if store_url is None:
+        with sqlite3.connect(tmp_path / "state" / "trendfinder.db") as db:
+            assert integrity_problems(db) == []
+    else:  # Postgres keeps its own files whole; what the invariants check there
+        assert store_is_healthy(load_config(config)) == []
+    runs = stored_rows(load_config(config), "SELECT kind, status FROM runs")
+    kinds = {row["kind"] for row in runs}
+    statuses = {row["status"] for row in runs}
     assert {"collect", "digest:brief", "digest:second", "deliver"} <= kinds
     assert "running" not in statuses
 
-    write_config(tmp_path, farm, extra_profile=True)
-    status = subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), "status", "--json"],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_cli(config, "status", "--json")
     info = json.loads(status.stdout)
     assert [d for d in info["deliveries"] if d["status"] == "failed"] == []
     assert {run["kind"] for run in info["runs"]} >= {"collect", "deliver", "digest:brief"}

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import itertools
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import pytest
 from faultworld import (
@@ -25,35 +24,30 @@ from faultworld import (
     write_world_config,
 )
 from loopback import FeedServer, OpenAIServer, SlackReceiver, SMTPServer
+from loopback.invariants import stored_rows
 from processes import Daemon, daemon
 
 from core.clock import from_text
-from core.config import load_config
+from core.config import Config, load_config
+from core.store import StoreError
 
 SCHEDULE_SECONDS = 3
 FEEDS = ("steady", "slow", "broken", "limited", "garbage")
 FOREVER = 1_000_000
 
 
-def digests(folder: Path) -> list[sqlite3.Row]:
+def digests(config: Config) -> list[dict[str, Any]]:
     """Stored digests, oldest first, read from the daemon's store as an operator would."""
-    path = folder / "state" / "trendfinder.db"
-    if not path.exists():
+    try:
+        return stored_rows(
+            config, "SELECT id, created_at, analyzer, body FROM digests ORDER BY created_at"
+        )
+    except StoreError:  # not created (or not migrated) yet
         return []
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
-        db.row_factory = sqlite3.Row
-        try:
-            return db.execute(
-                "SELECT id, created_at, analyzer, body FROM digests ORDER BY created_at"
-            ).fetchall()
-        except sqlite3.OperationalError:  # not created yet
-            return []
 
 
-def pending_deliveries(folder: Path) -> int:
-    with sqlite3.connect(folder / "state" / "trendfinder.db", timeout=10) as db:
-        query = "SELECT count(*) FROM deliveries WHERE status != 'sent'"
-        return int(db.execute(query).fetchone()[0])
+def pending_deliveries(config: Config) -> int:
+    return len(stored_rows(config, "SELECT id FROM deliveries WHERE status != 'sent'"))
 
 
 class World:
@@ -78,7 +72,7 @@ class World:
         pytest.fail(f"timed out waiting for {what}; daemon log:\n{self.run.log()[-6000:]}")
 
 
-def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_path):
+def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_path, store_url):
     with (
         FeedServer() as feed_server,
         OpenAIServer() as model,
@@ -98,7 +92,9 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
             schedule=f"*/{SCHEDULE_SECONDS} * * * * *",
             # Room for the scripted recovery (two 500s, a 429, a timeout) on a loaded machine.
             run_budget="15s",
+            store_url=store_url,
         )
+        config = load_config(config_path)
 
         # Feeds: one times out, one answers 500, one 429 with Retry-After, one garbage.
         feed_server.add(feeds["slow"].path, b"<rss/>", delay=3, times=FOREVER)
@@ -121,19 +117,19 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
         with daemon(config_path) as run:
             world = World(feeds, run)
             # The model recovers from 500, 429 and a timeout: the first digest is its own.
-            world.wait_for(lambda: digests(tmp_path), "the first digest", timeout=90)
-            assert digests(tmp_path)[0]["analyzer"] == "o1"
+            world.wait_for(lambda: digests(config), "the first digest", timeout=90)
+            assert digests(config)[0]["analyzer"] == "o1"
 
             # Malformed JSON twice, then invented ids twice: offline, labelled as a fallback.
             model.reply_malformed(times=2)
             world.wait_for(lambda: model.pending == 0, "the malformed answers", timeout=90)
             # Then the model is down (503 until healed): digests keep coming, offline.
             # Queued together, so no digest can slip in between and get a good answer.
-            count = len(digests(tmp_path))
+            count = len(digests(config))
             model.reply(invented_answer, times=2)
             model.reply_error(503, times=FOREVER)
             world.wait_for(
-                lambda: len(digests(tmp_path)) >= count + 3, "offline digests", timeout=150
+                lambda: len(digests(config)) >= count + 3, "offline digests", timeout=150
             )
 
             info = status(config_path)
@@ -167,9 +163,9 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
             smtp.reset_faults()
             slack_receiver.reset_faults()
             world.wait_for(
-                lambda: digests(tmp_path)[-1]["analyzer"] == "o1", "a model digest", timeout=30
+                lambda: digests(config)[-1]["analyzer"] == "o1", "a model digest", timeout=30
             )
-            world.wait_for(lambda: pending_deliveries(tmp_path) == 0, "every delivery", timeout=60)
+            world.wait_for(lambda: pending_deliveries(config) == 0, "every delivery", timeout=60)
             run.signal(signal.SIGTERM)
             assert run.process.wait(timeout=15) == 0, run.log()
         faulty_seconds = healed_at - started
@@ -179,7 +175,7 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
 
         # The schedule was kept through the faults: the model's digests, then offline ones
         # for each kind of failure, then the model's again once healed (waited for above).
-        stored = digests(tmp_path)
+        stored = digests(config)
         analyzers = [row["analyzer"] for row in stored]
         fallbacks = [row for row in stored if row["analyzer"] == "offline (fallback from o1)"]
         # One fallback per kind of failure at least (how many the 503 spell produced depends
@@ -190,8 +186,9 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
         assert any("503" in row["body"] for row in fallbacks)
         times = [from_text(row["created_at"]) for row in stored]
         gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
-        with sqlite3.connect(tmp_path / "state" / "trendfinder.db") as db:
-            retries = db.execute("SELECT sum(attempts - 1) FROM deliveries").fetchone()[0]
+        retries = sum(
+            row["attempts"] - 1 for row in stored_rows(config, "SELECT attempts FROM deliveries")
+        )
         print(
             f"faulty world: {faulty_seconds:.0f} s of faults, {len(stored)} digests "
             f"({len(fallbacks)} offline fallbacks), largest gap {max(gaps[:-1]):.0f} s, "
@@ -201,7 +198,6 @@ def test_the_daemon_keeps_its_schedule_and_loses_nothing_in_a_faulty_world(tmp_p
         log = run.log()
         assert "Traceback" not in log, log
 
-        config = load_config(config_path)
         served = [link for feed in feeds.values() for link in feed.published]
         problems = invariant_problems(
             config, served, smtp=smtp, slack_receiver=slack_receiver, files=tmp_path / "out"

@@ -15,6 +15,7 @@ import pytest
 import sample_digests as samples
 from loopback import SlackReceiver, SMTPServer, closed_port
 from loopback.slack import Delivery as Post
+from processes import storage_setting
 
 from core.config import Config, load_config, parse_config
 from core.digest import TokenUsage
@@ -35,9 +36,15 @@ class Clock:
         return self.now
 
 
-def outbox_config(tmp_path: Path, deliver: str, env: dict[str, str], attempts: int = 3) -> Config:
+def outbox_config(
+    tmp_path: Path,
+    deliver: str,
+    env: dict[str, str],
+    attempts: int = 3,
+    store_url: str | None = None,
+) -> Config:
     text = f"""
-storage: {{path: state/t.db}}
+storage: {{{storage_setting(store_url, "state/t.db")}}}
 delivery: {{max_attempts: {attempts}, backoff: 1m}}
 sources: [{{name: s, url: 'http://127.0.0.1:9/feed.xml'}}]
 digests:
@@ -54,14 +61,17 @@ def queue(config: Config, store: Store) -> None:
     store.save_digest(samples.digest(), {}, labels, TokenUsage())
 
 
-def test_a_target_that_fails_twice_then_succeeds_is_delivered_once(tmp_path, slack_receiver):
+def test_a_target_that_fails_twice_then_succeeds_is_delivered_once(
+    tmp_path, store_url, slack_receiver
+):
     config = outbox_config(
         tmp_path,
         "      - {kind: slack, webhook_url: '${HOOK}'}",
         {"HOOK": slack_receiver.webhook_url},
+        store_url=store_url,
     )
     clock = Clock(NOW)
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         runner = Runner(config, store, clock)
         queue(config, store)
         slack_receiver.fail(503, times=2)
@@ -92,7 +102,7 @@ def test_a_target_that_fails_twice_then_succeeds_is_delivered_once(tmp_path, sla
 
 
 def test_after_the_last_attempt_a_delivery_is_failed_and_the_others_still_go(
-    tmp_path, slack_receiver
+    tmp_path, store_url, slack_receiver
 ):
     config = outbox_config(
         tmp_path,
@@ -100,9 +110,10 @@ def test_after_the_last_attempt_a_delivery_is_failed_and_the_others_still_go(
         "      - {kind: file, directory: out}",
         {"HOOK": slack_receiver.webhook_url},
         attempts=2,
+        store_url=store_url,
     )
     clock = Clock(NOW)
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         runner = Runner(config, store, clock)
         queue(config, store)
         slack_receiver.fail(400, "invalid_blocks", times=5)
@@ -122,14 +133,16 @@ def test_after_the_last_attempt_a_delivery_is_failed_and_the_others_still_go(
         assert runner.deliver().deliveries_failed == 0  # given up: not tried again
 
 
-def write_cli_config(folder: Path, feeds: str, deliver: str, attempts: int = 8) -> Path:
+def write_cli_config(
+    folder: Path, feeds: str, deliver: str, attempts: int = 8, store_url: str | None = None
+) -> Path:
     sources = "\n".join(
         f"  - {{name: {name}, url: '{feeds}/{name}.xml'}}" for name in ("wire", "ledger", "herald")
     )
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/trendfinder.db}}
+storage: {{{storage_setting(store_url)}}}
 delivery: {{max_attempts: {attempts}}}
 sources:
 {sources}
@@ -143,7 +156,7 @@ digests:
     return path
 
 
-def test_run_once_exits_1_when_a_delivery_gives_up_and_status_shows_it(tmp_path, capsys):
+def test_run_once_exits_1_when_a_delivery_gives_up_and_status_shows_it(tmp_path, store_url, capsys):
     with serve_samples(datetime.now(UTC)) as feeds:
         config = write_cli_config(
             tmp_path,
@@ -151,6 +164,7 @@ def test_run_once_exits_1_when_a_delivery_gives_up_and_status_shows_it(tmp_path,
             f"      - {{kind: slack, name: team, webhook_url: 'http://127.0.0.1:{closed_port()}/x'}}\n"
             "      - {kind: file, directory: out}",
             attempts=1,
+            store_url=store_url,
         )
         assert main(["--config", str(config), "run", "--once"]) == 1
     assert "delivery brief-" in capsys.readouterr().err
@@ -184,8 +198,8 @@ class CrashingReceiver(SlackReceiver):
             self.victim.wait(timeout=30)
 
 
-def test_a_crash_between_sent_and_recorded_resends_only_the_message_in_flight(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def test_a_crash_between_sent_and_recorded_resends_only_the_message_in_flight(tmp_path, store_url):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(tmp_path / "state")}
     env.pop("OPENAI_API_KEY", None)
     with (
         serve_samples(datetime.now(UTC)) as feeds,
@@ -200,14 +214,16 @@ def test_a_crash_between_sent_and_recorded_resends_only_the_message_in_flight(tm
             "      - {kind: slack, name: first, webhook_url: '${HOOK_FIRST}'}\n"
             "      - {kind: slack, name: second, webhook_url: '${HOOK_SECOND}'}\n"
             "      - {kind: slack, name: third, webhook_url: '${HOOK_THIRD}'}",
+            store_url=store_url,
         )
+        storage = parse_config(config.read_text(), str(config), env=env, base=tmp_path).storage
         command = [sys.executable, "-m", "daemon", "--config", str(config), "run", "--once"]
         receiver.victim = subprocess.Popen(
             command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         assert receiver.victim.wait(timeout=120) == -signal.SIGKILL
         assert receiver.crashed.is_set()
-        with Store.open(tmp_path / "state" / "trendfinder.db") as store:
+        with Store.open_config(storage) as store:
             states = {d.target: d.status for d in store.deliveries()}
         assert states == {"first": "sent", "second": "sending", "third": "pending"}
 
@@ -219,16 +235,16 @@ def test_a_crash_between_sent_and_recorded_resends_only_the_message_in_flight(tm
     assert "was interrupted" in restart.stderr
     # Recorded as sent: never again. In flight at the crash: once more. Pending: once.
     assert posts == ["first", "second", "second", "third"]
-    with Store.open(tmp_path / "state" / "trendfinder.db") as store:
+    with Store.open_config(storage) as store:
         assert {d.status for d in store.deliveries()} == {"sent"}
         assert store.counts()["digests"] == 1
 
 
-def mail_config(folder: Path, port: int, extra: str) -> Path:
+def mail_config(folder: Path, port: int, extra: str, store_url: str | None = None) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         f"""
-storage: {{path: state/t.db}}
+storage: {{{storage_setting(store_url, "state/t.db")}}}
 delivery: {{max_attempts: 8, backoff: 1m}}
 sources: [{{name: s, url: 'http://127.0.0.1:9/feed.xml'}}]
 digests:
@@ -245,7 +261,7 @@ digests:
 def deliver_once(path: Path) -> list[Delivery]:
     """Queue the sample digest for every target of `path`'s config and attempt it once."""
     config = load_config(path)
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         runner = Runner(config, store, Clock(NOW))
         queue(config, store)
         runner.deliver()
@@ -253,11 +269,11 @@ def deliver_once(path: Path) -> list[Delivery]:
 
 
 def test_a_refused_login_fails_at_once_and_deliveries_retry_sends_it_when_fixed(
-    tmp_path, tls_cert, capsys
+    tmp_path, store_url, tls_cert, capsys
 ):
     with SMTPServer(starttls=tls_cert, auth=("digests", "right")) as server:
         login = f"security: starttls, ca_file: '{tls_cert.cert_path}', username: digests"
-        config = mail_config(tmp_path, server.port, f"{login}, password: wrong")
+        config = mail_config(tmp_path, server.port, f"{login}, password: wrong", store_url)
         [failed] = deliver_once(config)
         # Failed for good after one attempt, not retried for hours.
         assert (failed.status, failed.attempts) == ("failed", 1)
@@ -302,7 +318,7 @@ def test_a_webhook_that_is_gone_or_refuses_us_fails_at_once(tmp_path, slack_rece
         attempts=8,
     )
     slack_receiver.fail(status, times=5)
-    with Store.open(config.storage.database) as store:
+    with Store.open_config(config.storage) as store:
         queue(config, store)
         report = Runner(config, store, Clock(NOW)).deliver()
         [failed] = store.deliveries()
@@ -313,13 +329,13 @@ def test_a_webhook_that_is_gone_or_refuses_us_fails_at_once(tmp_path, slack_rece
 
 
 def test_deliveries_retry_all_failed_sends_each_failed_one_and_nothing_else(
-    tmp_path, slack_receiver, capsys
+    tmp_path, store_url, slack_receiver, capsys
 ):
     hook = slack_receiver.webhook_url
     config = tmp_path / "config.yaml"
     config.write_text(
         f"""
-storage: {{path: state/t.db}}
+storage: {{{storage_setting(store_url, "state/t.db")}}}
 delivery: {{max_attempts: 8, backoff: 1m}}
 sources: [{{name: s, url: 'http://127.0.0.1:9/feed.xml'}}]
 digests:
@@ -354,7 +370,7 @@ def test_a_webhook_with_an_untrusted_certificate_fails_at_once(tmp_path, tls_cer
             {"HOOK": receiver.webhook_url},
             attempts=8,
         )
-        with Store.open(config.storage.database) as store:
+        with Store.open_config(config.storage) as store:
             queue(config, store)
             Runner(config, store, Clock(NOW)).deliver()
             [failed] = store.deliveries()

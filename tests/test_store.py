@@ -251,7 +251,7 @@ EXPECTED_FOREIGN_KEYS = {
 # Index name: (table, columns, unique, the WHERE of a partial index).
 EXPECTED_INDEXES = {
     "items_fetched": ("items", ("fetched",), False, None),
-    "items_story": ("items", ("story_id",), False, None),
+    "items_story_members": ("items", ("story_id", "id", "published"), False, None),
     "items_ungrouped": ("items", ("fetched",), False, "story_id IS NULL"),
     "item_sources_by_source": ("item_sources", ("source", "first_seen", "item_id"), False, None),
     "runs_by_kind": ("runs", ("kind", "started_at"), False, None),

@@ -102,6 +102,17 @@ def test_search_ranks_matches_and_filters_by_source_tag_and_date(world):
     assert web.get("/stories", params={"since": "yesterday"}).status_code == 400
 
 
+def test_pages_show_what_the_daemon_stored_after_the_server_started(world):
+    # Each worker thread keeps its store open between requests; it must still see new commits.
+    web = client(world)
+    assert "No story matches" in web.get("/stories", params={"q": "zeppelin"}).text
+    with Store.open(world.storage.database) as store:
+        store.add_items(
+            "alpha", [item("alpha", "Zeppelin lands in the harbour", 0, utcnow())], utcnow()
+        )
+    assert "Zeppelin lands in the harbour" in web.get("/stories", params={"q": "zeppelin"}).text
+
+
 def test_a_story_page_shows_its_items_across_outlets(world):
     web = client(world)
     page = web.get("/stories", params={"q": "parliament"}).text

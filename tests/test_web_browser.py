@@ -92,7 +92,11 @@ def test_every_page_reads_on_phone_and_desktop_with_no_console_error(browser, se
         try:
             page.goto(server + "/")
             story = page.locator("a[href^='/stories/']").first.get_attribute("href")
-            for path in (*PAGES, story, "/stories?q=hostile"):
+            page.goto(server + "/digests")
+            digest = page.locator(
+                "a[href^='/digests/']:not([href^='/digests/preview'])"
+            ).first.get_attribute("href")
+            for path in (*PAGES, story, digest, f"{digest}/delivered", "/stories?q=hostile"):
                 page.goto(server + path)
                 assert page.locator("h1").first.is_visible(), path
                 overflow = page.evaluate(

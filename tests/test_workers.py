@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from feedfarm import FeedFarm
 from loopback import WebhookReceiver
-from processes import cli_env, daemon, wait_for
+from processes import cli_env, daemon, run_cli, wait_for
 
 FEEDS = 24
 
@@ -50,15 +50,8 @@ digests:
     return path
 
 
-def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), *args],
-        cwd=config.parent,
-        env=env(config.parent),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(config, *args, timeout=120, STATE_DIRECTORY=str(config.parent / "state"))
 
 
 def env(folder: Path) -> dict[str, str]:

@@ -252,6 +252,23 @@ MIGRATIONS: tuple[str, ...] = (
         heartbeat_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # The web app at a million items (issue 15): a story's items with what its timeline and
+    # outlets need, from the index alone (items' texts sit between and slow each row read).
+    """
+    CREATE INDEX items_story_members ON items (story_id, id, published);
+    DROP INDEX items_story;
+    """,
+    # Search by word stems: the web app's search takes whole words (fast at a million items),
+    # so "storm" must still find "storms". The index is rebuilt with FTS5's porter tokenizer
+    # over unicode61; the triggers and add_items write to it by name, unchanged.
+    """
+    DROP TABLE items_fts;
+    CREATE VIRTUAL TABLE items_fts USING fts5 (
+        title, text, content = 'items', content_rowid = 'rowid',
+        tokenize = 'porter unicode61'
+    );
+    INSERT INTO items_fts (items_fts) VALUES ('rebuild');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -268,11 +285,23 @@ _POSTGRES_WORDS = (
 )
 
 # Migration 6's FTS5 index and its triggers: on Postgres a generated tsvector column with a
-# GIN index (kept in step by the server, no triggers), searched with to_tsquery prefixes.
+# GIN index (kept in step by the server, no triggers). Migration 12 makes its words stems,
+# as the porter tokenizer does on SQLite: English snowball stems and, unlike Postgres's
+# 'english' configuration, no stop words, so both backends match the same words.
 _POSTGRES_SEARCH = """
     ALTER TABLE items ADD COLUMN search tsvector
-        GENERATED ALWAYS AS (to_tsvector('simple', title || ' ' || text)) STORED;
+        GENERATED ALWAYS AS (to_tsvector('{config}', title || ' ' || text)) STORED;
     CREATE INDEX items_search ON items USING gin (search);
+"""
+
+_POSTGRES_STEMS = """
+    CREATE TEXT SEARCH DICTIONARY trendfinder_stem (TEMPLATE = snowball, LANGUAGE = english);
+    CREATE TEXT SEARCH CONFIGURATION trendfinder (COPY = simple);
+    ALTER TEXT SEARCH CONFIGURATION trendfinder
+        ALTER MAPPING FOR asciiword, asciihword, hword_asciipart, word, hword, hword_part
+        WITH trendfinder_stem;
+    DROP INDEX items_search;
+    ALTER TABLE items DROP COLUMN search;
 """
 
 
@@ -280,9 +309,12 @@ def postgres_script(number: int) -> str:
     """Migration `number` (from 1) as Postgres runs it."""
     script = MIGRATIONS[number - 1]
     if number == 6:
-        script = _POSTGRES_SEARCH + script[script.index("CREATE TABLE votes") :]
+        search = _POSTGRES_SEARCH.format(config="simple")
+        script = search + script[script.index("CREATE TABLE votes") :]
     if number == 9:
         return ""  # Postgres's search column is kept by the server: no trigger to drop
+    if number == 12:
+        return _POSTGRES_STEMS + _POSTGRES_SEARCH.format(config="trendfinder")
     for pattern, replacement in _POSTGRES_WORDS:
         script = pattern.sub(replacement, script)
     return script

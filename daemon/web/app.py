@@ -134,15 +134,31 @@ class App:
         self.config_file = config_file  # where `config` was read, for adding sources
         self.secret = load_secret(config.serve.secret, config.storage.state_dir)
         self.env = templates()
+        for name in self.env.list_templates(extensions=["j2"]):
+            self.env.get_template(name)  # compiled at start-up, not by each page's first reader
         self._previews: dict[str, Preview] = {}
         self._editing = threading.Lock()  # one config edit at a time
+        self._readers = threading.local()  # each worker thread's open store (reading)
 
     # Store access: read-only for pages, writable (same locking) for votes.
 
     @contextmanager
     def reading(self) -> Iterator[Store]:
-        with Store.open_config(self.config.storage, read_only=True) as store:
+        """The worker thread's read-only store, kept open between requests: its page cache
+        keeps the search index warm (a ranked search of a common word read its whole index
+        on every fresh connection). Each statement outside a transaction reads the newest
+        commit (a WAL snapshot ends with its transaction), and a read-only connection never
+        waits for the daemon's lock; after an error the next request opens afresh."""
+        store = getattr(self._readers, "store", None)
+        if store is None:
+            store = Store.open_config(self.config.storage, read_only=True)
+            self._readers.store = store
+        try:
             yield store
+        except BaseException as error:
+            self._readers.store = None
+            store.__exit__(type(error), error, error.__traceback__)  # closes; names the store
+            raise
 
     @contextmanager
     def writing(self) -> Iterator[Store]:

@@ -1,15 +1,17 @@
 """The reliability suite's invariants, checked against a real store file and real receivers.
 
 Each check returns a list of violations (plain sentences); an empty list means it holds.
-They read the SQLite file directly, as an operator would, so they trust nothing the daemon
-reports about itself.
+They read the store with plain SQL, as an operator would (a read-only open of the SQLite
+file or the Postgres database the config names), so they trust nothing the daemon reports
+about itself.
 
 1. No item vanishes: every stored item is either covered by a stored digest of each profile
    that selects it, or still pending for that profile (and inside its lookback, so the next
    digest will see it). Every item the world served is in the store.
 2. Every stored digest reaches each of its targets exactly once, except the one message in
    flight at a crash, which may arrive twice (with the same Message-ID for email).
-3. The store passes `PRAGMA integrity_check`, opens and migrates, and `status` runs.
+3. The store passes `PRAGMA integrity_check` (SQLite; a Postgres server enforces its
+   foreign keys itself), opens and migrates, and `status` runs.
 
 And what arrived says something: digests with the model's trends reached every receiver
 (`trends_arrived`), so a world whose fake model understood nothing cannot pass on empty
@@ -18,12 +20,10 @@ digests.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
 from core.clock import from_text, utcnow
 from core.config import Config
@@ -32,31 +32,33 @@ from core.urls import canonical_url
 from daemon.status import gather
 
 
-@contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection, closed afterwards (sqlite3's own `with` only ends a
-    transaction: the file would stay open, and a test could not unmount its directory)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    try:
-        yield conn
-    finally:
-        conn.close()
+def _reader(config: Config) -> Store:
+    """A read-only open of the config's store (SQLite file or Postgres database); close it
+    (a `with` block) so that a test can unmount its directory or drop its database."""
+    return Store.open_config(config.storage, read_only=True)
+
+
+def stored_rows(config: Config, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of one query (`?` parameters) on the config's store, either backend."""
+    with _reader(config) as store:
+        return store.sql.query(sql, params)
 
 
 def store_is_healthy(config: Config) -> list[str]:
     """Invariant 3: integrity, opening (with migrations) and `status` all work."""
-    path = config.storage.database
     problems: list[str] = []
-    with _connect(path) as conn:
-        verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        if verdict != ["ok"]:
-            problems.append(f"integrity_check: {verdict[:5]}")
-        dangling = conn.execute("PRAGMA foreign_key_check").fetchall()
-        if dangling:
-            problems.append(f"foreign_key_check: {len(dangling)} dangling references")
+    if config.storage.url is None:
+        # Postgres checks its foreign keys at every commit and has no client-side
+        # equivalent of integrity_check: a killed client cannot tear its files.
+        with _reader(config) as store:
+            verdict = [row[0] for row in store.sql.execute("PRAGMA integrity_check")]
+            if verdict != ["ok"]:
+                problems.append(f"integrity_check: {verdict[:5]}")
+            dangling = store.sql.execute("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                problems.append(f"foreign_key_check: {len(dangling)} dangling references")
     try:
-        with Store.open(path) as store:
+        with Store.open_config(config.storage) as store:
             gather(config, store, utcnow())
     except Exception as error:  # any failure here is the violation being looked for
         problems.append(f"store does not open or status fails: {error!r}")
@@ -69,22 +71,22 @@ def no_item_vanished(
     """Invariant 1: stored items are covered or pending for each profile selecting them."""
     now = now or utcnow()
     problems: list[str] = []
-    with _connect(config.storage.database) as conn:
-        stored_urls = {row[0] for row in conn.execute("SELECT url FROM items")}
+    with _reader(config) as store:
+        stored_urls = {row["url"] for row in store.sql.query("SELECT url FROM items")}
         for url in served_urls:
             if canonical_url(url) not in stored_urls:
                 problems.append(f"served item {url} is not in the store")
-        digests = {row[0] for row in conn.execute("SELECT id FROM digests")}
+        digests = {row["id"] for row in store.sql.query("SELECT id FROM digests")}
         covered: dict[tuple[str, str], str] = {
             (row["profile"], row["item_id"]): row["digest_id"]
-            for row in conn.execute("SELECT profile, item_id, digest_id FROM digest_items")
+            for row in store.sql.query("SELECT profile, item_id, digest_id FROM digest_items")
         }
         for (profile_name, item_id), digest_id in covered.items():
             if digest_id not in digests:
                 problems.append(
                     f"item {item_id} covered for {profile_name} by missing digest {digest_id}"
                 )
-        links = conn.execute("SELECT item_id, source, first_seen FROM item_sources").fetchall()
+        links = store.sql.query("SELECT item_id, source, first_seen FROM item_sources")
     for profile in config.digests:
         selected = {source.name for source in config.sources_for(profile)}
         horizon = now - profile.lookback
@@ -102,20 +104,20 @@ def no_item_vanished(
 def deliveries_all_sent(config: Config) -> list[str]:
     """After recovery with healthy receivers, every queued delivery is recorded as sent."""
     problems: list[str] = []
-    with _connect(config.storage.database) as conn:
+    with _reader(config) as store:
         targets = {
             profile.name: {target.label for target in profile.deliver} for profile in config.digests
         }
-        rows = conn.execute(
-            "SELECT d.id, d.profile, group_concat(v.target, char(31)) AS targets "
-            "FROM digests d LEFT JOIN deliveries v ON v.digest_id = d.id GROUP BY d.id"
-        ).fetchall()
+        rows = store.sql.query(
+            f"SELECT d.id, d.profile, {store.sql.joined('v.target')} AS targets "
+            "FROM digests d LEFT JOIN deliveries v ON v.digest_id = d.id GROUP BY d.id, d.profile"
+        )
         for row in rows:
             queued = set((row["targets"] or "").split("\x1f")) - {""}
             missing = targets.get(row["profile"], set()) - queued
             if missing:
                 problems.append(f"digest {row['id']} has no delivery queued for {sorted(missing)}")
-        for row in conn.execute("SELECT digest_id, target, status FROM deliveries"):
+        for row in store.sql.query("SELECT digest_id, target, status FROM deliveries"):
             if row["status"] != "sent":
                 problems.append(
                     f"delivery of {row['digest_id']} to {row['target']}: {row['status']}"
@@ -152,9 +154,8 @@ def delivered_exactly_once(
 def stored_digest_ids(config: Config, profile: str | None = None) -> list[str]:
     """Every stored digest's id, oldest first; only `profile`'s when given."""
     where, params = ("WHERE profile = ?", [profile]) if profile else ("", [])
-    with _connect(config.storage.database) as conn:
-        query = f"SELECT id FROM digests {where} ORDER BY created_at, id"
-        return [row[0] for row in conn.execute(query, params)]
+    query = f"SELECT id FROM digests {where} ORDER BY created_at, id"
+    return [row["id"] for row in stored_rows(config, query, params)]
 
 
 def trends_arrived(

@@ -21,7 +21,6 @@ from core.items import FetchOutcome, StoredItem
 from core.retry import backoff
 from core.store import Delivery
 from daemon.alerts import PlannedAlert, run_alerts
-from daemon.child import ChildDied, run_in_child
 from daemon.collecting import Collector, Report, run_status
 from daemon.cron import last_fire_time
 from daemon.select import select
@@ -66,22 +65,13 @@ class Runner(Collector):
     def group(self) -> int:
         """Assign every ungrouped item to a story, once per run for all profiles: at most
         GROUP_BATCH at a time, each batch joining the stories of those before it (its anchors),
-        so that a large collect's items are grouped within bounded memory.
-
-        When the grouping process dies (killed, out of memory), this run's grouping stops
-        with a one-line error; its items stay ungrouped and the next run groups them."""
+        so that a large collect's items are grouped within bounded memory."""
         grouped = 0
         # One grouping at a time per store, so that workers on several machines agree on
         # story ids: each batch reads the stories the previous one wrote.
         with self.store.sql.exclusive("group", wait=True):
             while new := self.store.ungrouped_items(GROUPING.text_max_chars, GROUP_BATCH):
-                try:
-                    assigned = self._group_batch(new)
-                except ChildDied as error:
-                    log.error(
-                        "group: not grouped (%s); %d items wait for the next run", error, len(new)
-                    )
-                    break
+                assigned = self._group_batch(new)
                 grouped += assigned
                 if len(new) < GROUP_BATCH or not assigned:
                     break
@@ -92,9 +82,7 @@ class Runner(Collector):
         # Grouping reads only the start of each text; the rest stays in the store.
         text_chars = GROUPING.text_max_chars
         anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW, text_chars, MAX_ANCHORS)
-        # In a child process, whose memory all returns to the OS when it exits (daemon.child).
-        assignment = run_in_child(
-            assign_stories,
+        assignment = assign_stories(
             [_group_input(item) for item in new],
             [(_group_input(item), item.story_id or "") for item in anchors],
             settings=GROUPING,
@@ -216,8 +204,7 @@ class Runner(Collector):
         llm = self.config.llm
         if not llm.api_key:
             notes = ("Ranked by the offline analyzer (no OPENAI_API_KEY set).",)
-            # In a child process, as grouping is: its embeddings' memory returns to the OS.
-            return run_in_child(build_offline, selection, now, notes), TokenUsage()
+            return build_offline(selection, now, notes), TokenUsage()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         asker = Asker(
             llm, spent_before=self.store.spend_since(midnight), backoff=llm.backoff.total_seconds()
@@ -235,8 +222,7 @@ class Runner(Collector):
                 "digest %s: model %s unavailable: %s", selection.profile.name, llm.model, error
             )
             notes = (f"The model ({llm.model}) was not used: {error}. Ranked offline instead.",)
-            built = run_in_child(
-                build_offline,
+            built = build_offline(
                 selection,
                 now,
                 notes,

@@ -87,7 +87,7 @@ class Daemon:
         self.path = path
         self.config = config
         self.store = store
-        self.runner = Runner(config, store)
+        self.runner = Runner(config, store, isolated=True)
         self.notifier = notifier
         self.stop_timeout = stop_timeout
         watchdog = notifier.watchdog.total_seconds() if notifier.watchdog else None
@@ -303,7 +303,7 @@ class Daemon:
     def _apply(self, config: Config) -> str:
         logs.hide_secrets(config)
         self.config = config
-        self.runner = Runner(config, self.store)
+        self.runner = Runner(config, self.store, isolated=True)
         self._add_digest_jobs()
         self._add_sweeps()
         log.info(

@@ -12,15 +12,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
 
-from core.config import DigestProfile, Target
+from core.clock import utcnow
+from core.config import Config, DigestProfile, Target
 from core.crashpoints import crash_point
 from core.digest import Digest, TokenUsage
 from core.errors import TrendfinderError
 from core.items import FetchOutcome, StoredItem
 from core.retry import backoff
-from core.store import Delivery
+from core.store import Delivery, Store
 from daemon.alerts import PlannedAlert, run_alerts
+from daemon.child import ChildDied, run_in_child
 from daemon.collecting import Collector, Report, run_status
 from daemon.cron import last_fire_time
 from daemon.select import select
@@ -34,6 +37,9 @@ from digests.selection import Selection
 from digests.tokens import load_counter
 
 log = logging.getLogger("trendfinder")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # How far back items anchor storying: tomorrow's item joins a story seen this week.
 ANCHOR_WINDOW = timedelta(days=3)
@@ -58,20 +64,52 @@ class AlertsFailed(TrendfinderError):
 
 
 class Runner(Collector):
-    """Every step of a cycle; `collect` and the fetch state come from Collector."""
+    """Every step of a cycle; `collect` and the fetch state come from Collector.
+
+    With `isolated`, grouping and offline digests run in a short-lived child process
+    (daemon.child), whose memory all returns to the OS when it exits: for the long-running
+    roles (`run`, `worker`). A one-shot command computes in its own process, which exits
+    anyway, and so starts no fork server."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        isolated: bool = False,
+    ) -> None:
+        super().__init__(config, store, clock)
+        self.isolated = isolated
+
+    def _compute(self, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`work(*args, **kwargs)`, in a child process when this runner is isolated."""
+        if self.isolated:
+            return run_in_child(work, *args, **kwargs)
+        return work(*args, **kwargs)
 
     # Group -------------------------------------------------------------------------------
 
     def group(self) -> int:
         """Assign every ungrouped item to a story, once per run for all profiles: at most
         GROUP_BATCH at a time, each batch joining the stories of those before it (its anchors),
-        so that a large collect's items are grouped within bounded memory."""
+        so that a large collect's items are grouped within bounded memory.
+
+        When an isolated runner's grouping process dies (killed, out of memory), this run's
+        grouping stops with a one-line error; its items stay ungrouped and the next run groups
+        them."""
         grouped = 0
         # One grouping at a time per store, so that workers on several machines agree on
         # story ids: each batch reads the stories the previous one wrote.
         with self.store.sql.exclusive("group", wait=True):
             while new := self.store.ungrouped_items(GROUPING.text_max_chars, GROUP_BATCH):
-                assigned = self._group_batch(new)
+                try:
+                    assigned = self._group_batch(new)
+                except ChildDied as error:
+                    log.error(
+                        "group: not grouped (%s); %d items wait for the next run", error, len(new)
+                    )
+                    break
                 grouped += assigned
                 if len(new) < GROUP_BATCH or not assigned:
                     break
@@ -82,7 +120,8 @@ class Runner(Collector):
         # Grouping reads only the start of each text; the rest stays in the store.
         text_chars = GROUPING.text_max_chars
         anchors = self.store.grouped_items_since(now - ANCHOR_WINDOW, text_chars, MAX_ANCHORS)
-        assignment = assign_stories(
+        assignment = self._compute(
+            assign_stories,
             [_group_input(item) for item in new],
             [(_group_input(item), item.story_id or "") for item in anchors],
             settings=GROUPING,
@@ -204,7 +243,7 @@ class Runner(Collector):
         llm = self.config.llm
         if not llm.api_key:
             notes = ("Ranked by the offline analyzer (no OPENAI_API_KEY set).",)
-            return build_offline(selection, now, notes), TokenUsage()
+            return self._compute(build_offline, selection, now, notes), TokenUsage()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         asker = Asker(
             llm, spent_before=self.store.spend_since(midnight), backoff=llm.backoff.total_seconds()
@@ -222,7 +261,8 @@ class Runner(Collector):
                 "digest %s: model %s unavailable: %s", selection.profile.name, llm.model, error
             )
             notes = (f"The model ({llm.model}) was not used: {error}. Ranked offline instead.",)
-            built = build_offline(
+            built = self._compute(
+                build_offline,
                 selection,
                 now,
                 notes,

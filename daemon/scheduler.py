@@ -87,7 +87,7 @@ class Daemon:
         self.path = path
         self.config = config
         self.store = store
-        self.runner = Runner(config, store)
+        self.runner = Runner(config, store, isolated=True)
         self.notifier = notifier
         self.stop_timeout = stop_timeout
         watchdog = notifier.watchdog.total_seconds() if notifier.watchdog else None
@@ -287,7 +287,7 @@ class Daemon:
 
     def _apply(self, config: Config) -> str:
         self.config = config
-        self.runner = Runner(config, self.store)
+        self.runner = Runner(config, self.store, isolated=True)
         self._add_digest_jobs()
         self._add_sweeps()
         log.info(

@@ -158,7 +158,7 @@ class Worker:
         self.name = name
         self.lease = lease
         self.batch = batch
-        self.runner = Runner(config, store)
+        self.runner = Runner(config, store, isolated=True)
         self.gap = sweep_gap(config)
 
     def work_once(self) -> int:

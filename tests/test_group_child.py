@@ -1,0 +1,90 @@
+"""Grouping runs in a child process: when that process is killed (OOM killer, SIGKILL), only
+that run's grouping fails, with a one-line log; the items stay ungrouped and the next run
+groups them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from bench.uci import load_uci
+
+from core.config import parse_config
+from core.items import NewItem
+from core.store import Store
+from daemon.runner import Runner
+
+
+def _grandchildren() -> list[int]:
+    """Processes whose parent is a child of this one: the fork server's workers."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    children = {pid for pid, parent in parents.items() if parent == os.getpid()}
+    return [pid for pid, parent in parents.items() if parent in children]
+
+
+def _kill_the_first_grouping_process(stop: threading.Event) -> list[int]:
+    killed: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            if found := _grandchildren():
+                os.kill(found[0], signal.SIGKILL)
+                killed.append(found[0])
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
+
+
+def test_a_killed_grouping_process_leaves_the_items_for_the_next_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    # Real headlines, enough that grouping them takes the child a while.
+    items = [
+        NewItem(
+            id=labelled.item.item_id,
+            url=f"https://wire.example/{labelled.item.item_id}",
+            title=labelled.item.title,
+            text="",
+            published=now - timedelta(hours=1),
+            content_hash=labelled.item.item_id,
+        )
+        for labelled in load_uci()
+    ]
+    config = parse_config(
+        f"storage: {{path: '{tmp_path / 'store.db'}'}}\n"
+        "sources:\n  - {name: wire, url: 'https://wire.example/feed'}\n"
+    )
+    with Store.open(tmp_path / "store.db") as store:
+        store.add_items("wire", items, now - timedelta(minutes=5))
+        runner = Runner(config, store, clock=lambda: now, isolated=True)
+
+        stop = threading.Event()
+        killed = _kill_the_first_grouping_process(stop)
+        with caplog.at_level(logging.ERROR, logger="trendfinder"):
+            grouped = runner.group()
+        stop.set()
+        assert killed, "no grouping process was seen"
+        assert grouped == 0
+        assert len(store.ungrouped_items(100, 10_000)) == len(items)
+        [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert "\n" not in line and "died" in line and f"{len(items)} items wait" in line
+
+        assert runner.group() == len(items)
+        assert store.ungrouped_items(100, 10_000) == []

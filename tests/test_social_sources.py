@@ -490,18 +490,30 @@ def test_run_once_collects_social_sources_and_delivers_to_discord(
         f"<title>Cloud outage explained</title><link>{ARTICLE}</link>"
         "<description>What went wrong at the cloud.</description></item></channel></rss>",
     )
+    # The three sources share one article, whose date is the one the source stored first
+    # brought: the fetches finish in any order, so every source dates it within the
+    # profile's day (with a tweet from days ago, the digest had nothing new whenever the
+    # X fetch finished before the feed's).
+    posted = utcnow() - timedelta(hours=1)
     x.post(
         Tweet(
             11,
             "newsdesk",
             "Outage: https://t.co/a1",
-            "2026-11-27T05:00:00.000Z",
+            posted.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             likes=50,
             urls=(("https://t.co/a1", ARTICLE),),
         )
     )
     with HNServer() as hn, DiscordWebhook() as discord:
-        hn.story(1, "Cloud outage explained (HN)", ARTICLE, score=300, comments=90)
+        hn.story(
+            1,
+            "Cloud outage explained (HN)",
+            ARTICLE,
+            score=300,
+            comments=90,
+            time=int(posted.timestamp()),
+        )
         config = tmp_path / "config.yaml"
         config.write_text(
             f"""

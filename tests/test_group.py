@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bench.scoring import bcubed, pairwise
 from bench.synthetic import synthetic_day
-from bench.uci import UCI_PATH, load_uci, small_sparse_days
+from bench.uci import UCI_PATH, load_uci, small_sparse_days, stored_headline
 from processes import storage_setting
 
 from core.clock import to_text
@@ -447,16 +447,6 @@ def test_a_split_in_a_daemon_run_is_recorded_in_the_store(
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     early, later = now - timedelta(hours=2), now - timedelta(minutes=5)
 
-    def stored(entry: GroupInput) -> NewItem:
-        return NewItem(
-            id=entry.item_id,
-            url=f"https://wire.example/{entry.item_id}",
-            title=entry.title,
-            text="",
-            published=early,
-            content_hash=entry.item_id,
-        )
-
     config = parse_config(
         f"storage: {{{storage_setting(store_url, str(tmp_path / 'store.db'))}}}\n"
         "sources:\n  - {name: wire, url: 'https://wire.example/feed'}\n"
@@ -466,10 +456,12 @@ def test_a_split_in_a_daemon_run_is_recorded_in_the_store(
         item("f3", "Chiquita Fyffes banana merger gets shareholder backing"),
     ]
     with Store.open_config(config.storage) as store:
-        store.add_items("wire", [stored(entry) for entry in SNOWDEN + BANANAS], early)
+        store.add_items(
+            "wire", [stored_headline(entry, early) for entry in SNOWDEN + BANANAS], early
+        )
         # An early, thin run's mistake: the banana merger filed under the Snowden story.
         store.assign_stories({entry.item_id: "st_early" for entry in SNOWDEN + BANANAS}, {}, early)
-        store.add_items("wire", [stored(entry) for entry in newcomers], later)
+        store.add_items("wire", [stored_headline(entry, early) for entry in newcomers], later)
 
         assert Runner(config, store, clock=lambda: now).group() == 2
 

@@ -13,10 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bench.uci import load_uci
+from bench.uci import load_uci, stored_headline
 
 from core.config import parse_config
-from core.items import NewItem
 from core.store import Store
 from daemon.runner import Runner
 
@@ -56,17 +55,7 @@ def test_a_killed_grouping_process_leaves_the_items_for_the_next_run(
 ) -> None:
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     # Real headlines, enough that grouping them takes the child a while.
-    items = [
-        NewItem(
-            id=labelled.item.item_id,
-            url=f"https://wire.example/{labelled.item.item_id}",
-            title=labelled.item.title,
-            text="",
-            published=now - timedelta(hours=1),
-            content_hash=labelled.item.item_id,
-        )
-        for labelled in load_uci()
-    ]
+    items = [stored_headline(labelled.item, now - timedelta(hours=1)) for labelled in load_uci()]
     config = parse_config(
         f"storage: {{path: '{tmp_path / 'store.db'}'}}\n"
         "sources:\n  - {name: wire, url: 'https://wire.example/feed'}\n"

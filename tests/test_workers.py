@@ -14,21 +14,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-from bench.uci import UCI_PATH, load_uci
+from bench.uci import UCI_PATH, load_uci, stored_headline
 from feedfarm import FeedFarm
 from loopback import WebhookReceiver
 from processes import cli_env, daemon, group_at_once, run_cli, wait_for
 
 from core.clock import utcnow
 from core.config import load_config
-from core.items import NewItem
 from core.store import Store
-from digests.group import GroupInput
 
 FEEDS = 24
 
@@ -270,17 +267,6 @@ def test_two_groupers_at_once_agree_on_story_ids_and_group_each_item_once(
             assignments[name] = {item.id: item.story_id for item in items}
     assert len(assignments["postgres"]) == len(headlines)
     assert assignments["postgres"] == assignments["sqlite"]
-
-
-def stored_headline(entry: GroupInput, now: datetime) -> NewItem:
-    return NewItem(
-        id=entry.item_id,
-        url=f"https://wire.example/{entry.item_id}",
-        title=entry.title,
-        text="",
-        published=now,
-        content_hash=entry.item_id,
-    )
 
 
 def test_a_sigkilled_workers_fetches_return_to_the_pool_after_its_lease(

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bench.synthetic import synthetic_day  # noqa: E402
-from bench.uci import load_uci  # noqa: E402
+from bench.uci import load_uci, stored_headline  # noqa: E402
 from feedfarm import FeedFarm  # noqa: E402
 from loopback.postgres import PostgresServer, postgres_bin  # noqa: E402
 from processes import cli_env, group_at_once  # noqa: E402
@@ -177,17 +177,7 @@ def grouping(server: PostgresServer, folder: Path, count: int) -> None:
         )
         with Store.open_url(url, folder) as store:
             store.sync_sources([("wire", "feed", "https://w.example/f")])
-            items = [
-                NewItem(
-                    id=labelled.item.item_id,
-                    url=f"https://w.example/{labelled.item.item_id}",
-                    title=labelled.item.title,
-                    text=labelled.item.text,
-                    published=NOW,
-                    content_hash=labelled.item.item_id,
-                )
-                for labelled in day
-            ]
+            items = [stored_headline(labelled.item, NOW) for labelled in day]
             store.add_items("wire", items, datetime.now(UTC))
         grouped = group_at_once(config, processes, STATE_DIRECTORY=str(folder / "state"))
         print(

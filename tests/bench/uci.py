@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.items import NewItem
 from digests.group import GroupInput
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +59,15 @@ def small_sparse_days(labelled: list[LabelledItem], days: int) -> list[list[Labe
             day += rng.sample(by_story[story], rng.randint(1, 3))
         sampled.append(day)
     return sampled
+
+
+def stored_headline(entry: GroupInput, published: datetime) -> NewItem:
+    """A headline as a wire source's collect stores it: no text, its id for link and hash."""
+    return NewItem(
+        id=entry.item_id,
+        url=f"https://wire.example/{entry.item_id}",
+        title=entry.title,
+        text="",
+        published=published,
+        content_hash=entry.item_id,
+    )

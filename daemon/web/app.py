@@ -203,11 +203,11 @@ class App:
 
     def start(self, warm: Sequence[Callable[[Request], Response]]) -> None:
         """Start-up work, done before the server takes connections so that no reader pays
-        it: the digest builder's imports, every profile's preview (the selection reads
-        take seconds at a million items), and the pages' own statements (`warm`, each page
-        rendered once) through the store the first requests will take."""
+        it: every profile's preview (the selection reads take seconds at a million items;
+        made in this process, it imports the digest builder too), and the pages' own
+        statements (`warm`, each page rendered once) through the store the first requests
+        will take."""
         from daemon import select, status  # noqa: F401 (imported now, not by a first page)
-        from digests import build  # noqa: F401 (a preview's, when made in this process)
 
         self._warm_pages = tuple(warm)
         self._refresh([profile.name for profile in self.config.digests])

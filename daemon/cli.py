@@ -7,7 +7,6 @@ finished but something failed, 2 usage or configuration error, 75 locked: try ag
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -226,26 +225,9 @@ def _store(config: Config, *, reading: bool = False) -> Store:
     """The configured store (SQLite, or Postgres with storage.url); `reading` for commands
     that only look: nothing is created, migrated or written (StoreMissing,
     StoreNeedsMigration say why there is nothing to show)."""
-    with _numpy_hidden() if reading else contextlib.nullcontext():
-        from core.store import Store
+    from core.store import Store
 
     return Store.open_config(config.storage, read_only=reading)
-
-
-@contextmanager
-def _numpy_hidden() -> Iterator[None]:
-    """Import sqlite-utils without numpy, which it imports (if installed) only to map numpy
-    values to column types: a fifth of `status`'s start-up, for values a reading command
-    (or a collect, which writes only text and numbers) never writes. A None in sys.modules
-    makes `import numpy` fail (Python's import rules)."""
-    if "numpy" in sys.modules or "sqlite_utils" in sys.modules:
-        yield
-        return
-    sys.modules["numpy"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        del sys.modules["numpy"]
 
 
 def _progress() -> tuple[Callable[[int], None], Callable[[FetchOutcome], None], Callable[[], None]]:
@@ -323,10 +305,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     # Only the collecting side of the daemon: a collect imports no model client, grouping
     # or delivery target (tests/test_lazy_imports.py). Its new items wait ungrouped for the
     # next digest, alert run or daemon cycle, which groups them (Runner.group).
+    from daemon.collecting import Collector
     from daemon.lock import locked_store
-
-    with _numpy_hidden():  # a collect writes only text and numbers
-        from daemon.collecting import Collector
 
     config = _config(args)
     with locked_store(config.storage, lambda: _store(config)) as store:
@@ -382,11 +362,10 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from core.config import XSource, config_path
+    from core.store import StoreMissing, StoreNeedsMigration
     from daemon.cron import next_fire_time
 
     config = _config(args)
-    with _numpy_hidden():
-        from core.store import StoreMissing, StoreNeedsMigration
 
     try:
         with _store(config, reading=True) as store:

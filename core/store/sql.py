@@ -1,7 +1,8 @@
 """The SQL layer: the connection and its pragmas, migrations, transactions, error translation.
 
 No business logic: what the tables mean lives in the domain modules beside this one. They
-speak to `Sql`, which has two implementations: `SqliteSql` here (sqlite-utils, the default)
+speak to `Sql`, which has two implementations: SQLite here (`SqliteSql` on sqlite-utils, the
+default; `SqliteReader` on sqlite3 alone for the read-only opens of commands that only look)
 and `PostgresSql` in postgres.py (psycopg 3). Domain SQL is written once, portable, with `?`
 and `:name` parameters; the few fragments that differ by dialect are `Sql` methods.
 """
@@ -11,17 +12,19 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from core.errors import StoreError, StoreLocked
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # Seconds a write waits for another process holding the database's lock (storage.busy_timeout).
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -115,26 +118,46 @@ def _connect(path: Path, busy_timeout: float, read_only: bool) -> sqlite3.Connec
     return conn
 
 
-def _version(db: sqlite_utils.Database) -> int:
-    return int(db.execute("PRAGMA user_version").fetchone()[0])
+def _version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _migrate(db: sqlite_utils.Database, path: Path, read_only: bool) -> None:
-    version = _version(db)
+def _needs_migration(version: int, path: Path) -> bool:
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"the store at {path} has schema version {version}, newer than this "
             f"trendfinder understands ({SCHEMA_VERSION}); upgrade trendfinder"
         )
-    if version == SCHEMA_VERSION:
+    return version < SCHEMA_VERSION
+
+
+def _migrate(db: sqlite_utils.Database, path: Path) -> None:
+    version = _version(db.conn)
+    if not _needs_migration(version, path):
         return
-    if read_only:
-        raise StoreNeedsMigration(path, version)
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         with db.atomic():
             for statement in _statements(script):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {number}")
+
+
+def _sqlite_utils() -> Any:
+    """sqlite-utils, imported by the first writing open, without numpy unless the process
+    already has it: sqlite-utils imports numpy (if installed) only to map numpy values to
+    column types in its table API, which the store never writes through (a fifth of a
+    collect's start-up). A None in sys.modules makes `import numpy` fail (Python's import
+    rules)."""
+    if "numpy" in sys.modules or "sqlite_utils" in sys.modules:
+        import sqlite_utils
+
+        return sqlite_utils
+    sys.modules["numpy"] = None  # type: ignore[assignment]
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["numpy"]
+    return sqlite_utils
 
 
 def _statements(script: str) -> list[str]:
@@ -259,34 +282,21 @@ class Sql(ABC):
         return found[0] if found else None
 
 
-class SqliteSql(Sql):
-    """SQLite through sqlite-utils (which commits a lone write and nests `atomic()`)."""
+class _Sqlite(Sql):
+    """What both SQLite connections share: the file, its lock files and the dialect."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path, busy_timeout: float) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
+        self.conn = conn
         self.path = path
         self.busy_timeout = busy_timeout
         self.location = str(path)
         self.dialect = "sqlite"
 
-    def execute(self, sql: str, params: Params = ()) -> Rows:
-        return self.db.execute(sql, params)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self.db.atomic():
-            self.db.conn.executemany(sql, rows)
-
-    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
-
-    def atomic(self) -> AbstractContextManager[None]:
-        return _no_value(self.db.atomic())
-
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     def schema_version(self) -> int:
-        return _version(self.db)
+        return _version(self.conn)
 
     def size_bytes(self) -> int:
         return sum(
@@ -319,6 +329,56 @@ class SqliteSql(Sql):
         # A flock on a file beside the database: processes sharing a SQLite file share
         # its directory.
         return _flocked(self.path.with_name(f"{self.path.name}.{name}.lock"), wait)
+
+
+class SqliteSql(_Sqlite):
+    """SQLite through sqlite-utils (which commits a lone write and nests `atomic()`)."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path, busy_timeout: float) -> None:
+        super().__init__(db.conn, path, busy_timeout)
+        self.db = db
+
+    def execute(self, sql: str, params: Params = ()) -> Rows:
+        return self.db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.db.atomic():
+            self.conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def atomic(self) -> AbstractContextManager[None]:
+        return _no_value(self.db.atomic())
+
+
+class SqliteReader(_Sqlite):
+    """A read-only SQLite connection (`mode=ro`) on sqlite3 alone. Written by hand, not
+    through sqlite-utils: what sqlite-utils adds is for writes (committing a lone write,
+    savepoints, its table API), and importing it (its plugin machinery: pluggy, click, an
+    entry-point scan) was a fifth of `status`'s start-up."""
+
+    def execute(self, sql: str, params: Params = ()) -> Rows:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)  # refused by SQLite: the connection is read-only
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        columns = [column[0] for column in cursor.description]
+        if len(set(columns)) != len(columns):
+            raise StoreError(f"a query names a column twice: {', '.join(columns)}")
+        return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        # Nothing to commit: a transaction only keeps the reads in it on one snapshot.
+        self.conn.execute("SAVEPOINT reading")
+        try:
+            yield
+        finally:
+            self.conn.execute("RELEASE reading")
 
 
 @contextmanager
@@ -368,11 +428,20 @@ class Database:
         if read_only and not path.exists():
             raise StoreMissing(f"there is no store at {path} yet; `trendfinder run` creates it")
         conn = None
+        sql: _Sqlite
         try:
             conn = _connect(path, busy_timeout, read_only)
-            db = sqlite_utils.Database(conn)
-            db.execute("PRAGMA foreign_keys=ON")
-            _migrate(db, path, read_only)
+            conn.execute("PRAGMA foreign_keys=ON")
+            if read_only:
+                if _needs_migration(version := _version(conn), path):
+                    raise StoreNeedsMigration(path, version)
+                sql = SqliteReader(conn, path, busy_timeout)
+            else:
+                # execute_plugins=False: no sqlite-utils plugin installed beside trendfinder
+                # changes the store's connection (and no entry-point scan at each start).
+                db = _sqlite_utils().Database(conn, execute_plugins=False)
+                _migrate(db, path)
+                sql = SqliteSql(db, path, busy_timeout)
         except BaseException as error:
             if conn is not None:
                 conn.close()
@@ -381,11 +450,13 @@ class Database:
             if isinstance(error, OSError):
                 raise StoreError(f"cannot open the store at {path}: {error.strerror}") from error
             raise
-        return cls(SqliteSql(db, path, busy_timeout), path, busy_timeout)
+        return cls(sql, path, busy_timeout)
 
     @property
     def db(self) -> sqlite_utils.Database:
         """The sqlite-utils database of a SQLite store (for tests and operators' tools)."""
+        if isinstance(self.sql, SqliteReader):
+            return _sqlite_utils().Database(self.sql.conn, execute_plugins=False)
         if not isinstance(self.sql, SqliteSql):
             raise StoreError(f"the store at {self.sql.location} is not a SQLite file")
         return self.sql.db

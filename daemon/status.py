@@ -54,7 +54,7 @@ def gather(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     }
     profiles = []
     for profile in config.digests:
-        last = store.last_digest(profile.name)
+        last = store.last_digest_summary(profile.name)
         profiles.append(
             {
                 "name": profile.name,

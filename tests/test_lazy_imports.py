@@ -14,7 +14,12 @@ import pytest
 
 from core.store import Store
 
-HEAVY = ("openai", "scipy", "numpy", "trafilatura", "tiktoken", "feedparser", "httpx2")
+HEAVY = (
+    *("openai", "scipy", "numpy", "trafilatura", "tiktoken", "feedparser", "httpx2"),
+    # The store's read-only opens are sqlite3 alone: sqlite-utils (with its plugin machinery,
+    # pluggy and click) is for the commands that write.
+    *("sqlite_utils", "pluggy", "click"),
+)
 PROBE = """
 import json, os, sys
 from daemon.cli import main
@@ -118,3 +123,37 @@ def test_when_parsing_processes_parse_the_collecting_process_imports_no_parser()
     )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == [["One"], []]
+
+
+def test_status_shows_the_last_digest_without_reading_its_document(tmp_path: Path):
+    # The digest models (a tenth of `status`'s start-up to build) and the document's body
+    # are for showing a digest; `status` shows only which one came last, and when.
+    import sample_digests as samples
+
+    from core.digest import TokenUsage
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"storage: {{path: {tmp_path / 'state'}}}\n"
+        "sources: [{name: a, kind: feed, url: 'http://127.0.0.1:9/feed'}]\n"
+        "digests: [{name: morning-brief, focus: news, deliver: [{kind: file}]}]\n"
+    )
+    with Store.open(tmp_path / "state") as store:
+        store.save_digest(samples.digest(), {}, ["file"], TokenUsage())
+    probe = PROBE.replace(
+        "heavy = [",
+        "from core.digest import Digest\n"
+        "heavy = ['Digest built'] * Digest.__pydantic_complete__ + [",
+    )
+    env = {**os.environ, "TRENDFINDER_CONFIG": str(path), "HEAVY": json.dumps(HEAVY)}
+    ran = subprocess.run(
+        [sys.executable, "-c", probe, "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(ran.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "heavy": []}, ran.stderr
+    assert f"last digest {samples.digest().created_at:%Y-%m-%dT%H:%M}" in ran.stdout

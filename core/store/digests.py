@@ -101,8 +101,18 @@ class DigestTables:
         )
         return [Digest.model_validate_json(body) for (body,) in rows]
 
-    def digest_summaries(self, profile: str | None = None, limit: int = 50) -> list[DigestSummary]:
-        where, params = ("WHERE profile = ? ", [profile]) if profile else ("", [])
+    def last_digest_summary(self, profile: str) -> DigestSummary | None:
+        """The profile's latest digest or report (not an alert) without reading its document
+        (`status`: no digest models to build, no body to parse)."""
+        found = self.digest_summaries(profile, 1, alerts=False)
+        return found[0] if found else None
+
+    def digest_summaries(
+        self, profile: str | None = None, limit: int = 50, *, alerts: bool = True
+    ) -> list[DigestSummary]:
+        conditions, params = (["profile = ?"], [profile]) if profile else ([], [])
+        conditions += [] if alerts else ["kind != 'alert'"]
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows = self.sql.query(
             "SELECT id, profile, created_at, analyzer, "
             f"coalesce({self.sql.json_array_length('body', 'trends')}, 0) AS trends "

@@ -72,7 +72,10 @@ def main() -> None:
         config.write_text(
             f"storage: {{path: {folder}/state}}\n"
             "sources: [{name: a, kind: feed, url: 'http://127.0.0.1:9/feed'}]\n"
-            "digests: [{name: daily, focus: news, deliver: [{kind: file}]}]\n"
+            # A schedule and a timezone, as the shipped config has: validating the schedule
+            # imports APScheduler's cron trigger.
+            "digests: [{name: daily, focus: news, schedule: '0 7 * * *', timezone: UTC,\n"
+            "           deliver: [{kind: file}]}]\n"
         )
         # The store exists, as it does on a running install (`status` only reads one).
         subprocess.run(

@@ -630,24 +630,13 @@ def _rarity_scale(
     return result
 
 
-# Meaning vectors of recent titles: each run regroups its anchors, so most titles recur. Room
-# for the daemon's anchors and a batch (10,000 + 5,000) at 1 KiB a title: 16 MB, not 64.
-_TITLE_VECTORS: dict[str, NDArray[np.float32]] = {}
-_TITLE_VECTORS_KEPT = 1 << 14
-
-
 def _dense_vectors(items: list[GroupInput], settings: GroupingSettings) -> NDArray[np.float32]:
     """Unit meaning vectors of the titles, or an empty matrix when they do not count."""
     if not settings.dense_weight or not items:
         return np.zeros((len(items), 0), dtype=np.float32)
-    titles = [_without_ellipsis(html.unescape(item.title)) or "-" for item in items]
-    missing = sorted(set(titles) - _TITLE_VECTORS.keys())
-    if missing:
-        if len(_TITLE_VECTORS) + len(missing) > _TITLE_VECTORS_KEPT:
-            _TITLE_VECTORS.clear()
-        embedded = embed(missing)
-        _TITLE_VECTORS.update(zip(missing, embedded, strict=True))
-    return np.stack([_TITLE_VECTORS[title] for title in titles])
+    # Not cached across runs: the daemon groups in a child that exits after one run, and
+    # ten thousand titles embed in about a second.
+    return embed([_without_ellipsis(html.unescape(item.title)) or "-" for item in items])
 
 
 def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:

@@ -20,10 +20,13 @@ import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 DIMENSIONS = 256
 # The wheel's files for its default model, l2_supercat at 256 dimensions.
@@ -44,6 +47,10 @@ def _package() -> Path:
 
 @functools.cache
 def _tokenizer() -> Tokenizer:
+    # Imported on first use: the daemon, which embeds only when it builds a digest itself,
+    # does not load it.
+    from tokenizers import Tokenizer
+
     tokenizer = Tokenizer.from_file(str(_package() / _TOKENIZER))
     tokenizer.no_padding()
     tokenizer.no_truncation()

@@ -25,13 +25,14 @@ import multiprocessing
 import os
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import ForkServerContext
 from typing import ParamSpec, TypeVar
 
 from core.errors import TrendfinderError
+from digests.grouping import Assignment, GroupingSettings, GroupInput
 
 # Imported once by the fork server: the main module, as multiprocessing does by default (else
 # each child would run it again); not the grouping and digest libraries (see above).
@@ -89,3 +90,16 @@ def run_in_child(work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
             raise ChildDied(
                 f"the {work.__name__} process died before answering (killed, or out of memory)"
             ) from error
+
+
+def assign_stories(
+    new: Sequence[GroupInput],
+    anchors: Sequence[tuple[GroupInput, str]],
+    *,
+    settings: GroupingSettings,
+) -> Assignment:
+    """Story grouping (digests.group.assign_stories) with its module imported where it runs:
+    in a child, its scipy never loads in the daemon."""
+    from digests import group
+
+    return group.assign_stories(new, anchors, settings=settings)

@@ -23,7 +23,7 @@ from core.items import FetchOutcome, StoredItem
 from core.retry import backoff
 from core.store import Delivery, Store
 from daemon.alerts import PlannedAlert, run_alerts
-from daemon.child import ChildDied, run_in_child
+from daemon.child import ChildDied, assign_stories, run_in_child
 from daemon.collecting import Collector, Report, run_status
 from daemon.cron import last_fire_time
 from daemon.select import select
@@ -32,7 +32,7 @@ from digests import offline
 from digests.ask import Asker, ModelUnavailable
 from digests.build import BuiltDigest, build_offline, build_with_model
 from digests.deliver import DeliveryError, Progress, send, wants
-from digests.group import GroupingSettings, GroupInput, assign_stories
+from digests.grouping import GroupingSettings, GroupInput
 from digests.selection import Selection
 from digests.tokens import load_counter
 

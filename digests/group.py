@@ -47,8 +47,8 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -57,87 +57,8 @@ import wordfreq
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components
 
+from digests.grouping import Assignment, GroupingSettings, GroupInput
 from digests.meaning import embed
-
-
-@dataclass(frozen=True)
-class GroupInput:
-    item_id: str
-    title: str
-    text: str  # plain text, may be empty; only the first `text_max_chars` characters are read
-    source: str  # source name or publisher
-    published: datetime  # tz-aware UTC; not used for grouping yet
-
-
-@dataclass(frozen=True)
-class GroupingSettings:
-    """Shipped defaults: the two similarity bars and `min_evidence` are the grid point with the
-    best cross-validated figure on the UCI dev headlines (tests/bench/bench_grouping.py)."""
-
-    # Title-vector cosine at or above which two items are near-duplicates and joined outright.
-    near_duplicate_similarity: float = 0.8
-    # Texts with the same distinctive words (the rarest shared ones, the source's furniture
-    # dropped), at least this many, are wire copies: how a text opens does not decide it.
-    text_fingerprint_terms: int = 8
-    # Centroid cosine needed to merge two single items.
-    pair_similarity: float = 0.4
-    # Centroid cosine needed as the larger of the two groups grows large.
-    merge_similarity: float = 0.2
-    # Group pairs below this centroid cosine are not considered within a round.
-    candidate_similarity: float = 0.15
-    # Rounds after the first re-examine pairs the gate or the floor held back. Each costs
-    # seconds at 50k items; a cap at 4 cost 0.002 cross-validated BCubed F1 (0.880 -> 0.878).
-    max_merge_rounds: int = 8
-    # How many documents the background word frequencies count as in the IDF. A batch much
-    # smaller than this is weighted mostly by general English, a much larger one by itself.
-    # A round figure, not tuned: 100 to 3000 all keep UCI BCubed F1 within 0.862-0.866.
-    background_documents: float = 1000.0
-    # Weight of a text word relative to a title word, and how much text to read. Callers may
-    # pass texts cut to `text_max_chars`: nothing after it changes the result.
-    text_weight: float = 0.5
-    text_max_chars: int = 600
-    # Text words beyond the title's that count: the rarest this many (by IDF), and only words
-    # in at most this share of the items (batch and background blended, as in the IDF). Bounds
-    # each item's vector, so the common words of long texts do not link every item to every
-    # other; title words always count.
-    text_max_terms: int = 30
-    text_max_share: float = 0.02
-    # A text word in more than half of one source's items is that source's furniture (a wire
-    # footer, a byline, a "subscribe" line), once the batch has this many of its items.
-    furniture_min_items: int = 4
-    # Share of the cosine that comes from the meaning of the titles (wordllama's in-wheel
-    # 256-dimensional vectors) rather than from their words; 0 skips the model.
-    dense_weight: float = 0.5
-    # Specific evidence two groups must share to merge below `pair_similarity`: the
-    # specificity (0 for a common English word such as "best" or "gas", up to 1 for a name or
-    # a rare word) summed over the words at both groups' cores (see `_shared_evidence`). One
-    # generic topic word is not a story.
-    min_evidence: float = 0.5
-    # An anchor story whose anchors the fresh grouping puts in different groups splits: a
-    # part of at least this many anchors moves to that group's story; smaller parts stay.
-    split_min_items: int = 2
-    # Each item or group keeps links to at most this many most similar others per pass, so a
-    # story of thousands of near-identical items costs thousands of links, not millions.
-    max_neighbours: int = 100
-    # Entries of the sparse similarity product computed at once (bounds peak memory).
-    block_entries: int = 500_000
-    story_id_prefix: str = "st_"
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """What one grouping run decided.
-
-    `stories` maps every new item id to its story id. `merged` maps each anchor story that the
-    run folded into another to the story id that survives (never itself a merged story); every
-    item of a merged story, in the anchors or older, now belongs to the survivor. `moved` maps
-    anchors that leave their story (a split) to the story they now belong to, an existing one
-    or a new one; it applies after `merged`.
-    """
-
-    stories: Mapping[str, str]
-    merged: Mapping[str, str]
-    moved: Mapping[str, str] = field(default_factory=dict)
 
 
 def assign_stories(
@@ -630,24 +551,13 @@ def _rarity_scale(
     return result
 
 
-# Meaning vectors of recent titles: each run regroups its anchors, so most titles recur. Room
-# for the daemon's anchors and a batch (10,000 + 5,000) at 1 KiB a title: 16 MB, not 64.
-_TITLE_VECTORS: dict[str, NDArray[np.float32]] = {}
-_TITLE_VECTORS_KEPT = 1 << 14
-
-
 def _dense_vectors(items: list[GroupInput], settings: GroupingSettings) -> NDArray[np.float32]:
     """Unit meaning vectors of the titles, or an empty matrix when they do not count."""
     if not settings.dense_weight or not items:
         return np.zeros((len(items), 0), dtype=np.float32)
-    titles = [_without_ellipsis(html.unescape(item.title)) or "-" for item in items]
-    missing = sorted(set(titles) - _TITLE_VECTORS.keys())
-    if missing:
-        if len(_TITLE_VECTORS) + len(missing) > _TITLE_VECTORS_KEPT:
-            _TITLE_VECTORS.clear()
-        embedded = embed(missing)
-        _TITLE_VECTORS.update(zip(missing, embedded, strict=True))
-    return np.stack([_TITLE_VECTORS[title] for title in titles])
+    # Not cached across runs: the daemon groups in a child that exits after one run, and
+    # ten thousand titles embed in about a second.
+    return embed([_without_ellipsis(html.unescape(item.title)) or "-" for item in items])
 
 
 def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import wordfreq
+
 from digests import bursts
 
 NOW = datetime(2026, 12, 2, 12, 5, tzinfo=UTC)
@@ -101,3 +103,13 @@ def test_a_story_alerts_once_until_its_outlets_double_and_alerts_are_capped_per_
     many = {"b": 3, "c": 3, "d": 3}
     assert bursts.worth_alerting(many, {}, 0, caps) == ["b", "c"]
     assert bursts.worth_alerting(many, {}, 2, caps) == []
+
+
+def test_everyday_words_are_those_of_the_full_english_list() -> None:
+    # The small list the daemon keeps loaded judges every word as the large list does.
+    large = wordfreq.get_frequency_dict("en", wordlist="large")
+    near = [w for w in large if wordfreq.zipf_frequency(w, "en", wordlist="large") >= 4.0]
+    assert len(near) > 1000
+    for word in near:
+        expected = wordfreq.zipf_frequency(word, "en", wordlist="large") >= bursts.EVERYDAY_ZIPF
+        assert bursts._everyday(word) == expected, word

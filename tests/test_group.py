@@ -19,7 +19,8 @@ from core.config import parse_config
 from core.items import NewItem
 from core.store import Store
 from daemon.runner import Runner
-from digests.group import GroupingSettings, GroupInput, assign_stories
+from digests.group import assign_stories
+from digests.grouping import GroupingSettings, GroupInput
 
 MONDAY = datetime(2024, 5, 6, 9, tzinfo=UTC)
 TUESDAY = datetime(2024, 5, 7, 9, tzinfo=UTC)

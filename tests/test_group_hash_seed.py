@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 _CHILD = """
 import json, random
 from datetime import UTC, datetime, timedelta
-from digests.group import GroupInput, assign_stories
+from digests.group import assign_stories
+from digests.grouping import GroupInput
 
 rng = random.Random(7)
 syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]

@@ -43,7 +43,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import feedparser  # noqa: E402
 
 from digests import bursts  # noqa: E402
-from digests.group import GroupInput, assign_stories  # noqa: E402
+from digests.group import assign_stories  # noqa: E402
+from digests.grouping import GroupInput  # noqa: E402
 
 CAPTURES = ROOT.parent / "shared" / "data" / "feeds" / "real-world"
 START = datetime(2022, 3, 22, tzinfo=UTC)

@@ -39,7 +39,8 @@ from daemon.runner import Runner  # noqa: E402
 from daemon.select import select  # noqa: E402
 from digests import offline  # noqa: E402
 from digests.build import build_offline, scored_stories  # noqa: E402
-from digests.group import GroupInput, assign_stories  # noqa: E402
+from digests.group import assign_stories  # noqa: E402
+from digests.grouping import GroupInput  # noqa: E402
 from digests.pack import pack  # noqa: E402
 from digests.selection import Selection  # noqa: E402
 from digests.tokens import TokenCounter, load_counter  # noqa: E402

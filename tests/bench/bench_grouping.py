@@ -38,7 +38,8 @@ from scipy.cluster.hierarchy import fcluster, linkage  # noqa: E402
 from scipy.spatial.distance import pdist  # noqa: E402
 
 from digests import group  # noqa: E402
-from digests.group import GroupingSettings, assign_stories  # noqa: E402
+from digests.group import assign_stories  # noqa: E402
+from digests.grouping import GroupingSettings  # noqa: E402
 
 
 def plain_tfidf_average_linkage(labelled: list[LabelledItem]) -> tuple[dict[str, str], float]:

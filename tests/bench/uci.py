@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.items import NewItem
-from digests.group import GroupInput
+from digests.grouping import GroupInput
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _RELATIVE = Path("shared") / "data" / "stories" / "uci-news-dev.csv"

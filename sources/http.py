@@ -8,16 +8,15 @@ http, https and file (redirects only ever to http or https). Shared by feed and 
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import ssl
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
-import certifi
 from aiohttp.abc import AbstractResolver
 
 from core.config import CollectConfig
@@ -72,14 +71,6 @@ class HttpResponse:
 HopCheck = Callable[[str], Awaitable[None]]
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The process's one TLS context (certifi's CA bundle, as before), made when the first
-    https request is: loading the bundle costs 35-70 ms of CPU, a tenth of a cycle of 300
-    unchanged feeds, so not in a cycle that reaches no https origin."""
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 class HttpClients:
     """The pooled HTTP client of one collection cycle: one aiohttp session, at most
     `per_host` connections to any one origin.
@@ -88,7 +79,9 @@ class HttpClients:
     and 0.3-0.4 through httpx even with small pools (httpcore scans every connection of its
     pool on each request), and 3 CPU-s with one pool of 64 to one origin. Only HTTP/1.1
     (aiohttp has no HTTP/2); the limits stay ours: timeouts per phase, redirects followed
-    here, bodies decoded here under the size cap (sources.decompress).
+    here, bodies decoded here under the size cap (sources.decompress). TLS is verified
+    against the system's CA store (SSL_CERT_FILE and SSL_CERT_DIR honoured) with the
+    context aiohttp makes at import: another one would cost 30 ms of CPU to load.
 
     `resolver` and `check_hop` guard links found on pages (sources.netguard): the resolver
     answers only allowed addresses for a name, and the check refuses a literal address
@@ -105,6 +98,11 @@ class HttpClients:
         self._resolver = resolver
         self.check_hop = check_hop
         self._session: aiohttp.ClientSession | None = None
+        # HTTP(S)_PROXY, read once: aiohttp's trust_env would read the environment and
+        # ~/.netrc in a thread on every request. Not for guarded clients: through a proxy
+        # the guard would judge the proxy, not the link's host.
+        guarded = resolver is not None or check_hop is not None
+        self._proxies = {} if guarded else urllib.request.getproxies()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -126,11 +124,17 @@ class HttpClients:
                 ),
                 headers={"User-Agent": config.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
                 auto_decompress=False,  # decoded under the size cap in _read_body
-                # Environment proxies only for the ordinary clients: through a proxy the
-                # guard would judge the proxy, not the link's host.
-                trust_env=self._resolver is None and self.check_hop is None,
             )
         return self._session
+
+    def proxy(self, url: str) -> str | None:
+        """The environment's proxy for `url`, unless NO_PROXY exempts its host."""
+        if not self._proxies:
+            return None
+        parts = urlsplit(url)
+        if urllib.request.proxy_bypass(parts.hostname or ""):
+            return None
+        return self._proxies.get(parts.scheme.lower())
 
     async def __aenter__(self) -> HttpClients:
         return self
@@ -246,7 +250,7 @@ async def _send(http: HttpClients, url: str, request: _Request) -> aiohttp.Clien
             headers=request.headers,
             data=request.form,
             allow_redirects=False,
-            ssl=tls_context() if url[:6].lower() == "https:" else True,
+            proxy=http.proxy(url),
         )
     except (aiohttp.InvalidURL, ValueError) as error:
         raise FetchError(f"invalid URL {url}: {error}") from None

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from core.config import CollectConfig
 from core.errors import SourceError
@@ -84,9 +82,7 @@ async def resolve_allowed(
                 timeout,
             )
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out resolving {host}") from None
-        except OSError as error:
-            raise httpcore.ConnectError(f"cannot resolve host {host}: {error}") from error
+            raise TimeoutError(f"timed out resolving {host}") from None
         addresses = _unique(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
     refused = [address for address in addresses if not policy(address)]
     if refused:
@@ -115,54 +111,38 @@ async def check_url(url: str, policy: AddressPolicy, timeout: float | None = Non
     default = 443 if parts.scheme.lower() == "https" else 80
     try:
         await resolve_allowed(parts.hostname, port or default, policy, timeout)
-    except httpcore.ConnectError as error:
+    except TimeoutError as error:
         raise BlockedAddress(str(error)) from None
-    except httpcore.ConnectTimeout as error:
-        raise BlockedAddress(str(error)) from None
+    except OSError as error:
+        raise BlockedAddress(f"cannot resolve host {parts.hostname}: {error}") from None
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses the policy allows."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, answering only addresses the policy allows: the connector
+    connects to what it answers, so the address checked is the address reached."""
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, timeout: float | None) -> None:
         self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
+        self._timeout = timeout
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await resolve_allowed(host, port, self._policy, timeout)
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                # TLS still verifies and sends SNI for `host`: httpcore starts it by name.
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                failure = error
-        assert failure is not None
-        raise failure
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await resolve_allowed(host, port, self._policy, self._timeout)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise BlockedAddress(f"refused unix socket {path}")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        pass
 
 
 def links_clients(
@@ -176,17 +156,15 @@ def links_clients(
     """
     if config.allow_private_networks and policy is None:
         return None
-    backend = GuardedBackend(policy or is_public_address)
+    allowed = policy or is_public_address
 
-    def transport(tls: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-        guarded = httpx.AsyncHTTPTransport(verify=tls, http2=True, limits=limits, trust_env=False)
-        # httpx has no public hook for the network backend; its pool takes one, so set it there.
-        pool = guarded._pool
-        assert isinstance(pool, httpcore.AsyncConnectionPool)
-        pool._network_backend = backend
-        return guarded
+    async def check_literal(url: str) -> None:
+        # aiohttp connects to a literal address without asking the resolver.
+        host = urlsplit(url).hostname or ""
+        if _literal(host) is not None:
+            await resolve_allowed(host, 0, allowed)
 
-    return http.HttpClients(config, transport)
+    return http.HttpClients(config, GuardedResolver(allowed, config.connect_timeout), check_literal)
 
 
 def _literal(host: str) -> IPAddress | None:

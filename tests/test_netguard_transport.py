@@ -1,7 +1,6 @@
-"""The guarded transport for links found on pages connects only where the address policy
-allows. It reaches into httpx 0.28's transport to hand httpcore its network backend (httpx
-has no public parameter for it; pyproject.toml bounds httpx below 0.29): if a new httpx
-moved that, these tests fail instead of links silently reaching private networks."""
+"""The guarded client for links found on pages connects only where the address policy
+allows: its resolver answers only allowed addresses, and a literal address is checked
+before the request (aiohttp connects to those without asking the resolver)."""
 
 from __future__ import annotations
 

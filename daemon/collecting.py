@@ -9,6 +9,7 @@ that needs stories (a digest, the alert rules, `run`) groups them (Runner.group)
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,15 +18,18 @@ from core.clock import utcnow
 from core.config import AnySource, Config, SourceConfig
 from core.crashpoints import crash_point
 from core.items import FetchOutcome, FetchRequest
-from core.store import SourceState, Store
+from core.store import AddedItems, SourceItems, SourceState, Store
 from sources.collect import collect
 from sources.policy import next_attempt
 
 log = logging.getLogger("trendfinder")
 
-# Fetched sources are written this many to a transaction: one commit per source would
+# Fetched sources are written up to this many to a transaction: one commit per source would
 # dominate a thousand-source cycle, and a crash only refetches an unwritten batch.
 STORE_BATCH = 100
+# And at least this many, unless they are the cycle's last: the writer takes what has come
+# while it wrote the last batch, so what is left to write after the last fetch is small.
+STORE_BATCH_MIN = 25
 
 
 @dataclass
@@ -126,34 +130,26 @@ class Collector:
             on_start(len(requests))
         run_id = self.store.start_run("collect", now)
 
-        fetched: list[tuple[FetchOutcome, datetime]] = []
-
-        def store_fetched() -> None:
-            if not fetched:
-                return
-            with self.store.transaction():
-                for outcome, finished in fetched:
-                    self.store_outcome(outcome, finished, configs, states, report)
-                    crash_point("collect.storing")
-            fetched.clear()
-            crash_point("collect.stored")
+        writer = _Writer(lambda fetched: self.store_outcomes(fetched, configs, states, report))
 
         def on_fetched(outcome: FetchOutcome) -> None:
             crash_point("collect.fetched")
-            fetched.append((outcome, self.clock()))
-            if len(fetched) >= STORE_BATCH:
-                store_fetched()
+            writer.put((outcome, self.clock()))
             if on_outcome:
                 on_outcome(outcome)
 
-        collect(
-            requests,
-            self.config.collect,
-            now,
-            on_outcome=on_fetched,
-            firecrawl=self.config.firecrawl,
-        )
-        store_fetched()
+        try:
+            collect(
+                requests,
+                self.config.collect,
+                now,
+                on_outcome=on_fetched,
+                firecrawl=self.config.firecrawl,
+            )
+        except BaseException:
+            writer.close(flush=False)  # what is not stored yet is fetched again next time
+            raise
+        writer.close(flush=True)
         self.store.finish_run(
             run_id, self.clock(), run_status(report), report.summary(), report.errors
         )
@@ -175,18 +171,40 @@ class Collector:
             cursor=cursors.get(source.name),
         )
 
-    def store_outcome(
+    def store_outcomes(
+        self,
+        fetched: Sequence[tuple[FetchOutcome, datetime]],
+        configs: dict[str, AnySource],
+        states: dict[str, SourceState],
+        report: Report,
+    ) -> list[datetime]:
+        """Store fetches' items and states (each fetch with when it finished), in one
+        transaction; when each source is due again."""
+        with self.store.transaction():
+            added = self.store.add_sources_items(
+                [
+                    SourceItems(outcome.source, outcome.items, finished)
+                    for outcome, finished in fetched
+                ]
+            )
+            dues = []
+            for (outcome, finished), items in zip(fetched, added, strict=True):
+                dues.append(self._store_state(outcome, finished, items, configs, states, report))
+                crash_point("collect.storing")
+        return dues
+
+    def _store_state(
         self,
         outcome: FetchOutcome,
         finished: datetime,
+        added: AddedItems,
         configs: dict[str, AnySource],
         states: dict[str, SourceState],
         report: Report,
     ) -> datetime:
-        """Store one fetch's items and state; when the source is due again."""
+        """Store what one fetch learned besides its items; when the source is due again."""
         source = configs[outcome.source]
         failures = states[outcome.source].failures
-        added = self.store.add_items(outcome.source, outcome.items, finished)
         if outcome.seen_links:
             self.store.remember_links(outcome.source, outcome.seen_links, finished)
         if outcome.cursor is not None or outcome.engagement:
@@ -214,6 +232,58 @@ class Collector:
         for warning in outcome.warnings:
             log.info("source %s: %s", outcome.source, warning)
         return due
+
+
+class _Writer:
+    """Stores fetched sources in a thread of its own, batch by batch, while the event loop
+    goes on fetching and feeding the parsing processes: SQLite lets go of the GIL while it
+    writes (the search index most of all), and a batch written in the loop's thread left
+    the parsing processes idle for as long."""
+
+    def __init__(self, write: Callable[[list[tuple[FetchOutcome, datetime]]], object]) -> None:
+        self._write = write
+        self._pending: list[tuple[FetchOutcome, datetime]] = []
+        self._closing = False
+        self._flush = True
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="store-writer")
+        self._thread.start()
+
+    def put(self, fetched: tuple[FetchOutcome, datetime]) -> None:
+        if self._error is not None:
+            raise self._error  # stops the collection, as a failed write in the loop did
+        with self._changed:
+            self._pending.append(fetched)
+            self._changed.notify()
+
+    def close(self, *, flush: bool) -> None:
+        """Write what is pending (unless not `flush`), stop, and raise what a write raised."""
+        with self._changed:
+            self._closing, self._flush = True, flush
+            self._changed.notify()
+        self._thread.join()
+        if self._error is not None and flush:
+            raise self._error
+
+    def _run(self) -> None:
+        while batch := self._next():
+            try:
+                self._write(batch)
+                crash_point("collect.stored")
+            except BaseException as error:
+                self._error = error
+                return
+
+    def _next(self) -> list[tuple[FetchOutcome, datetime]]:
+        """The next batch: STORE_BATCH_MIN fetches or more, or the last ones."""
+        with self._changed:
+            while not self._closing and len(self._pending) < STORE_BATCH_MIN:
+                self._changed.wait()
+            if self._closing and not self._flush:
+                return []
+            batch, self._pending = self._pending[:STORE_BATCH], self._pending[STORE_BATCH:]
+            return batch
 
 
 def run_status(report: Report) -> str:

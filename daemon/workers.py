@@ -223,8 +223,8 @@ class Worker:
             # The batch's items, fetch states and the jobs' next due times land together, in
             # one commit (a crash before it refetches the batch, which nothing recorded).
             with self.store.transaction():
-                for outcome, finished in fetched:
-                    due = self.runner.store_outcome(outcome, finished, configs, states, report)
+                dues = self.runner.store_outcomes(fetched, configs, states, report)
+                for (outcome, _), due in zip(fetched, dues, strict=True):
                     self.store.finish_job(requests[outcome.source][0], due)
         finally:
             self.store.release_host_slots(self.name)

@@ -111,6 +111,7 @@ async def collect_async(
             return outcome
 
         try:
+            parser.start()
             return list(await asyncio.gather(*(one(request) for request in requests)))
         finally:
             await parser.aclose()

@@ -177,6 +177,7 @@ class FeedParser:
         self._starting = 0
         self._closed = False
         self._freed = asyncio.Condition()
+        self._spawning: set[asyncio.Task[_Worker]] = set()
 
     async def parse(
         self, body: bytes, url: str, headers: Mapping[str, str], now: datetime, source: str
@@ -218,6 +219,13 @@ class FeedParser:
             raise result
         return cast(ParsedFeed, result)
 
+    def start(self) -> None:
+        """Start the parsing processes now, so that their start (imports, 0.1-0.2 s of CPU
+        each) overlaps the first downloads instead of delaying the first parse."""
+        for _ in range(self._size - len(self._workers) - self._starting):
+            self._starting += 1
+            self._spawning.add(asyncio.create_task(self._spawn()))
+
     async def _worker(self) -> _Worker:
         """The least busy worker with room for one more body; a new one while there are few."""
         async with self._freed:
@@ -232,6 +240,10 @@ class FeedParser:
                     return worker
                 await self._freed.wait()
             self._starting += 1
+        return await self._spawn()
+
+    async def _spawn(self) -> _Worker:
+        """A new worker (counted in `_starting` by the caller until it runs)."""
         try:
             worker = await _Worker.start(self._timeout)
         finally:
@@ -243,6 +255,8 @@ class FeedParser:
 
     async def aclose(self) -> None:
         self._closed = True
+        # Those still starting are stopped with the others.
+        await asyncio.gather(*self._spawning, return_exceptions=True)
         workers, self._workers = self._workers, []
         for worker in workers:
             await worker.stop()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Self
 from core.errors import StoreError, StoreLocked
 from core.store.digests import DigestSummary, DigestTables
 from core.store.feedback import FeedbackTables, Hit
-from core.store.items import AddedItems, ItemTables
+from core.store.items import AddedItems, ItemTables, SourceItems
 from core.store.jobs import Job, JobQueue, JobTables, WorkerBeat
 from core.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from core.store.outbox import Delivery, OutboxTables
@@ -49,6 +49,7 @@ __all__ = [
     "Hit",
     "Job",
     "JobQueue",
+    "SourceItems",
     "SourceState",
     "Store",
     "StoreError",

@@ -28,6 +28,15 @@ class AddedItems:
     seen: int
 
 
+@dataclass(frozen=True)
+class SourceItems:
+    """One source's items, as a fetch of it at `fetched` brought them."""
+
+    source: str
+    items: Sequence[NewItem]
+    fetched: datetime
+
+
 class ItemTables:
     sql: Sql
 
@@ -37,20 +46,49 @@ class ItemTables:
         An item already stored (by id) is not new again, even from another source; it only
         gains that source. A changed content hash is an update, not a new item.
         """
-        if not items:
-            return AddedItems(new=0, updated=0, seen=0)  # an unchanged feed: nothing to write
-        stamp = to_text(now)
+        return self.add_sources_items([SourceItems(source, items, now)])[0]
+
+    def add_sources_items(self, batch: Sequence[SourceItems]) -> list[AddedItems]:
+        """add_items for several sources at once, in order (each source sees the items of
+        those before it as stored), in one transaction: what each one added.
+
+        A cycle's sources are written this way: a statement per table for the whole batch
+        instead of per source, and above all one insert into the search index, which FTS5
+        flushes into a segment of its own at every savepoint (300 sources one by one cost
+        the index 0.52 CPU-s, in 3 batches 0.35)."""
+        ids = list(dict.fromkeys(item.id for fetch in batch for item in fetch.items))
+        if not ids:  # unchanged feeds: nothing to write
+            return [AddedItems(new=0, updated=0, seen=0) for _ in batch]
         known: dict[str, str] = {}
-        for chunk in chunks([item.id for item in items]):
+        for chunk in chunks(ids):
             marks = ",".join("?" * len(chunk))
             rows = self.sql.execute(
                 f"SELECT id, content_hash FROM items WHERE id IN ({marks})", chunk
             )
             known.update((id, content_hash) for id, content_hash in rows)
-        fresh = [item for item in items if item.id not in known]
-        changed = [
-            item for item in items if known.get(item.id, item.content_hash) != item.content_hash
-        ]
+        fresh: list[tuple[NewItem, str]] = []  # each with its fetch's time
+        changed: list[tuple[NewItem, str]] = []
+        links: list[tuple[str, str, str]] = []
+        added = []
+        for fetch in batch:
+            items, stamp = fetch.items, to_text(fetch.fetched)
+            new = [item for item in items if item.id not in known]
+            updated = [
+                item for item in items if known.get(item.id, item.content_hash) != item.content_hash
+            ]
+            # As the rows will be once the statements below run: the first insert of an id
+            # wins (ON CONFLICT DO NOTHING), the last update does.
+            for item in new:
+                known.setdefault(item.id, item.content_hash)
+            known.update((item.id, item.content_hash) for item in updated)
+            fresh += [(item, stamp) for item in new]
+            changed += [(item, stamp) for item in updated]
+            links += [(item.id, fetch.source, stamp) for item in items]
+            added.append(
+                AddedItems(
+                    new=len(new), updated=len(updated), seen=len(items) - len(new) - len(updated)
+                )
+            )
         with self.sql.atomic():
             indexed = self._last_rowid() if fresh else None
             # executemany, not Table.insert_all: a poll brings items by the thousand, and
@@ -69,35 +107,31 @@ class ItemTables:
                         stamp,
                         item.content_hash,
                     )
-                    for item in fresh
+                    for item, stamp in fresh
                 ],
             )
             if indexed is not None:
                 # The rows just inserted, into the search index in one statement (migration
-                # 9 dropped the per-row trigger, which cost twice the CPU).
+                # 9 dropped the per-row trigger, which cost twice the CPU); before the
+                # updates, whose trigger replaces what the index holds for their rows.
                 self.sql.execute(
                     "INSERT INTO items_fts (rowid, title, text) "
                     "SELECT rowid, title, text FROM items WHERE rowid > ?",
                     [indexed],
                 )
-            for item in changed:
-                self.sql.update(
-                    "items",
-                    ("id", item.id),
-                    {
-                        "title": item.title,
-                        "text": item.text,
-                        "content_hash": item.content_hash,
-                        "updated": stamp,
-                    },
-                )
+            self.sql.executemany(
+                "UPDATE items SET title = ?, text = ?, content_hash = ?, updated = ? WHERE id = ?",
+                [
+                    (item.title, item.text, item.content_hash, stamp, item.id)
+                    for item, stamp in changed
+                ],
+            )
             self.sql.executemany(
                 "INSERT INTO item_sources (item_id, source, first_seen) VALUES (?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
-                [(item.id, source, stamp) for item in items],
+                links,
             )
-        new, updated = len(fresh), len(changed)
-        return AddedItems(new=new, updated=updated, seen=len(items) - new - updated)
+        return added
 
     def _last_rowid(self) -> int | None:
         """SQLite's largest items rowid (0 when empty): rows inserted after it are new. None on

@@ -456,7 +456,10 @@ class Database:
     def db(self) -> sqlite_utils.Database:
         """The sqlite-utils database of a SQLite store (for tests and operators' tools)."""
         if isinstance(self.sql, SqliteReader):
-            return _sqlite_utils().Database(self.sql.conn, execute_plugins=False)
+            db: sqlite_utils.Database = _sqlite_utils().Database(
+                self.sql.conn, execute_plugins=False
+            )
+            return db
         if not isinstance(self.sql, SqliteSql):
             raise StoreError(f"the store at {self.sql.location} is not a SQLite file")
         return self.sql.db

@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,18 +57,26 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_hand_typed_commands_import_no_heavy_library(command: list[str], config: Path):
-    env = {**os.environ, "TRENDFINDER_CONFIG": str(config), "HEAVY": json.dumps(HEAVY)}
+def run_probe(
+    probe: str, command: list[str], config: Path, heavy: Sequence[str]
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run `trendfinder COMMAND` under the probe; its report (exit code, heavy modules
+    imported) and the process."""
+    env = {**os.environ, "TRENDFINDER_CONFIG": str(config), "HEAVY": json.dumps(list(heavy))}
     ran = subprocess.run(
-        [sys.executable, "-c", PROBE, *command],
+        [sys.executable, "-c", probe, *command],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    report = json.loads(ran.stderr.strip().splitlines()[-1])
+    return json.loads(ran.stderr.strip().splitlines()[-1]), ran
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_hand_typed_commands_import_no_heavy_library(command: list[str], config: Path):
+    report, ran = run_probe(PROBE, command, config, HEAVY)
     assert report["code"] in (0, None), ran.stderr
     assert report["heavy"] == [], f"`trendfinder {' '.join(command)}` imported {report['heavy']}"
 
@@ -80,20 +90,11 @@ NOT_FOR_COLLECT = (
 
 
 def test_collect_imports_nothing_of_grouping_the_model_or_delivery(config: Path):
-    env = {**os.environ, "TRENDFINDER_CONFIG": str(config), "HEAVY": json.dumps(NOT_FOR_COLLECT)}
     probe = PROBE.replace(
         "if name in sys.modules]",
         "if name in sys.modules] + sorted(m for m in sys.modules if m.startswith('digests'))",
     )
-    ran = subprocess.run(
-        [sys.executable, "-c", probe, "collect"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(ran.stderr.strip().splitlines()[-1])
+    report, ran = run_probe(probe, ["collect"], config, NOT_FOR_COLLECT)
     # Its one source refuses the connection: the collect ran and says so.
     assert report["code"] == 1 and "connection refused" in ran.stderr, ran.stderr
     assert report["heavy"] == [], f"`trendfinder collect` imported {report['heavy']}"
@@ -145,15 +146,6 @@ def test_status_shows_the_last_digest_without_reading_its_document(tmp_path: Pat
         "from core.digest import Digest\n"
         "heavy = ['Digest built'] * Digest.__pydantic_complete__ + [",
     )
-    env = {**os.environ, "TRENDFINDER_CONFIG": str(path), "HEAVY": json.dumps(HEAVY)}
-    ran = subprocess.run(
-        [sys.executable, "-c", probe, "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(ran.stderr.strip().splitlines()[-1])
+    report, ran = run_probe(probe, ["status"], path, HEAVY)
     assert report == {"code": 0, "heavy": []}, ran.stderr
     assert f"last digest {samples.digest().created_at:%Y-%m-%dT%H:%M}" in ran.stdout
